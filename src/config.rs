@@ -1,0 +1,529 @@
+//! The configuration file: TOML structs, their defaults and their validation.
+//!
+//! Every field is documented where it is declared; `docs/configuration.md`
+//! follows the same order. Loading is one call, [`Config::load`], which reads
+//! the file, applies environment overrides, and validates. Every failure is a
+//! [`ConfigError`] that names the file, the field and what was expected, so
+//! an operator can fix it without reading the source.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Environment variable that replaces `[mongodb] uri`, so the URI (and its
+/// password) can stay out of the config file.
+pub const MONGODB_URI_ENV: &str = "UNIQWATCH_MONGODB_URI";
+
+/// A configuration problem, always with enough context to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown field, or a field of the wrong type.
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// The file parsed, but a value is not acceptable.
+    #[error("invalid config file {path}: field `{field}`: {problem}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        problem: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How to reach MongoDB and how long any query may take.
+    #[serde(default)]
+    pub mongodb: MongoConfig,
+    /// Where the HTTP endpoints (`/metrics`, `/healthz`, `/readyz`, `/`) listen.
+    #[serde(default)]
+    pub web: WebConfig,
+    /// Collections to watch, each with the key that must be unique. None is valid:
+    /// a config may only tail logs.
+    #[serde(default, rename = "target")]
+    pub targets: Vec<TargetConfig>,
+}
+
+/// `[mongodb]`: the connection and the time limits on every query.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MongoConfig {
+    /// Connection string. Its `readPreference` is honoured by every query, so
+    /// `secondaryPreferred` keeps the checks off the primary.
+    /// `UNIQWATCH_MONGODB_URI` overrides it.
+    #[serde(default = "default_uri", serialize_with = "serialize_redacted")]
+    pub uri: String,
+    /// Upper bound for one run of a target's checks: sent as `maxTimeMS` with
+    /// every query (the time left in the run), and enforced on the client too.
+    #[serde(default = "default_query_timeout", with = "duration_text")]
+    pub query_timeout: Duration,
+    /// How long to wait for a server to answer before a run counts MongoDB as
+    /// unreachable. Capped by `query_timeout`.
+    #[serde(default = "default_connect_timeout", with = "duration_text")]
+    pub connect_timeout: Duration,
+}
+
+/// `[web]`: the HTTP listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address and port for `/metrics` and the landing page. 9716 is uniqwatch's default port.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// On SIGTERM or SIGINT, how long in-flight checks may take to finish before the daemon exits anyway.
+    #[serde(default = "default_shutdown_grace", with = "duration_text")]
+    pub shutdown_grace: Duration,
+}
+
+/// `[[target]]`: one collection whose key must be unique.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// The `target` label on every metric of this collection. Letters, digits, `_`, `-`, `.`.
+    pub name: String,
+    /// Database holding the collection.
+    pub database: String,
+    /// Collection to watch.
+    pub collection: String,
+    /// Field whose values must be unique, e.g. `participantsKey`. Dotted paths are allowed.
+    pub key: String,
+    /// Whether the unique index is expected to be sparse (or partial on
+    /// `{key: {$exists: true}}`); `false` expects a plain unique index.
+    #[serde(default = "default_true")]
+    pub sparse: bool,
+    /// Cron expression with a seconds field, in UTC: `sec min hour day month weekday`.
+    /// Every target also runs once at start-up.
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    /// How many offending keys (with their document ids) a run keeps as a
+    /// sample for logs and `check --format json`. Never exported as labels.
+    #[serde(default = "default_sample_size")]
+    pub sample_size: usize,
+}
+
+fn default_uri() -> String {
+    "mongodb://127.0.0.1:27017/".to_string()
+}
+fn default_query_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9716))
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_schedule() -> String {
+    "0 */5 * * * *".to_string()
+}
+fn default_sample_size() -> usize {
+    20
+}
+
+/// The largest sample a run keeps; a bound on the daemon's memory per target.
+pub const MAX_SAMPLE_SIZE: usize = 1000;
+/// How many document ids a sample keeps per offending key.
+pub const SAMPLE_IDS_PER_KEY: usize = 20;
+
+impl Default for MongoConfig {
+    fn default() -> Self {
+        Self {
+            uri: default_uri(),
+            query_timeout: default_query_timeout(),
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses, applies `UNIQWATCH_MONGODB_URI`, and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let uri_override = std::env::var(MONGODB_URI_ENV).ok().filter(|v| !v.is_empty());
+        Self::from_toml(&text, path, uri_override)
+    }
+
+    /// Parses and validates TOML text; `path` is only used in error messages.
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        uri_override: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: describe_toml_error(&e),
+        })?;
+        if let Some(uri) = uri_override {
+            config.mongodb.uri = uri;
+        }
+        config.validate().map_err(|(field, problem)| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            problem,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks every value that TOML types alone cannot, returning the field and the problem.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let m = &self.mongodb;
+        mongodb::options::ConnectionString::parse(&m.uri).map_err(|e| {
+            (
+                "mongodb.uri".to_string(),
+                format!(
+                    "not a valid MongoDB connection string ({}): {}",
+                    redact_uri(&m.uri),
+                    redact_text(&e.to_string(), &m.uri)
+                ),
+            )
+        })?;
+        if m.query_timeout < Duration::from_millis(1) {
+            return Err(field_err("mongodb.query_timeout", "must be at least 1ms"));
+        }
+        if m.connect_timeout < Duration::from_millis(1) {
+            return Err(field_err("mongodb.connect_timeout", "must be at least 1ms"));
+        }
+        let mut names = HashSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let at = |f: &str| format!("target[{i}].{f}");
+            if t.name.is_empty() {
+                return Err((at("name"), "must not be empty".into()));
+            }
+            if !t
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                return Err((
+                    at("name"),
+                    format!("expected letters, digits, '_', '-' or '.', found {:?}", t.name),
+                ));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err((at("name"), format!("{:?} is used by another target", t.name)));
+            }
+            if t.database.is_empty() || t.database.contains(['/', '\\', '.', ' ', '"', '$']) {
+                return Err((
+                    at("database"),
+                    format!("expected a MongoDB database name, found {:?}", t.database),
+                ));
+            }
+            if t.collection.is_empty() || t.collection.starts_with("system.") || t.collection.contains('$') {
+                return Err((
+                    at("collection"),
+                    format!("expected a MongoDB collection name, found {:?}", t.collection),
+                ));
+            }
+            if t.key.is_empty()
+                || t.key.starts_with('$')
+                || t.key.split('.').any(|part| part.is_empty())
+            {
+                return Err((
+                    at("key"),
+                    format!(
+                        "expected a field name or dotted path such as \"participantsKey\", found {:?}",
+                        t.key
+                    ),
+                ));
+            }
+            if let Err(problem) = validate_schedule(&t.schedule) {
+                return Err((at("schedule"), problem));
+            }
+            if t.sample_size > MAX_SAMPLE_SIZE {
+                return Err((
+                    at("sample_size"),
+                    format!("must be at most {MAX_SAMPLE_SIZE}, found {}", t.sample_size),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, with credentials replaced by `***`.
+    pub fn to_redacted_toml(&self) -> String {
+        // Serialising plain structs of strings, numbers and tables cannot fail.
+        toml::to_string_pretty(self).expect("config serialises to TOML")
+    }
+}
+
+fn field_err(field: &str, problem: &str) -> (String, String) {
+    (field.to_string(), problem.to_string())
+}
+
+/// Checks a cron expression the way the scheduler will parse it: six fields, seconds first.
+pub fn validate_schedule(expr: &str) -> Result<(), String> {
+    let fields = expr.split_whitespace().count();
+    if fields != 6 {
+        return Err(format!(
+            "expected a cron expression with 6 fields (sec min hour day month weekday), found {fields} in {expr:?}"
+        ));
+    }
+    tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|_| format!("expected a cron expression such as \"0 */5 * * * *\", found {expr:?}"))
+}
+
+/// Turns a toml error into one line: where it is, and what is wrong.
+fn describe_toml_error(e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => format!("{msg} (at byte {}..{})", span.start, span.end),
+        None => msg,
+    }
+}
+
+/// Replaces the password of a connection string, and any secret-bearing
+/// options, with `***`. Safe to put in logs, pages and labels.
+pub fn redact_uri(uri: &str) -> String {
+    let (scheme, rest) = match uri.split_once("://") {
+        Some(parts) => parts,
+        None => return "***".to_string(),
+    };
+    // userinfo ends at the last '@' before the first '/' (hosts cannot contain '@').
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => {
+            let (userinfo, hosts) = authority.split_at(at);
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{user}:***{hosts}")
+            } else {
+                format!("{user}{hosts}")
+            }
+        }
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let redacted: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if is_secret_option(k) => format!("{k}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", redacted.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+fn is_secret_option(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password") || k == "authmechanismproperties" || k.contains("secret") || k.contains("token")
+}
+
+/// Removes every occurrence of the URI's password from a free text (an error message).
+pub fn redact_text(text: &str, uri: &str) -> String {
+    let mut out = text.replace(uri, &redact_uri(uri));
+    if let Some(password) = uri_password(uri) {
+        if !password.is_empty() {
+            out = out.replace(&password, "***");
+        }
+    }
+    out
+}
+
+fn uri_password(uri: &str) -> Option<String> {
+    let rest = uri.split_once("://")?.1;
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    Some(userinfo.split_once(':')?.1.to_string())
+}
+
+fn serialize_redacted<S: Serializer>(uri: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_uri(uri))
+}
+
+/// Durations in config files: `500ms`, `30s`, `5m`, `1h`.
+pub mod duration_text {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"500ms\", \"30s\" or \"5m\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+                humantime::parse_duration(v).map_err(|e| {
+                    E::custom(format!(
+                        "expected a duration such as \"500ms\", \"30s\" or \"5m\", found {v:?} ({e})"
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"), None)
+    }
+
+    const TARGET: &str = r#"
+[[target]]
+name = "chats"
+database = "app"
+collection = "chats"
+key = "participantsKey"
+"#;
+
+    #[test]
+    fn empty_file_is_valid_with_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.mongodb.query_timeout, Duration::from_secs(30));
+        assert_eq!(c.web.listen.port(), 9716);
+        assert!(c.targets.is_empty());
+    }
+
+    #[test]
+    fn target_defaults() {
+        let c = parse(TARGET).unwrap();
+        let t = &c.targets[0];
+        assert!(t.sparse);
+        assert_eq!(t.schedule, "0 */5 * * * *");
+        assert_eq!(t.sample_size, 20);
+    }
+
+    #[test]
+    fn durations_parse() {
+        let c = parse("[mongodb]\nquery_timeout = \"500ms\"\nconnect_timeout = \"5m\"").unwrap();
+        assert_eq!(c.mongodb.query_timeout, Duration::from_millis(500));
+        assert_eq!(c.mongodb.connect_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn bad_duration_names_field_and_expectation() {
+        let e = parse("[mongodb]\nquery_timeout = \"soon\"").unwrap_err().to_string();
+        assert!(e.contains("test.toml"), "{e}");
+        assert!(e.contains("query_timeout"), "{e}");
+        assert!(e.contains("expected a duration"), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_is_an_error() {
+        let e = parse("[web]\nlisten = \"127.0.0.1:1\"\nport = 3").unwrap_err().to_string();
+        assert!(e.contains("unknown field `port`"), "{e}");
+    }
+
+    #[test]
+    fn every_second_schedule_is_accepted() {
+        parse(&format!("{TARGET}schedule = \"* * * * * *\"")).unwrap();
+    }
+
+    #[test]
+    fn five_field_cron_is_rejected_with_the_field() {
+        let e = parse(&format!("{TARGET}schedule = \"*/5 * * * *\"")).unwrap_err().to_string();
+        assert!(e.contains("target[0].schedule"), "{e}");
+        assert!(e.contains("6 fields"), "{e}");
+    }
+
+    #[test]
+    fn nonsense_cron_is_rejected() {
+        let e = parse(&format!("{TARGET}schedule = \"a b c d e f\"")).unwrap_err().to_string();
+        assert!(e.contains("target[0].schedule"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_target_names_are_rejected() {
+        let e = parse(&format!("{TARGET}{TARGET}")).unwrap_err().to_string();
+        assert!(e.contains("target[1].name"), "{e}");
+    }
+
+    #[test]
+    fn missing_required_field_is_named() {
+        let e = parse("[[target]]\nname = \"x\"\ndatabase = \"app\"\ncollection = \"c\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing field `key`"), "{e}");
+    }
+
+    #[test]
+    fn bad_key_is_rejected() {
+        let e = parse(&TARGET.replace("participantsKey", "$bad")).unwrap_err().to_string();
+        assert!(e.contains("target[0].key"), "{e}");
+    }
+
+    #[test]
+    fn bad_uri_is_rejected_without_leaking_password() {
+        let e = parse("[mongodb]\nuri = \"mongodb://u:hunter2@\"").unwrap_err().to_string();
+        assert!(e.contains("mongodb.uri"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn env_override_replaces_uri() {
+        let c = Config::from_toml("", Path::new("x"), Some("mongodb://other:1/".into())).unwrap();
+        assert_eq!(c.mongodb.uri, "mongodb://other:1/");
+    }
+
+    #[test]
+    fn redaction_hides_passwords_and_secret_options() {
+        assert_eq!(
+            redact_uri("mongodb://admin:s3cr%40t@db1:27017,db2/app?authSource=admin&readPreference=secondary"),
+            "mongodb://admin:***@db1:27017,db2/app?authSource=admin&readPreference=secondary"
+        );
+        assert_eq!(
+            redact_uri("mongodb+srv://u:p@x.example/?authMechanismProperties=AWS_SESSION_TOKEN:abc"),
+            "mongodb+srv://u:***@x.example/?authMechanismProperties=***"
+        );
+        assert_eq!(redact_uri("mongodb://h:1"), "mongodb://h:1");
+        assert_eq!(redact_uri("garbage"), "***");
+    }
+
+    #[test]
+    fn redacted_toml_has_no_password() {
+        let c = Config::from_toml("", Path::new("x"), Some("mongodb://u:topsecret@h/".into())).unwrap();
+        let out = c.to_redacted_toml();
+        assert!(!out.contains("topsecret"), "{out}");
+        assert!(out.contains("u:***@h"), "{out}");
+    }
+
+    #[test]
+    fn redact_text_removes_password_anywhere() {
+        let uri = "mongodb://u:pw123@h/";
+        assert_eq!(redact_text("failed for pw123 at h", uri), "failed for *** at h");
+    }
+}

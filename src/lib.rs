@@ -1,0 +1,25 @@
+//! uniqwatch watches MongoDB collections for a uniqueness invariant and
+//! exports what it finds to Prometheus.
+//!
+//! The layout, following the data one way:
+//!
+//! - [`config`] reads and validates the TOML file; every error names its field.
+//! - [`scheduler`] fires each target's cron schedule and calls the runner; it
+//!   holds no check logic.
+//! - [`checks`] holds the three checks of a target (`index`, `duplicates`,
+//!   `missing_keys`), one file each, the explicit list of them, and the
+//!   runner that times them and records their outcomes.
+//! - [`mongo`] builds the client, classifies driver errors into bounded
+//!   failure reasons, and keeps credentials out of everything it prints.
+//! - [`state`] keeps the last outcome of every check, for the landing page,
+//!   `/readyz` and `check --format json`.
+//! - [`metrics`] owns the registry and every metric family.
+//! - [`http`] serves `/metrics`, `/healthz`, `/readyz` and the landing page
+//!   from [`state`] and [`metrics`]; it never touches MongoDB.
+//! - [`daemon`] wires them together for `uniqwatch run`, and [`shutdown`]
+//!   carries SIGTERM/SIGINT to every task.
+//! - [`cli`] declares the command line; `main.rs` maps errors to exit codes.
+
+pub mod config;
+pub mod metrics;
+pub mod mongo;

@@ -1,0 +1,127 @@
+//! The Prometheus registry and every metric family uniqwatch exports.
+//!
+//! All families live in one [`Metrics`] value, under the `uniqwatch_`
+//! namespace. Values are written by the check runner (and the log tailer)
+//! after each scheduled run; `/metrics` only encodes what is here, so a
+//! scrape never waits on MongoDB. Labels are bounded: target names, check
+//! names, failure reasons and missing-key kinds come from config or from
+//! fixed lists; key values and document ids never become labels.
+
+use prometheus::{
+    CounterVec, Encoder, Gauge, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Suffix on every HELP text of a result gauge, so a reader of `/metrics`
+/// knows the value is not computed by the scrape.
+const FROM_CHECKS: &str = "Set by the last scheduled check, not computed at scrape time.";
+
+/// Every metric family, registered once in [`Metrics::registry`].
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry `/metrics` encodes.
+    pub registry: Registry,
+    /// 1 when the last run of a target reached MongoDB.
+    pub up: IntGaugeVec,
+    /// 1 when the expected unique index exists with the expected options.
+    pub unique_index_present: IntGaugeVec,
+    /// Key values held by more than one document.
+    pub duplicate_keys: IntGaugeVec,
+    /// Surplus documents: Σ(count − 1) over duplicated keys.
+    pub duplicate_documents: IntGaugeVec,
+    /// Documents whose key is absent, null or empty.
+    pub missing_key_documents: IntGaugeVec,
+    /// Documents in the collection.
+    pub documents: IntGaugeVec,
+    /// 1 when the last run of a check succeeded.
+    pub check_success: IntGaugeVec,
+    /// Wall time of the last run of a check.
+    pub check_duration_seconds: GaugeVec,
+    /// When a check last succeeded.
+    pub check_last_success_timestamp_seconds: GaugeVec,
+    /// Failed check runs, by bounded reason.
+    pub check_failures_total: IntCounterVec,
+    /// Scheduled runs skipped because the previous run of the target was still going.
+    pub runs_skipped_total: IntCounterVec,
+    /// Total time spent in each check, for rate() over runs.
+    pub check_seconds_total: CounterVec,
+    /// The version, as a label on a constant 1.
+    pub build_info: IntGaugeVec,
+    /// When the daemon started.
+    pub start_time_seconds: Gauge,
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help).namespace("uniqwatch"), labels)
+        .expect("metric definition is valid");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help).namespace("uniqwatch"), labels)
+        .expect("metric definition is valid");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+fn int_counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help).namespace("uniqwatch"), labels)
+        .expect("metric definition is valid");
+    r.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+impl Metrics {
+    /// Builds and registers every family. Each call makes a fresh registry,
+    /// so tests can run several daemons in one process.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let help = |s: &str| format!("{s} {FROM_CHECKS}");
+        let metrics = Metrics {
+            up: int_gauge(&r, "up", &help("1 when the last run of the target reached MongoDB, 0 when it could not (unreachable, refused authentication, or timed out)."), &["target"]),
+            unique_index_present: int_gauge(&r, "unique_index_present", &help("1 when the expected unique index on the target's key exists with the expected options, 0 when it is missing or wrong."), &["target"]),
+            duplicate_keys: int_gauge(&r, "duplicate_keys", &help("Key values held by more than one document (documents without a usable key excluded)."), &["target"]),
+            duplicate_documents: int_gauge(&r, "duplicate_documents", &help("Surplus documents sharing a key: the sum of (count - 1) over duplicated key values."), &["target"]),
+            missing_key_documents: int_gauge(&r, "missing_key_documents", &help("Documents without a usable key, by kind: absent, null, or empty string."), &["target", "kind"]),
+            documents: int_gauge(&r, "documents", &help("Documents in the target collection."), &["target"]),
+            check_success: int_gauge(&r, "check_success", &help("1 when the last run of the check succeeded, 0 when it failed."), &["target", "check"]),
+            check_duration_seconds: gauge(&r, "check_duration_seconds", &help("Wall time of the last run of the check, in seconds."), &["target", "check"]),
+            check_last_success_timestamp_seconds: gauge(&r, "check_last_success_timestamp_seconds", &help("Unix time of the last successful run of the check."), &["target", "check"]),
+            check_failures_total: int_counter(&r, "check_failures_total", "Failed check runs by reason: timeout, unreachable, unauthorized, other.", &["target", "check", "reason"]),
+            runs_skipped_total: int_counter(&r, "runs_skipped_total", "Scheduled runs of a target skipped because its previous run was still going.", &["target"]),
+            check_seconds_total: {
+                let c = CounterVec::new(Opts::new("check_seconds_total", "Total wall time spent running the check, in seconds.").namespace("uniqwatch"), &["target", "check"])
+                    .expect("metric definition is valid");
+                r.register(Box::new(c.clone())).expect("metric registered once");
+                c
+            },
+            build_info: int_gauge(&r, "build_info", "Always 1; the version label says which uniqwatch is running.", &["version"]),
+            start_time_seconds: {
+                let g = Gauge::with_opts(Opts::new("start_time_seconds", "Unix time the daemon started.").namespace("uniqwatch"))
+                    .expect("metric definition is valid");
+                r.register(Box::new(g.clone())).expect("metric registered once");
+                g
+            },
+            registry: r,
+        };
+        metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        metrics.start_time_seconds.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        metrics
+    }
+
+    /// The text exposition format of every family.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for well-formed families.
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding succeeds");
+        String::from_utf8(buf).expect("exposition format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
