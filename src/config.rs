@@ -54,6 +54,37 @@ pub struct Config {
     /// a config may only tail logs.
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetConfig>,
+    /// Where uniqwatch keeps what must survive a restart.
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// `[state]`: files that survive restarts: log checkpoints and the history store.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Directory for checkpoints and history; created if missing.
+    #[serde(default = "default_state_dir")]
+    pub dir: PathBuf,
+    /// How long the history store keeps check runs and daily log totals.
+    #[serde(default = "default_retention", with = "duration_text")]
+    pub retention: Duration,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/uniqwatch")
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(400 * 24 * 3600)
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_state_dir(),
+            retention: default_retention(),
+        }
+    }
 }
 
 /// `[mongodb]`: the connection and the time limits on every query.

@@ -21,5 +21,7 @@
 //! - [`cli`] declares the command line; `main.rs` maps errors to exit codes.
 
 pub mod config;
+pub mod logs;
 pub mod metrics;
 pub mod mongo;
+pub mod shutdown;
