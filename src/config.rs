@@ -212,7 +212,7 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: describe_toml_error(&e),
+            message: describe_toml_error(text, &e),
         })?;
         if let Some(uri) = uri_override {
             config.mongodb.uri = uri;
@@ -324,13 +324,40 @@ pub fn validate_schedule(expr: &str) -> Result<(), String> {
         .map_err(|_| format!("expected a cron expression such as \"0 */5 * * * *\", found {expr:?}"))
 }
 
-/// Turns a toml error into one line: where it is, and what is wrong.
-fn describe_toml_error(e: &toml::de::Error) -> String {
+/// Turns a toml error into one line: the field (as `section[i].key`), the
+/// line it is on, and what is wrong.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(span) => format!("{msg} (at byte {}..{})", span.start, span.end),
-        None => msg,
+    let Some(span) = e.span() else { return msg };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    match field_at(text, line_start, line) {
+        Some(field) => format!("field `{field}` (line {line_no}): {msg}"),
+        None => format!("line {line_no} (`{line}`): {msg}"),
     }
+}
+
+/// The dotted name of the key defined on `line`, prefixed by the table it is in.
+fn field_at(text: &str, line_start: usize, line: &str) -> Option<String> {
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    let mut table: Option<String> = None;
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    for header in text[..line_start].lines().map(str::trim) {
+        if let Some(name) = header.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+            let name = name.trim().to_string();
+            let n = counts.entry(name.clone()).or_insert(0);
+            table = Some(format!("{name}[{n}]"));
+            *n += 1;
+        } else if let Some(name) = header.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            table = Some(name.trim().to_string());
+        }
+    }
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
 }
 
 /// Replaces the password of a connection string, and any secret-bearing
@@ -469,8 +496,16 @@ key = "participantsKey"
     fn bad_duration_names_field_and_expectation() {
         let e = parse("[mongodb]\nquery_timeout = \"soon\"").unwrap_err().to_string();
         assert!(e.contains("test.toml"), "{e}");
-        assert!(e.contains("query_timeout"), "{e}");
+        assert!(e.contains("field `mongodb.query_timeout` (line 2)"), "{e}");
         assert!(e.contains("expected a duration"), "{e}");
+    }
+
+    #[test]
+    fn type_errors_in_arrays_of_tables_name_the_element() {
+        let e = parse(&format!("{TARGET}{TARGET}sparse = \"yes\"").replace("name = \"chats\"\ndatabase = \"app\"\ncollection = \"chats\"\nkey = \"participantsKey\"\nsparse", "name = \"b\"\ndatabase = \"app\"\ncollection = \"chats\"\nkey = \"participantsKey\"\nsparse"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("field `target[1].sparse`"), "{e}");
     }
 
     #[test]
