@@ -20,8 +20,15 @@
 //!   carries SIGTERM/SIGINT to every task.
 //! - [`cli`] declares the command line; `main.rs` maps errors to exit codes.
 
+pub mod checks;
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod http;
 pub mod logs;
 pub mod metrics;
 pub mod mongo;
+pub mod report;
+pub mod scheduler;
 pub mod shutdown;
+pub mod state;

@@ -1,1 +1,103 @@
-fn main() {}
+//! The `uniqwatch` binary: parse the command line, set up logging, dispatch,
+//! and map every error to an exit code in one place.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use uniqwatch::cli::{Cli, Command, ConfigCommand, LogFormat, OutputFormat};
+use uniqwatch::config::{Config, ConfigError};
+use uniqwatch::mongo::Mongo;
+use uniqwatch::{checks, daemon, report};
+
+/// Our own messages at info; the cron library's start-up chatter only when it warns.
+const DEFAULT_LOG_FILTER: &str = "info,tokio_cron_scheduler=warn";
+
+/// Exit code for an invalid config, a check that could not run, or a failed start.
+const EXIT_TROUBLE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if e.downcast_ref::<ConfigError>().is_some() {
+                eprintln!("error: {e}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(EXIT_TROUBLE)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let filter = match &cli.log_level {
+        Some(level) => EnvFilter::try_new(level),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(DEFAULT_LOG_FILTER)),
+    }
+    .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match cli.log_format {
+        LogFormat::Human => builder.init(),
+        // Events carry their own `target` field (the watched target), so the
+        // tracing target (a module path) is left out of JSON to keep keys unique.
+        LogFormat::Json => builder.json().flatten_event(true).with_target(false).init(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Config(ConfigCommand::Check(arg)) => {
+            let config = Config::load(&arg.config)?;
+            println!("# {}: valid", arg.config.display());
+            print!("{}", config.to_redacted_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config, format } => {
+            let config = Config::load(&config.config)?;
+            let rt = runtime()?;
+            let runs = rt.block_on(async {
+                let mongo = Mongo::new(config.mongodb.clone());
+                let mut runs = Vec::with_capacity(config.targets.len());
+                for target in &config.targets {
+                    runs.push(checks::run_target(target, &mongo).await);
+                }
+                runs
+            });
+            match format {
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report::check_json(&config.targets, &runs))?
+                ),
+                OutputFormat::Text => print!("{}", report::check_text(&config.targets, &runs)),
+            }
+            Ok(ExitCode::from(report::verdict(&runs).exit_code()))
+        }
+        Command::Run(arg) => {
+            let config = Config::load(&arg.config)?;
+            let rt = runtime()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(config.web.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {} ([web] listen)", config.web.listen))?;
+                daemon::run(config, listener, daemon::signal()).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

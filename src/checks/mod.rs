@@ -1,0 +1,384 @@
+//! The checks of one target, their explicit list, and the runner.
+//!
+//! A run of a target executes [`CHECKS`] in order against one [`Context`]:
+//! `index` first, because its verdict decides how the others are answered
+//! (a unique index is a guarantee and can be hinted; without one, a single
+//! collection pass in [`scan`] answers both `duplicates` and `missing_keys`).
+//! Each check only computes its outcome; [`run_target`] times them under one
+//! deadline (`query_timeout`), and [`record`] is the one place that turns a
+//! run into metrics and log lines, so the two never drift apart.
+//!
+//! Adding a check: a new file, a variant in [`CheckName`] and [`Figures`],
+//! and the compiler's complaints.
+
+pub mod duplicates;
+pub mod index;
+pub mod missing_keys;
+pub mod scan;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use mongodb::bson::Document;
+use mongodb::{Client, Collection, Database};
+use serde::Serialize;
+
+use crate::config::TargetConfig;
+use crate::metrics::Metrics;
+use crate::mongo::{Deadline, FailureReason, Mongo, QueryError};
+
+pub use duplicates::DuplicatesOutcome;
+pub use index::IndexOutcome;
+pub use missing_keys::MissingKeysOutcome;
+
+/// The checks of a target; also the `check` label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckName {
+    Index,
+    Duplicates,
+    MissingKeys,
+}
+
+/// Every check, in the order a run executes them.
+pub const CHECKS: [CheckName; 3] = [CheckName::Index, CheckName::Duplicates, CheckName::MissingKeys];
+
+impl CheckName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckName::Index => "index",
+            CheckName::Duplicates => "duplicates",
+            CheckName::MissingKeys => "missing_keys",
+        }
+    }
+
+    async fn run(self, ctx: &mut Context<'_>) -> Result<Figures, QueryError> {
+        match self {
+            CheckName::Index => index::run(ctx).await.map(Figures::Index),
+            CheckName::Duplicates => duplicates::run(ctx).await.map(Figures::Duplicates),
+            CheckName::MissingKeys => missing_keys::run(ctx).await.map(Figures::MissingKeys),
+        }
+    }
+}
+
+/// How a figure was produced; shown in the JSON output and on the landing page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// A valid unique index makes duplicates impossible; no query was needed.
+    UniqueIndex,
+    /// Hinted index lookups plus collection metadata.
+    IndexCounts,
+    /// One aggregation pass over the collection.
+    Aggregation,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::UniqueIndex => "unique_index",
+            Method::IndexCounts => "index_counts",
+            Method::Aggregation => "aggregation",
+        }
+    }
+}
+
+/// The outcome of one successful check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Figures {
+    Index(IndexOutcome),
+    Duplicates(DuplicatesOutcome),
+    MissingKeys(MissingKeysOutcome),
+}
+
+/// One check's part of a run.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    pub check: CheckName,
+    pub started_at: DateTime<Utc>,
+    pub duration: Duration,
+    pub outcome: Result<Figures, QueryError>,
+}
+
+/// Everything one run of a target produced.
+#[derive(Debug, Clone)]
+pub struct TargetRun {
+    pub target: String,
+    pub started_at: DateTime<Utc>,
+    /// One entry per check, in [`CHECKS`] order.
+    pub results: Vec<CheckResult>,
+}
+
+impl TargetRun {
+    pub fn result(&self, check: CheckName) -> Option<&CheckResult> {
+        self.results.iter().find(|r| r.check == check)
+    }
+
+    pub fn index(&self) -> Option<&IndexOutcome> {
+        match self.result(CheckName::Index)?.outcome.as_ref().ok()? {
+            Figures::Index(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    pub fn duplicates(&self) -> Option<&DuplicatesOutcome> {
+        match self.result(CheckName::Duplicates)?.outcome.as_ref().ok()? {
+            Figures::Duplicates(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    pub fn missing_keys(&self) -> Option<&MissingKeysOutcome> {
+        match self.result(CheckName::MissingKeys)?.outcome.as_ref().ok()? {
+            Figures::MissingKeys(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Whether the run got answers from MongoDB: false when its first
+    /// query could not connect, authenticate, or finish in time.
+    pub fn reached_mongodb(&self) -> bool {
+        match self.result(CheckName::Index).map(|r| &r.outcome) {
+            Some(Err(e)) => !e.reason.means_down(),
+            _ => true,
+        }
+    }
+
+    /// The checks that could not produce a figure.
+    pub fn errors(&self) -> impl Iterator<Item = (CheckName, &QueryError)> {
+        self.results.iter().filter_map(|r| r.outcome.as_ref().err().map(|e| (r.check, e)))
+    }
+
+    /// What this run proves is wrong, in an operator's words; empty when
+    /// every figure it produced is healthy.
+    pub fn violations(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(i) = self.index() {
+            if !i.present {
+                v.push(format!(
+                    "unique index missing or wrong: {}",
+                    i.problem.as_deref().unwrap_or("unexpected options")
+                ));
+            }
+        }
+        if let Some(d) = self.duplicates() {
+            if d.keys > 0 {
+                v.push(format!("{} duplicated keys, {} surplus documents", d.keys, d.documents));
+            }
+        }
+        if let Some(m) = self.missing_keys() {
+            if m.absent + m.null + m.empty > 0 {
+                v.push(format!(
+                    "documents without a usable key: {} absent, {} null, {} empty",
+                    m.absent, m.null, m.empty
+                ));
+            }
+        }
+        v
+    }
+}
+
+/// What one run of the checks works with. Outcomes of earlier checks are
+/// kept here for the later ones.
+pub struct Context<'a> {
+    pub target: &'a TargetConfig,
+    pub mongo: &'a Mongo,
+    pub client: &'a Client,
+    pub db: Database,
+    pub coll: Collection<Document>,
+    pub deadline: Deadline,
+    /// The `index` check's verdict, once it has run.
+    pub index: Option<IndexOutcome>,
+    /// The shared collection pass, once run (or failed), so it runs at most once per run.
+    scan: Option<Result<scan::Summary, QueryError>>,
+}
+
+impl Context<'_> {
+    /// The time left in the run as a `maxTimeMS` value.
+    pub fn max_time_ms(&self) -> i64 {
+        self.deadline.remaining().as_millis().min(i64::MAX as u128) as i64
+    }
+
+    /// The collection pass, run on first use and shared by later checks.
+    pub async fn scan(&mut self) -> Result<scan::Summary, QueryError> {
+        if let Some(done) = &self.scan {
+            return done.clone();
+        }
+        let result = scan::run(self).await;
+        self.scan = Some(result.clone());
+        result
+    }
+}
+
+/// Runs every check of `target` once, within `query_timeout`.
+pub async fn run_target(target: &TargetConfig, mongo: &Mongo) -> TargetRun {
+    let deadline = Deadline::after(mongo.query_timeout());
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let client = match deadline.run(mongo.client()).await {
+        Ok(client) => client,
+        Err(e) => {
+            let results = CHECKS
+                .iter()
+                .map(|&check| CheckResult {
+                    check,
+                    started_at,
+                    duration: clock.elapsed(),
+                    outcome: Err(e.clone()),
+                })
+                .collect();
+            return TargetRun {
+                target: target.name.clone(),
+                started_at,
+                results,
+            };
+        }
+    };
+    let db = client.database(&target.database);
+    let mut ctx = Context {
+        target,
+        mongo,
+        client,
+        coll: db.collection(&target.collection),
+        db,
+        deadline,
+        index: None,
+        scan: None,
+    };
+    let mut results = Vec::with_capacity(CHECKS.len());
+    for check in CHECKS {
+        let at = Utc::now();
+        let t0 = Instant::now();
+        let outcome = deadline.run(check.run(&mut ctx)).await;
+        results.push(CheckResult {
+            check,
+            started_at: at,
+            duration: t0.elapsed(),
+            outcome,
+        });
+    }
+    TargetRun {
+        target: target.name.clone(),
+        started_at,
+        results,
+    }
+}
+
+/// Records a finished run: metrics for every check, and one log line per
+/// change of state (a check starting or stopping to fail, MongoDB becoming
+/// unreachable or reachable, an invariant breaking or holding again).
+/// `previous` is the target's previous run, if any.
+pub fn record(run: &TargetRun, previous: Option<&TargetRun>, metrics: &Metrics) {
+    let target = run.target.as_str();
+    let up = run.reached_mongodb();
+    metrics.up.with_label_values(&[target]).set(up as i64);
+    let was_up = previous.map(TargetRun::reached_mongodb);
+    if was_up != Some(up) {
+        if up {
+            tracing::info!(target = target, "MongoDB reachable");
+        } else if let Some(Err(e)) = run.result(CheckName::Index).map(|r| &r.outcome) {
+            tracing::error!(target = target, reason = %e.reason, error = %e.message, "MongoDB not reachable; checks will retry on schedule");
+        }
+    }
+
+    for result in &run.results {
+        record_check(target, result, previous.and_then(|p| p.result(result.check)), metrics);
+    }
+
+    let now = run.violations();
+    let before = previous.map(TargetRun::violations).unwrap_or_default();
+    if now != before {
+        if now.is_empty() {
+            tracing::info!(target = target, "uniqueness invariant holds");
+        } else {
+            let sample: Vec<String> = run
+                .duplicates()
+                .map(|d| d.sample.iter().take(5).map(|s| format!("{}×{}", s.key, s.count)).collect())
+                .unwrap_or_default();
+            tracing::warn!(target = target, violations = ?now, sample = ?sample, "uniqueness invariant violated");
+        }
+    }
+}
+
+/// Metrics and transition logs of one check's result.
+fn record_check(target: &str, result: &CheckResult, previous: Option<&CheckResult>, metrics: &Metrics) {
+    let check = result.check.as_str();
+    let labels = [target, check];
+    let seconds = result.duration.as_secs_f64();
+    metrics.check_duration_seconds.with_label_values(&labels).set(seconds);
+    metrics.check_seconds_total.with_label_values(&labels).inc_by(seconds);
+    match &result.outcome {
+        Ok(figures) => {
+            metrics.check_success.with_label_values(&labels).set(1);
+            let finished = result.started_at + chrono::Duration::from_std(result.duration).unwrap_or_default();
+            metrics
+                .check_last_success_timestamp_seconds
+                .with_label_values(&labels)
+                .set(finished.timestamp_millis() as f64 / 1000.0);
+            set_figures(target, figures, metrics);
+            if matches!(previous.map(|p| &p.outcome), Some(Err(_))) {
+                tracing::info!(target = target, check = check, "check succeeds again");
+            }
+        }
+        Err(e) => {
+            metrics.check_success.with_label_values(&labels).set(0);
+            metrics
+                .check_failures_total
+                .with_label_values(&[target, check, e.reason.as_str()])
+                .inc();
+            withdraw_figures(target, result.check, metrics);
+            let same_as_before = matches!(previous.map(|p| &p.outcome), Some(Err(p)) if p.reason == e.reason);
+            if !same_as_before {
+                tracing::warn!(target = target, check = check, reason = %e.reason, error = %e.message, "check failed");
+            }
+        }
+    }
+}
+
+fn set_figures(target: &str, figures: &Figures, m: &Metrics) {
+    match figures {
+        Figures::Index(i) => m.unique_index_present.with_label_values(&[target]).set(i.present as i64),
+        Figures::Duplicates(d) => {
+            m.duplicate_keys.with_label_values(&[target]).set(d.keys as i64);
+            m.duplicate_documents.with_label_values(&[target]).set(d.documents as i64);
+        }
+        Figures::MissingKeys(k) => {
+            for (kind, n) in [("absent", k.absent), ("null", k.null), ("empty", k.empty)] {
+                m.missing_key_documents.with_label_values(&[target, kind]).set(n as i64);
+            }
+            m.documents.with_label_values(&[target]).set(k.documents as i64);
+        }
+    }
+}
+
+/// A failed check's figures are withdrawn rather than left stale or set to 0.
+fn withdraw_figures(target: &str, check: CheckName, m: &Metrics) {
+    // remove_label_values errs only when the series does not exist: nothing to withdraw.
+    match check {
+        CheckName::Index => {
+            let _ = m.unique_index_present.remove_label_values(&[target]);
+        }
+        CheckName::Duplicates => {
+            let _ = m.duplicate_keys.remove_label_values(&[target]);
+            let _ = m.duplicate_documents.remove_label_values(&[target]);
+        }
+        CheckName::MissingKeys => {
+            for kind in ["absent", "null", "empty"] {
+                let _ = m.missing_key_documents.remove_label_values(&[target, kind]);
+            }
+            let _ = m.documents.remove_label_values(&[target]);
+        }
+    }
+}
+
+/// Creates every failure-counter series of a target at zero, so that
+/// `rate()` and `increase()` see the first failure.
+pub fn init_metrics(target: &str, m: &Metrics) {
+    for check in CHECKS {
+        for reason in FailureReason::ALL {
+            m.check_failures_total.with_label_values(&[target, check.as_str(), reason.as_str()]);
+        }
+    }
+    m.runs_skipped_total.with_label_values(&[target]);
+}

@@ -1,0 +1,88 @@
+//! The command line, declared with clap. Raw flags only; `main.rs` loads
+//! and validates the config and dispatches.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// uniqwatch watches MongoDB collections whose key must be unique (for
+/// example `chats.participantsKey`) and exports what it finds to Prometheus:
+/// whether the unique index exists with the right options, how many key
+/// values are duplicated, and how many documents have no usable key.
+///
+/// Start with `uniqwatch config check` to validate a config file, then
+/// `uniqwatch check` for a one-off verdict, and `uniqwatch run` for the daemon.
+#[derive(Debug, Parser)]
+#[command(name = "uniqwatch", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Log format on stderr: `human` for a terminal, `json` for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "UNIQWATCH_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Log filter: a level (error, warn, info, debug, trace) or a tracing
+    /// filter such as `uniqwatch=debug`. RUST_LOG is read when this is not set.
+    #[arg(long, global = true, env = "UNIQWATCH_LOG_LEVEL")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: check every target on its cron schedule (and once at
+    /// start-up) and serve /metrics, /healthz, /readyz and a landing page.
+    ///
+    /// MongoDB being down, slow or refusing authentication does not stop the
+    /// daemon: it shows as uniqwatch_up = 0 and in the failure metrics, and
+    /// the next run retries. SIGTERM or SIGINT stops scheduling, lets running
+    /// checks finish within [web] shutdown_grace, and exits 0.
+    Run(ConfigArg),
+
+    /// Run every check of every target once and print the result.
+    ///
+    /// Exit codes: 0 every invariant holds; 1 an invariant is violated
+    /// (unique index missing or wrong, duplicate keys, documents without a
+    /// key); 2 a check could not run (and nothing was found violated), or the
+    /// config is invalid.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// `text`: a table for a person. `json`: one JSON document on stdout
+        /// (see the README for its fields), for scripts.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config file and print the effective configuration
+    /// (defaults filled in, UNIQWATCH_MONGODB_URI applied, credentials
+    /// replaced by ***). Exit 0 when valid, 2 with the field and the problem
+    /// when not. Does not connect to MongoDB.
+    Check(ConfigArg),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The TOML config file (see examples/uniqwatch.toml).
+    #[arg(long, short = 'c', env = "UNIQWATCH_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}

@@ -1,0 +1,92 @@
+//! `uniqwatch run`: wires the scheduler, the checks and the HTTP server
+//! together and keeps them going until shutdown.
+//!
+//! [`run`] takes an already bound listener and the shutdown signal as a
+//! future, so tests start it on port 0 and stop it when they like. Start-up
+//! fails only for what an operator must fix (the schedule cannot be set up);
+//! MongoDB being down is a metric and a log line, never a start-up failure.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::checks;
+use crate::config::{redact_uri, Config};
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::mongo::Mongo;
+use crate::scheduler::Scheduler;
+use crate::shutdown;
+use crate::state::State;
+
+/// Runs the daemon until `stop` resolves, then shuts down gracefully.
+pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    for t in &config.targets {
+        checks::init_metrics(&t.name, &metrics);
+    }
+    let state = Arc::new(State::new(&config.targets));
+    let mongo = Arc::new(Mongo::new(config.mongodb.clone()));
+    let (trigger, shutdown) = shutdown::channel();
+
+    let addr = listener.local_addr().context("listener has no local address")?;
+    let app = http::router(AppState {
+        metrics: metrics.clone(),
+        state: Arc::clone(&state),
+    });
+    let http_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_shutdown.wait().await })
+            .await
+    });
+    tracing::info!(
+        url = %format!("http://{addr}/"),
+        mongodb = %redact_uri(&config.mongodb.uri),
+        targets = config.targets.len(),
+        "uniqwatch {} listening",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let scheduler = Scheduler::start(Arc::clone(&state), mongo, metrics.clone(), None).await?;
+
+    stop.await;
+    tracing::info!(grace = ?config.web.shutdown_grace, "shutting down: no new runs; waiting for runs in flight");
+    if !scheduler.stop(config.web.shutdown_grace).await {
+        tracing::warn!("grace period over with runs still going; they are abandoned");
+    }
+    trigger.trigger();
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,184 @@
+//! The HTTP side: `/metrics`, `/healthz`, `/readyz` and a landing page.
+//!
+//! Every handler answers from [`Metrics`] and [`State`] as they are; none of
+//! them touches MongoDB, so a scrape is as fast when the database is down or
+//! slow as when it is healthy. The landing page shows counts and verdicts,
+//! never key values, document ids or credentials.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State as AxumState;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+
+use crate::checks::{CheckName, Figures, CHECKS};
+use crate::metrics::Metrics;
+use crate::state::State;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct AppState {
+    pub metrics: Metrics,
+    pub state: Arc<State>,
+}
+
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(app)
+}
+
+async fn metrics(AxumState(app): AxumState<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(AxumState(app): AxumState<AppState>) -> Response {
+    let waiting: Vec<&str> = app
+        .state
+        .targets
+        .iter()
+        .filter(|t| t.status().runs == 0)
+        .map(|t| t.config.name.as_str())
+        .collect();
+    if waiting.is_empty() {
+        (StatusCode::OK, "ready\n".to_string()).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("waiting for the first run of: {}\n", waiting.join(", ")),
+        )
+            .into_response()
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    let ago = (Utc::now() - t).num_seconds().max(0);
+    format!("{} ({ago}s ago)", t.format("%Y-%m-%d %H:%M:%S UTC"))
+}
+
+/// One line of figures for a successful check, without key values.
+fn summary(figures: &Figures) -> (bool, String) {
+    match figures {
+        Figures::Index(i) if i.present => (
+            true,
+            format!(
+                "{} (unique{}{})",
+                i.name.as_deref().unwrap_or("?"),
+                if i.sparse { ", sparse" } else { "" },
+                if i.hidden { ", hidden" } else { "" }
+            ),
+        ),
+        Figures::Index(i) => (false, i.problem.clone().unwrap_or_else(|| "unexpected options".into())),
+        Figures::Duplicates(d) => (
+            d.keys == 0,
+            format!("{} duplicated keys, {} surplus documents ({})", d.keys, d.documents, d.method.as_str()),
+        ),
+        Figures::MissingKeys(m) => (
+            m.absent + m.null + m.empty == 0,
+            format!(
+                "{} absent, {} null, {} empty of {} documents ({})",
+                m.absent,
+                m.null,
+                m.empty,
+                m.documents,
+                m.method.as_str()
+            ),
+        ),
+    }
+}
+
+async fn landing(AxumState(app): AxumState<AppState>) -> Html<String> {
+    let mut h = String::with_capacity(8 * 1024);
+    let _ = write!(
+        h,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>uniqwatch</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:70rem}}
+table{{border-collapse:collapse;width:100%;margin-bottom:1.5rem}}
+th,td{{border:1px solid #ccc;padding:.35rem .6rem;text-align:left;vertical-align:top}}
+th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b00020;font-weight:600}}
+.fail{{color:#a15c00;font-weight:600}} .muted{{color:#666}} code{{background:#f3f3f3;padding:0 .2rem}}
+</style></head><body>
+<h1>uniqwatch {version}</h1>
+<p class="muted">Started {started}. Figures come from scheduled checks; this page never queries MongoDB.</p>
+<p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> · <a href="/readyz">/readyz</a></p>
+"#,
+        version = env!("CARGO_PKG_VERSION"),
+        started = when(app.state.started_at),
+    );
+    if app.state.targets.is_empty() {
+        h.push_str("<p>No <code>[[target]]</code> is configured.</p>");
+    }
+    for slot in &app.state.targets {
+        let c = &slot.config;
+        let st = slot.status();
+        let _ = write!(
+            h,
+            "<h2>{name}</h2><p><code>{db}.{coll}</code> key <code>{key}</code>, unique index expected{sparse}; schedule <code>{sched}</code> (UTC). Runs: {runs}, skipped: {skipped}{running}.</p>",
+            name = escape(&c.name),
+            db = escape(&c.database),
+            coll = escape(&c.collection),
+            key = escape(&c.key),
+            sparse = if c.sparse { " (sparse)" } else { "" },
+            sched = escape(&c.schedule),
+            runs = st.runs,
+            skipped = st.skipped,
+            running = st.running_since.map(|t| format!("; a run is going since {}", when(t))).unwrap_or_default(),
+        );
+        h.push_str("<table><tr><th>check</th><th>result</th><th>ran at</th><th>took</th><th>last success</th></tr>");
+        for check in CHECKS {
+            let result = st.last_run.as_ref().and_then(|r| r.result(check));
+            let (class, text, at, took) = match result {
+                None => ("muted", "not run yet".to_string(), String::new(), String::new()),
+                Some(r) => {
+                    let (class, text) = match &r.outcome {
+                        Ok(f) => {
+                            let (good, text) = summary(f);
+                            (if good { "ok" } else { "bad" }, text)
+                        }
+                        Err(e) => ("fail", format!("failed ({}): {}", e.reason, e.message)),
+                    };
+                    (class, text, when(r.started_at), format!("{:.1} ms", r.duration.as_secs_f64() * 1000.0))
+                }
+            };
+            let last_ok = st.last_success.get(&check).map(|t| when(*t)).unwrap_or_else(|| "never".into());
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{at}</td><td>{took}</td><td>{last_ok}</td></tr>",
+                check_title(check),
+                escape(&text)
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</body></html>\n");
+    Html(h)
+}
+
+fn check_title(check: CheckName) -> &'static str {
+    match check {
+        CheckName::Index => "unique index",
+        CheckName::Duplicates => "duplicates",
+        CheckName::MissingKeys => "missing keys",
+    }
+}

@@ -1,0 +1,148 @@
+//! What `uniqwatch check` prints: the JSON contract and the table for a person,
+//! and the verdict that becomes the exit code.
+
+use std::fmt::Write;
+
+use serde_json::{json, Value};
+
+use crate::checks::TargetRun;
+use crate::config::TargetConfig;
+
+/// The overall result of a `check` pass, in exit-code order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every invariant holds and every check ran.
+    Holds,
+    /// A check proved an invariant broken (index missing or wrong, duplicates, missing keys).
+    Violated,
+    /// No violation found, but at least one check could not run.
+    Incomplete,
+}
+
+impl Verdict {
+    /// 0, 1 or 2: see the README's exit codes.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Holds => 0,
+            Verdict::Violated => 1,
+            Verdict::Incomplete => 2,
+        }
+    }
+}
+
+/// A violation outranks a failed check: what was found broken is certain.
+pub fn verdict(runs: &[TargetRun]) -> Verdict {
+    if runs.iter().any(|r| !r.violations().is_empty()) {
+        Verdict::Violated
+    } else if runs.iter().any(|r| r.errors().next().is_some()) {
+        Verdict::Incomplete
+    } else {
+        Verdict::Holds
+    }
+}
+
+/// One target's object of the JSON contract. Figures a check could not
+/// produce are `null`; why is in `errors`.
+pub fn target_json(target: &TargetConfig, run: &TargetRun) -> Value {
+    let index = run.index().map(|i| {
+        json!({
+            "present": i.present, "name": i.name, "unique": i.unique,
+            "sparse": i.sparse, "hidden": i.hidden, "problem": i.problem,
+        })
+    });
+    let duplicates = run.duplicates().map(|d| {
+        json!({ "keys": d.keys, "documents": d.documents, "method": d.method, "sample": d.sample })
+    });
+    let missing = run.missing_keys().map(|m| {
+        json!({ "absent": m.absent, "null": m.null, "empty": m.empty, "method": m.method })
+    });
+    let errors: Vec<Value> = run
+        .errors()
+        .map(|(check, e)| json!({ "check": check, "reason": e.reason, "message": e.message }))
+        .collect();
+    json!({
+        "name": target.name,
+        "database": target.database,
+        "collection": target.collection,
+        "key": target.key,
+        "index": index,
+        "duplicates": duplicates,
+        "missing": missing,
+        "documents": run.missing_keys().map(|m| m.documents),
+        "errors": errors,
+    })
+}
+
+/// The whole JSON document of `check --format json`.
+pub fn check_json(targets: &[TargetConfig], runs: &[TargetRun]) -> Value {
+    json!({
+        "ok": verdict(runs) == Verdict::Holds,
+        "targets": targets.iter().zip(runs).map(|(t, r)| target_json(t, r)).collect::<Vec<_>>(),
+    })
+}
+
+/// The table of `check` for a person: one block per target.
+pub fn check_text(targets: &[TargetConfig], runs: &[TargetRun]) -> String {
+    let mut out = String::new();
+    for (t, run) in targets.iter().zip(runs) {
+        let _ = writeln!(out, "{} ({}.{} key {})", t.name, t.database, t.collection, t.key);
+        for r in &run.results {
+            let ms = r.duration.as_secs_f64() * 1000.0;
+            let line = match &r.outcome {
+                Err(e) => format!("FAILED   {}", e),
+                Ok(_) => match r.check {
+                    crate::checks::CheckName::Index => {
+                        let i = run.index().expect("index outcome is Ok");
+                        if i.present {
+                            format!(
+                                "ok       {} (unique{}{})",
+                                i.name.as_deref().unwrap_or("?"),
+                                if i.sparse { ", sparse" } else { "" },
+                                if i.hidden { ", hidden" } else { "" }
+                            )
+                        } else {
+                            format!("VIOLATED {}", i.problem.as_deref().unwrap_or("unexpected options"))
+                        }
+                    }
+                    crate::checks::CheckName::Duplicates => {
+                        let d = run.duplicates().expect("duplicates outcome is Ok");
+                        let mut s = format!(
+                            "{} {} duplicated keys, {} surplus documents [{}]",
+                            if d.keys > 0 { "VIOLATED" } else { "ok      " },
+                            d.keys,
+                            d.documents,
+                            d.method.as_str()
+                        );
+                        for sample in d.sample.iter().take(5) {
+                            let _ = write!(s, "\n{:>26}{} held by {} documents", "", sample.key, sample.count);
+                        }
+                        s
+                    }
+                    crate::checks::CheckName::MissingKeys => {
+                        let m = run.missing_keys().expect("missing_keys outcome is Ok");
+                        format!(
+                            "{} {} absent, {} null, {} empty of {} documents [{}]",
+                            if m.absent + m.null + m.empty > 0 { "VIOLATED" } else { "ok      " },
+                            m.absent,
+                            m.null,
+                            m.empty,
+                            m.documents,
+                            m.method.as_str()
+                        )
+                    }
+                },
+            };
+            let _ = writeln!(out, "  {:<13}{:>8.1}ms  {}", r.check.as_str(), ms, line);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        match verdict(runs) {
+            Verdict::Holds => "OK: every invariant holds",
+            Verdict::Violated => "VIOLATED: at least one invariant is broken",
+            Verdict::Incomplete => "INCOMPLETE: at least one check could not run",
+        }
+    );
+    out
+}

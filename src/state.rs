@@ -1,0 +1,95 @@
+//! The last known outcome of every target, shared by the runner (which
+//! writes it) and the HTTP handlers (which only read it).
+//!
+//! Locks are held only to copy or swap a run, never across an await, so a
+//! page or a scrape never waits on a check.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use chrono::{DateTime, Utc};
+
+use crate::checks::{self, CheckName, TargetRun};
+use crate::config::TargetConfig;
+use crate::metrics::Metrics;
+
+/// Everything the daemon knows about its targets.
+pub struct State {
+    /// When the daemon started, for the landing page.
+    pub started_at: DateTime<Utc>,
+    /// One slot per `[[target]]`, in config order.
+    pub targets: Vec<TargetSlot>,
+}
+
+/// One target: its config and what its runs found.
+pub struct TargetSlot {
+    pub config: TargetConfig,
+    status: RwLock<TargetStatus>,
+}
+
+/// What the landing page and `/readyz` need of a target.
+#[derive(Debug, Clone, Default)]
+pub struct TargetStatus {
+    /// Runs finished since start-up.
+    pub runs: u64,
+    /// Scheduled runs skipped because the previous one was still going.
+    pub skipped: u64,
+    /// When the run now going started, if one is.
+    pub running_since: Option<DateTime<Utc>>,
+    /// The last finished run.
+    pub last_run: Option<TargetRun>,
+    /// When each check last succeeded.
+    pub last_success: BTreeMap<CheckName, DateTime<Utc>>,
+}
+
+impl State {
+    pub fn new(targets: &[TargetConfig]) -> Self {
+        Self {
+            started_at: Utc::now(),
+            targets: targets
+                .iter()
+                .map(|t| TargetSlot {
+                    config: t.clone(),
+                    status: RwLock::new(TargetStatus::default()),
+                })
+                .collect(),
+        }
+    }
+
+    /// True once every target has finished its first run.
+    pub fn ready(&self) -> bool {
+        self.targets.iter().all(|t| t.status().runs > 0)
+    }
+}
+
+impl TargetSlot {
+    /// A copy of the target's status.
+    pub fn status(&self) -> TargetStatus {
+        // A poisoned lock means a panic while copying a struct: the data is still whole.
+        self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn run_started(&self) {
+        self.status.write().unwrap_or_else(|e| e.into_inner()).running_since = Some(Utc::now());
+    }
+
+    pub fn run_skipped(&self, metrics: &Metrics) {
+        self.status.write().unwrap_or_else(|e| e.into_inner()).skipped += 1;
+        metrics.runs_skipped_total.with_label_values(&[&self.config.name]).inc();
+        tracing::warn!(target = %self.config.name, "previous run still going; this scheduled run is skipped");
+    }
+
+    /// Stores a finished run and records its metrics and transition logs.
+    pub fn run_finished(&self, run: TargetRun, metrics: &Metrics) {
+        let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
+        checks::record(&run, status.last_run.as_ref(), metrics);
+        for r in &run.results {
+            if r.outcome.is_ok() {
+                status.last_success.insert(r.check, r.started_at);
+            }
+        }
+        status.runs += 1;
+        status.running_since = None;
+        status.last_run = Some(run);
+    }
+}
