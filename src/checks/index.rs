@@ -126,7 +126,10 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, collectio
     let score = |i: &IndexSpec| {
         let covers_all = i.partial_filter.is_none() || i.partial_is_exists(key);
         let sparse_like = i.sparse || i.partial_is_exists(key);
-        (i.unique && covers_all) as u8 * 4 + i.unique as u8 * 2 + (sparse_like == expect_sparse) as u8
+        (i.unique && covers_all) as u8 * 8
+            + i.unique as u8 * 4
+            + (sparse_like == expect_sparse) as u8 * 2
+            + (!i.hidden) as u8
     };
     let best = candidates.iter().copied().fold(None, |best: Option<&IndexSpec>, i| match best {
         Some(b) if score(b) >= score(i) => Some(b),
@@ -365,6 +368,21 @@ mod tests {
         );
         assert!(o.present);
         assert_eq!(o.name.as_deref(), Some("good"));
+    }
+
+    #[test]
+    fn visible_index_preferred_over_an_equal_hidden_one() {
+        let o = evaluate(
+            &[
+                spec(doc! {"key": {K: 1}, "name": "hidden", "unique": true, "sparse": true, "hidden": true}),
+                spec(doc! {"key": {K: 1}, "name": "visible", "unique": true, "partialFilterExpression": {K: {"$exists": true}}}),
+            ],
+            K,
+            true,
+            true,
+        );
+        assert_eq!(o.name.as_deref(), Some("visible"));
+        assert!(o.queryable.is_some());
     }
 
     #[test]

@@ -1,0 +1,201 @@
+//! The three checks on seeded data, against a real MongoDB wire server.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use mongodb::bson::{doc, Bson, Document};
+use uniqwatch::checks::{run_target, Method, TargetRun};
+use uniqwatch::config::Config;
+use uniqwatch::mongo::Mongo;
+
+fn chat(key: Option<Bson>) -> Document {
+    let mut d = doc! { "participants": ["a", "b"], "createdAt": mongodb::bson::DateTime::now() };
+    if let Some(k) = key {
+        d.insert("participantsKey", k);
+    }
+    d
+}
+
+fn keyed(k: &str) -> Document {
+    chat(Some(Bson::String(k.into())))
+}
+
+async fn run(db: &str, sparse: bool) -> TargetRun {
+    let uri = shared_uri();
+    let text = target_toml(&uri, "chats", db, "chats", "participantsKey", sparse, "0 */5 * * * *");
+    let config = Config::from_toml(&text, Path::new("test.toml"), None).unwrap();
+    let mongo = Mongo::new(config.mongodb.clone());
+    run_target(&config.targets[0], &mongo).await
+}
+
+async fn create_index(db: &str, spec: Document) {
+    command(&shared_uri(), db, doc! { "createIndexes": "chats", "indexes": [spec] }).await;
+}
+
+#[tokio::test]
+async fn duplicates_and_missing_keys_without_an_index() {
+    let db = unique_db("noindex");
+    let mut docs = vec![keyed("u1_u2"), keyed("u1_u2"), keyed("u1_u2"), keyed("u3_u4"), keyed("u3_u4")];
+    docs.extend((0..50).map(|i| keyed(&format!("solo_{i}"))));
+    docs.extend([chat(None), chat(None), chat(Some(Bson::Null)), chat(Some("".into())), chat(Some("".into()))]);
+    seed(&shared_uri(), &db, "chats", docs).await;
+
+    let run = run(&db, true).await;
+    assert_eq!(run.errors().count(), 0, "{:?}", run.results);
+    let index = run.index().unwrap();
+    assert!(!index.present);
+    assert_eq!(index.problem.as_deref(), Some("no index on {participantsKey: 1}"));
+
+    let d = run.duplicates().unwrap();
+    assert_eq!((d.keys, d.documents), (2, 3), "absent/null/empty must not count as duplicates");
+    assert_eq!(d.method, Method::Aggregation);
+    assert_eq!(d.sample[0].key, serde_json::json!("u1_u2"));
+    assert_eq!(d.sample[0].count, 3);
+    assert_eq!(d.sample[0].ids.len(), 3);
+    assert_eq!(d.sample[1].count, 2);
+
+    let m = run.missing_keys().unwrap();
+    assert_eq!((m.absent, m.null, m.empty), (2, 1, 2));
+    assert_eq!(m.documents, 60);
+    assert_eq!(m.method, Method::Aggregation);
+    assert_eq!(run.violations().len(), 3);
+}
+
+#[tokio::test]
+async fn unique_sparse_index_answers_from_the_index() {
+    let db = unique_db("sparse");
+    let mut docs: Vec<Document> = (0..30).map(|i| keyed(&format!("k{i}"))).collect();
+    docs.extend([chat(None), chat(None), chat(None), chat(Some(Bson::Null)), chat(Some("".into()))]);
+    seed(&shared_uri(), &db, "chats", docs).await;
+    create_index(&db, doc! {"key": {"participantsKey": 1}, "name": "participantsKey_1", "unique": true, "sparse": true}).await;
+
+    let run = run(&db, true).await;
+    assert_eq!(run.errors().count(), 0, "{:?}", run.results);
+    let i = run.index().unwrap();
+    assert!(i.present && i.unique && i.sparse && !i.hidden, "{i:?}");
+    assert_eq!(i.name.as_deref(), Some("participantsKey_1"));
+    let d = run.duplicates().unwrap();
+    assert_eq!((d.keys, d.documents, d.method), (0, 0, Method::UniqueIndex));
+    let m = run.missing_keys().unwrap();
+    assert_eq!((m.absent, m.null, m.empty, m.documents), (3, 1, 1, 35));
+    assert_eq!(m.method, Method::IndexCounts);
+}
+
+#[tokio::test]
+async fn plain_unique_index_when_sparse_expected_is_wrong_but_still_counts() {
+    let db = unique_db("plain");
+    let mut docs: Vec<Document> = (0..10).map(|i| keyed(&format!("k{i}"))).collect();
+    docs.push(chat(None)); // a plain unique index allows one document without the key
+    docs.push(chat(Some("".into())));
+    seed(&shared_uri(), &db, "chats", docs).await;
+    create_index(&db, doc! {"key": {"participantsKey": 1}, "name": "pk", "unique": true}).await;
+
+    let wrong = run(&db, true).await;
+    let i = wrong.index().unwrap();
+    assert!(!i.present);
+    assert!(i.problem.as_deref().unwrap().contains("not sparse"), "{i:?}");
+    assert_eq!(wrong.duplicates().unwrap().method, Method::UniqueIndex);
+    let m = wrong.missing_keys().unwrap();
+    assert_eq!((m.absent, m.null, m.empty, m.documents), (1, 0, 1, 12));
+    assert_eq!(m.method, Method::IndexCounts);
+
+    let right = run(&db, false).await;
+    assert!(right.index().unwrap().present);
+}
+
+#[tokio::test]
+async fn partial_index_on_exists_counts_as_sparse() {
+    let db = unique_db("partial");
+    seed(&shared_uri(), &db, "chats", vec![keyed("a"), keyed("b"), chat(None), chat(Some(Bson::Null))]).await;
+    create_index(
+        &db,
+        doc! {"key": {"participantsKey": 1}, "name": "pk_partial", "unique": true,
+              "partialFilterExpression": {"participantsKey": {"$exists": true}}},
+    )
+    .await;
+    let run = run(&db, true).await;
+    assert_eq!(run.errors().count(), 0, "{:?}", run.results);
+    let i = run.index().unwrap();
+    assert!(i.present && i.sparse, "{i:?}");
+    let m = run.missing_keys().unwrap();
+    assert_eq!((m.absent, m.null, m.empty, m.documents, m.method), (1, 1, 0, 4, Method::IndexCounts));
+}
+
+#[tokio::test]
+async fn hidden_unique_index_is_present_and_figures_come_from_one_pass() {
+    let db = unique_db("hidden");
+    seed(&shared_uri(), &db, "chats", vec![keyed("a"), keyed("b"), chat(None), chat(Some("".into()))]).await;
+    create_index(
+        &db,
+        doc! {"key": {"participantsKey": 1}, "name": "pk_hidden", "unique": true, "sparse": true, "hidden": true},
+    )
+    .await;
+    let run = run(&db, true).await;
+    assert_eq!(run.errors().count(), 0, "{:?}", run.results);
+    let i = run.index().unwrap();
+    assert!(i.present && i.hidden, "{i:?}");
+    assert_eq!(run.duplicates().unwrap().method, Method::UniqueIndex);
+    let m = run.missing_keys().unwrap();
+    assert_eq!((m.absent, m.null, m.empty, m.documents, m.method), (1, 0, 1, 4, Method::Aggregation));
+}
+
+#[tokio::test]
+async fn compound_index_does_not_count_as_the_unique_index() {
+    let db = unique_db("compound");
+    let mut second = keyed("a");
+    second.insert("shard", 2);
+    seed(&shared_uri(), &db, "chats", vec![keyed("a"), second]).await;
+    create_index(
+        &db,
+        doc! {"key": {"shard": 1, "participantsKey": 1}, "name": "shard_pk", "unique": true},
+    )
+    .await;
+    let run = run(&db, true).await;
+    let i = run.index().unwrap();
+    assert!(!i.present);
+    assert!(i.problem.as_deref().unwrap().contains("compound"), "{i:?}");
+    assert_eq!(run.duplicates().unwrap().keys, 1);
+}
+
+#[tokio::test]
+async fn non_unique_index_is_wrong_and_duplicates_are_scanned() {
+    let db = unique_db("nonunique");
+    seed(&shared_uri(), &db, "chats", vec![keyed("a"), keyed("a"), keyed("b")]).await;
+    create_index(&db, doc! {"key": {"participantsKey": 1}, "name": "pk", "sparse": true}).await;
+    let run = run(&db, true).await;
+    let i = run.index().unwrap();
+    assert!(!i.present && !i.unique, "{i:?}");
+    let d = run.duplicates().unwrap();
+    assert_eq!((d.keys, d.documents, d.method), (1, 1, Method::Aggregation));
+}
+
+#[tokio::test]
+async fn missing_collection_is_reported_not_failed() {
+    let db = unique_db("nocoll");
+    let run = run(&db, true).await;
+    assert_eq!(run.errors().count(), 0, "{:?}", run.results);
+    assert_eq!(run.index().unwrap().problem.as_deref(), Some("the collection does not exist"));
+    assert_eq!(run.duplicates().unwrap().keys, 0);
+    assert_eq!(run.missing_keys().unwrap().documents, 0);
+}
+
+#[tokio::test]
+async fn unreachable_server_fails_every_check_as_unreachable() {
+    let text = target_toml(
+        &format!("mongodb://127.0.0.1:{}/", free_port()),
+        "x",
+        "app",
+        "chats",
+        "participantsKey",
+        true,
+        "0 */5 * * * *",
+    );
+    let config = Config::from_toml(&text, Path::new("t.toml"), None).unwrap();
+    let run = run_target(&config.targets[0], &Mongo::new(config.mongodb.clone())).await;
+    let errors: Vec<_> = run.errors().collect();
+    assert_eq!(errors.len(), 3);
+    assert!(errors.iter().all(|(_, e)| e.reason == uniqwatch::mongo::FailureReason::Unreachable), "{errors:?}");
+    assert!(!run.reached_mongodb());
+}

@@ -1,0 +1,346 @@
+//! Test harness: a real MongoDB wire server for the integration tests.
+//!
+//! By default each test binary starts one SecantusDB server
+//! (`secantusd-py --storage-path :memory:`) on a free port, installing
+//! SecantusDB into the repo's `.venv` first if it is not there. Set
+//! `UNIQWATCH_TEST_MONGODB_URI` to run against a real mongod instead.
+//! Every test works in a database of its own, so tests run in parallel.
+//!
+//! [`Proxy`] sits between uniqwatch and the server to make the database go
+//! away, come back, or answer slowly, whatever the server behind it is.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use mongodb::bson::Document;
+use mongodb::Client;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const SECANTUS_VERSION: &str = "SecantusDB==0.7.0b3";
+pub const URI_ENV: &str = "UNIQWATCH_TEST_MONGODB_URI";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The `secantusd-py` command, installing SecantusDB into `.venv` when missing.
+pub fn secantusd() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let venv = repo_root().join(".venv");
+        let bin = venv.join("bin/secantusd-py");
+        if bin.exists() {
+            return bin;
+        }
+        // One installer at a time across test binaries.
+        let lock = repo_root().join(".venv.lock");
+        let _guard = FileLock::acquire(&lock);
+        if !bin.exists() {
+            eprintln!("installing {SECANTUS_VERSION} into {}", venv.display());
+            let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().map(|s| s.success());
+            assert!(matches!(ok, Ok(true)), "python3 -m venv failed: is python3 (with venv) installed?");
+            let ok = Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", SECANTUS_VERSION])
+                .status()
+                .map(|s| s.success());
+            assert!(matches!(ok, Ok(true)), "pip install {SECANTUS_VERSION} failed");
+        }
+        bin
+    })
+    .clone()
+}
+
+/// A crude cross-process lock: create a file exclusively, remove it on drop.
+struct FileLock(PathBuf);
+impl FileLock {
+    fn acquire(path: &Path) -> Self {
+        let start = Instant::now();
+        loop {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+                Ok(_) => return FileLock(path.to_path_buf()),
+                Err(_) if start.elapsed() < Duration::from_secs(300) => std::thread::sleep(Duration::from_millis(200)),
+                Err(e) => panic!("cannot take {}: {e} (remove it if no test is running)", path.display()),
+            }
+        }
+    }
+}
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A SecantusDB process, killed when dropped (or when the test process exits).
+pub struct Server {
+    pub port: u16,
+    child: Child,
+}
+
+impl Server {
+    /// Starts a server on a free port with in-memory storage.
+    pub fn start() -> Self {
+        Self::start_with(&["--storage-path", ":memory:"], free_port())
+    }
+
+    /// Starts a server with extra arguments on `port`, and waits until it answers.
+    pub fn start_with(args: &[&str], port: u16) -> Self {
+        let bin = secantusd();
+        // The watchdog shell ends the server when this test process is gone,
+        // even after a panic or a kill, so no server outlives its tests.
+        let script = r#"parent=$1; shift; "$@" & child=$!
+trap 'kill $child 2>/dev/null; exit 0' TERM INT
+while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
+kill $child 2>/dev/null; wait $child"#;
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("watchdog")
+            .arg(std::process::id().to_string())
+            .arg(&bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "WARNING"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start secantusd-py");
+        let server = Server { port, child };
+        wait_for_port(port, Duration::from_secs(60));
+        server
+    }
+
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn wait_for_port(port: u16, limit: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < limit, "nothing listens on port {port} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The URI of the server shared by every test of this binary.
+pub fn shared_uri() -> String {
+    static SHARED: OnceLock<String> = OnceLock::new();
+    static SERVER: OnceLock<Mutex<Server>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| match std::env::var(URI_ENV) {
+            Ok(uri) if !uri.is_empty() => uri,
+            _ => {
+                let server = SERVER.get_or_init(|| Mutex::new(Server::start()));
+                server.lock().unwrap().uri()
+            }
+        })
+        .clone()
+}
+
+/// A database name no other test uses.
+pub fn unique_db(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "uw_{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub async fn client(uri: &str) -> Client {
+    Client::with_uri_str(uri).await.expect("client")
+}
+
+/// Inserts `docs` into `db.coll` (creating it).
+pub async fn seed(uri: &str, db: &str, coll: &str, docs: Vec<Document>) {
+    let c = client(uri).await;
+    let coll = c.database(db).collection::<Document>(coll);
+    if !docs.is_empty() {
+        coll.insert_many(docs).await.expect("insert");
+    }
+}
+
+/// Runs a database command on `db`.
+pub async fn command(uri: &str, db: &str, cmd: Document) -> Document {
+    client(uri).await.database(db).run_command(cmd).await.expect("command")
+}
+
+/// A config file text for one target on `uri`.
+pub fn target_toml(uri: &str, name: &str, db: &str, coll: &str, key: &str, sparse: bool, schedule: &str) -> String {
+    format!(
+        r#"[mongodb]
+uri = "{uri}"
+query_timeout = "5s"
+connect_timeout = "1s"
+
+[web]
+listen = "127.0.0.1:0"
+shutdown_grace = "5s"
+
+[[target]]
+name = "{name}"
+database = "{db}"
+collection = "{coll}"
+key = "{key}"
+sparse = {sparse}
+schedule = "{schedule}"
+"#
+    )
+}
+
+/// Polls `cond` every 50ms until it holds or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How the proxy treats traffic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ProxyMode {
+    /// Forward everything.
+    Pass,
+    /// Drop every connection and refuse new ones: the database is gone.
+    Down,
+    /// Forward, but hold each server reply this long: a slow database.
+    Slow(Duration),
+}
+
+/// A TCP proxy in front of a MongoDB server, switchable at run time.
+pub struct Proxy {
+    pub port: u16,
+    mode: Arc<Mutex<ProxyMode>>,
+    /// Bumped on every switch to Down, so open connections notice and close.
+    epoch: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(Mutex::new(ProxyMode::Pass));
+        let epoch = Arc::new(AtomicU64::new(0));
+        let (m, e) = (mode.clone(), epoch.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else { continue };
+                let current = *m.lock().unwrap();
+                if current == ProxyMode::Down {
+                    drop(inbound);
+                    continue;
+                }
+                let (m, e) = (m.clone(), e.clone());
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(upstream).await else { return };
+                    pipe(inbound, outbound, m, e).await;
+                });
+            }
+        });
+        Proxy { port, mode, epoch, task }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    pub fn set(&self, mode: ProxyMode) {
+        *self.mode.lock().unwrap() = mode;
+        if mode == ProxyMode::Down {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pipe(inbound: TcpStream, outbound: TcpStream, mode: Arc<Mutex<ProxyMode>>, epoch: Arc<AtomicU64>) {
+    let start_epoch = epoch.load(Ordering::SeqCst);
+    let (mut ci, mut co) = inbound.into_split();
+    let (mut si, mut so) = outbound.into_split();
+    let e1 = epoch.clone();
+    let up = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match ci.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if e1.load(Ordering::SeqCst) != start_epoch || so.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match si.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let current = *mode.lock().unwrap();
+            if let ProxyMode::Slow(d) = current {
+                tokio::time::sleep(d).await;
+            }
+            if epoch.load(Ordering::SeqCst) != start_epoch || co.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    // Whichever side ends first ends the connection.
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+    }
+}
+
+/// Host and port of a `mongodb://host:port/...` URI (first host only).
+pub fn uri_addr(uri: &str) -> SocketAddr {
+    let rest = uri.split_once("://").unwrap().1;
+    let rest = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    let host = rest.split(['/', '?', ',']).next().unwrap();
+    let host = if host.contains(':') { host.to_string() } else { format!("{host}:27017") };
+    std::net::ToSocketAddrs::to_socket_addrs(&host.replace("localhost", "127.0.0.1"))
+        .unwrap()
+        .next()
+        .unwrap()
+}
