@@ -100,7 +100,7 @@ impl Server {
         // The watchdog shell ends the server when this test process is gone,
         // even after a panic or a kill, so no server outlives its tests.
         let script = r#"parent=$1; shift; "$@" & child=$!
-trap 'kill $child 2>/dev/null; exit 0' TERM INT
+trap 'kill $child 2>/dev/null; wait $child; exit 0' TERM INT
 while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
 kill $child 2>/dev/null; wait $child"#;
         let child = Command::new("sh")
@@ -113,6 +113,7 @@ kill $child 2>/dev/null; wait $child"#;
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .expect("start secantusd-py");
         let server = Server { port, child };
@@ -129,7 +130,10 @@ kill $child 2>/dev/null; wait $child"#;
     }
 
     fn kill(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.wait();
     }
 }

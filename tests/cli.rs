@@ -1,0 +1,218 @@
+//! The `uniqwatch` binary: exit codes, the JSON contract, config errors,
+//! redaction, and SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mongodb::bson::doc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_uniqwatch");
+
+fn uniqwatch(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("UNIQWATCH_MONGODB_URI")
+        .env_remove("UNIQWATCH_CONFIG")
+        .output()
+        .expect("run uniqwatch")
+}
+
+fn write_config(dir: &Path, text: &str) -> String {
+    let path = dir.join("uniqwatch.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn healthy_db() -> String {
+    let db = unique_db("cli_ok");
+    let uri = shared_uri();
+    seed(&uri, &db, "chats", vec![doc! {"participantsKey": "a_b"}, doc! {"participantsKey": "a_c"}]).await;
+    command(
+        &uri,
+        &db,
+        doc! {"createIndexes": "chats", "indexes": [{"key": {"participantsKey": 1}, "name": "participantsKey_1", "unique": true, "sparse": true}]},
+    )
+    .await;
+    db
+}
+
+#[tokio::test]
+async fn check_exits_0_when_every_invariant_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = healthy_db().await;
+    let cfg = write_config(dir.path(), &target_toml(&shared_uri(), "chats", &db, "chats", "participantsKey", true, "0 */5 * * * *"));
+    let out = uniqwatch(&["check", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("OK: every invariant holds"), "{}", stdout(&out));
+}
+
+#[tokio::test]
+async fn check_exits_1_on_duplicates_and_prints_the_json_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = unique_db("cli_dup");
+    let uri = shared_uri();
+    seed(
+        &uri,
+        &db,
+        "chats",
+        vec![
+            doc! {"participantsKey": "a_b"},
+            doc! {"participantsKey": "a_b"},
+            doc! {"participantsKey": "c_d"},
+            doc! {"other": 1},
+            doc! {"participantsKey": null},
+            doc! {"participantsKey": ""},
+        ],
+    )
+    .await;
+    let cfg = write_config(dir.path(), &target_toml(&uri, "chats", &db, "chats", "participantsKey", true, "0 */5 * * * *"));
+    let out = uniqwatch(&["check", "--config", &cfg, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("stdout is one JSON document");
+    assert_eq!(v["ok"], false);
+    let t = &v["targets"][0];
+    for field in ["name", "database", "collection", "key", "index", "duplicates", "missing", "documents", "errors"] {
+        assert!(t.get(field).is_some(), "missing {field} in {t}");
+    }
+    assert_eq!(t["name"], "chats");
+    assert_eq!(t["database"], db.as_str());
+    for field in ["present", "name", "unique", "sparse", "hidden"] {
+        assert!(t["index"].get(field).is_some(), "missing index.{field}");
+    }
+    assert_eq!(t["index"]["present"], false);
+    assert_eq!(t["duplicates"]["keys"], 1);
+    assert_eq!(t["duplicates"]["documents"], 1);
+    assert_eq!(t["duplicates"]["method"], "aggregation");
+    assert_eq!(t["duplicates"]["sample"][0]["key"], "a_b");
+    assert_eq!(t["duplicates"]["sample"][0]["count"], 2);
+    assert_eq!(t["duplicates"]["sample"][0]["ids"].as_array().unwrap().len(), 2);
+    assert_eq!(t["missing"]["absent"], 1);
+    assert_eq!(t["missing"]["null"], 1);
+    assert_eq!(t["missing"]["empty"], 1);
+    assert_eq!(t["documents"], 6);
+    assert_eq!(t["errors"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn check_exits_2_when_mongodb_is_unreachable_and_hides_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("mongodb://watcher:pa55word@127.0.0.1:{}/", free_port());
+    let cfg = write_config(dir.path(), &target_toml(&uri, "chats", "app", "chats", "participantsKey", true, "0 */5 * * * *"));
+    let out = uniqwatch(&["check", "--config", &cfg, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let errors = v["targets"][0]["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3);
+    assert_eq!(errors[0]["check"], "index");
+    assert_eq!(errors[0]["reason"], "unreachable");
+    assert!(v["targets"][0]["index"].is_null());
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!all.contains("pa55word"), "{all}");
+}
+
+#[test]
+fn invalid_config_exits_2_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[[target]]\nname = \"chats\"\ndatabase = \"app\"\ncollection = \"chats\"\nkey = \"participantsKey\"\nschedule = \"every five minutes\"\n",
+    );
+    for args in [vec!["check", "--config", &cfg], vec!["run", "--config", &cfg], vec!["config", "check", "--config", &cfg]] {
+        let out = uniqwatch(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("uniqwatch.toml"), "{err}");
+        assert!(err.contains("target[0].schedule"), "{err}");
+        assert!(err.contains("expected a cron expression"), "{err}");
+    }
+}
+
+#[test]
+fn unknown_field_and_missing_file_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "[mongodb]\nurl = \"mongodb://x\"\n");
+    let out = uniqwatch(&["config", "check", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown field `url`"), "{}", stderr(&out));
+
+    let out = uniqwatch(&["check", "--config", "/nonexistent/uniqwatch.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot read config file /nonexistent/uniqwatch.toml"), "{}", stderr(&out));
+}
+
+#[test]
+fn config_check_prints_effective_config_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[mongodb]\nuri = \"mongodb://filed:filepass@db:27017/\"\n[[target]]\nname = \"chats\"\ndatabase = \"app\"\ncollection = \"chats\"\nkey = \"participantsKey\"\n",
+    );
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .env("UNIQWATCH_CONFIG", &cfg)
+        .env("UNIQWATCH_MONGODB_URI", "mongodb://envuser:envpass@db2:27017/?authSource=admin")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("mongodb://envuser:***@db2:27017/?authSource=admin"), "{text}");
+    assert!(!text.contains("envpass") && !text.contains("filepass"), "{text}");
+    assert!(text.contains("query_timeout = \"30s\""), "{text}");
+    assert!(text.contains("schedule = \"0 */5 * * * *\""), "{text}");
+}
+
+#[test]
+fn help_texts_explain_exit_codes() {
+    let out = uniqwatch(&["check", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.contains("Exit codes"), "{text}");
+    assert!(text.contains("UNIQWATCH_CONFIG"), "{text}");
+}
+
+#[test]
+fn sigterm_stops_the_daemon_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = target_toml(&shared_uri(), "chats", "app", "chats", "participantsKey", true, "* * * * * *")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let cfg = write_config(dir.path(), &text);
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", &cfg, "--log-format", "json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, Duration::from_secs(20));
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "daemon did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+    let lines = lines.join().unwrap();
+    for line in &lines {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+    assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("\"stopped\"")), "{lines:?}");
+}

@@ -1,0 +1,233 @@
+//! The daemon in-process: metrics appearing and withdrawn, the database
+//! going away, answering slowly or refusing authentication, runs that never
+//! overlap, readiness, and the landing page.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use mongodb::bson::doc;
+use tokio::sync::oneshot;
+use uniqwatch::config::Config;
+
+/// A daemon running in this process, stopped when dropped or on [`Daemon::stop`].
+struct Daemon {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Daemon {
+    async fn start(toml: &str) -> Self {
+        let config = Config::from_toml(toml, Path::new("test.toml"), None).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(uniqwatch::daemon::run(config, listener, async move {
+            let _ = rx.await;
+        }));
+        Daemon { base, stop: Some(tx), task }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn metrics(&self) -> String {
+        self.get("/metrics").await.1
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        (&mut self.task).await.unwrap().unwrap();
+    }
+}
+
+/// The value of the series `name` whose labels include every pair of `labels`.
+fn value(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, v) = line.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+        if n != name {
+            return None;
+        }
+        labels
+            .iter()
+            .all(|(k, val)| rest.contains(&format!("{k}=\"{val}\"")))
+            .then(|| v.parse().unwrap())
+    })
+}
+
+fn t(name: &str) -> [(&str, &str); 1] {
+    [("target", name)]
+}
+
+async fn wait_metric<F: Fn(&str) -> bool>(d: &Daemon, what: &str, cond: F) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let m = d.metrics().await;
+        if cond(&m) {
+            return m;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}; last /metrics:\n{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn seeded(prefix: &str) -> String {
+    let db = unique_db(prefix);
+    seed(
+        &shared_uri(),
+        &db,
+        "chats",
+        vec![doc! {"participantsKey": "a_b"}, doc! {"participantsKey": "a_b"}, doc! {"participantsKey": "c_d"}, doc! {"x": 1}],
+    )
+    .await;
+    db
+}
+
+#[tokio::test]
+async fn metrics_appear_after_the_first_run_and_pages_answer() {
+    let db = seeded("d_first").await;
+    let d = Daemon::start(&target_toml(&shared_uri(), "chats", &db, "chats", "participantsKey", true, "0 0 0 1 1 *")).await;
+    let m = wait_metric(&d, "first run", |m| value(m, "uniqwatch_duplicate_keys", &t("chats")).is_some()).await;
+    assert_eq!(value(&m, "uniqwatch_up", &t("chats")), Some(1.0));
+    assert_eq!(value(&m, "uniqwatch_unique_index_present", &t("chats")), Some(0.0));
+    assert_eq!(value(&m, "uniqwatch_duplicate_keys", &t("chats")), Some(1.0));
+    assert_eq!(value(&m, "uniqwatch_duplicate_documents", &t("chats")), Some(1.0));
+    assert_eq!(value(&m, "uniqwatch_missing_key_documents", &[("target", "chats"), ("kind", "absent")]), Some(1.0));
+    assert_eq!(value(&m, "uniqwatch_missing_key_documents", &[("target", "chats"), ("kind", "null")]), Some(0.0));
+    assert_eq!(value(&m, "uniqwatch_documents", &t("chats")), Some(4.0));
+    for check in ["index", "duplicates", "missing_keys"] {
+        let l = [("target", "chats"), ("check", check)];
+        assert_eq!(value(&m, "uniqwatch_check_success", &l), Some(1.0), "{check}");
+        assert!(value(&m, "uniqwatch_check_duration_seconds", &l).unwrap() >= 0.0);
+        assert!(value(&m, "uniqwatch_check_last_success_timestamp_seconds", &l).unwrap() > 1.7e9);
+        assert_eq!(value(&m, "uniqwatch_check_failures_total", &[("target", "chats"), ("check", check), ("reason", "timeout")]), Some(0.0));
+    }
+    assert_eq!(value(&m, "uniqwatch_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
+    assert!(m.contains("# HELP uniqwatch_duplicate_keys") && m.contains("not computed at scrape time"), "{m}");
+    assert!(!m.contains("a_b"), "key values must never become labels");
+
+    assert_eq!(d.get("/healthz").await.0, 200);
+    assert_eq!(d.get("/readyz").await.0, 200);
+    let (status, page) = d.get("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("chats") && page.contains("1 duplicated keys"), "{page}");
+    assert!(!page.contains("a_b"), "the landing page shows no key values");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn database_going_away_withdraws_figures_and_recovery_restores_them() {
+    let db = seeded("d_away").await;
+    let proxy = Proxy::start(uri_addr(&shared_uri())).await;
+    let d = Daemon::start(&target_toml(&proxy.uri(), "chats", &db, "chats", "participantsKey", true, "* * * * * *")).await;
+    wait_metric(&d, "first success", |m| value(m, "uniqwatch_duplicate_keys", &t("chats")) == Some(1.0)).await;
+
+    proxy.set(ProxyMode::Down);
+    let m = wait_metric(&d, "up = 0", |m| value(m, "uniqwatch_up", &t("chats")) == Some(0.0)).await;
+    for series in ["uniqwatch_duplicate_keys", "uniqwatch_unique_index_present", "uniqwatch_documents"] {
+        assert_eq!(value(&m, series, &t("chats")), None, "{series} must be withdrawn, not stale or 0");
+    }
+    assert_eq!(value(&m, "uniqwatch_check_success", &[("target", "chats"), ("check", "index")]), Some(0.0));
+    assert!(value(&m, "uniqwatch_check_failures_total", &[("target", "chats"), ("check", "index"), ("reason", "unreachable")]).unwrap() >= 1.0);
+    assert_eq!(d.get("/healthz").await.0, 200, "the daemon keeps serving");
+
+    proxy.set(ProxyMode::Pass);
+    let m = wait_metric(&d, "recovery", |m| value(m, "uniqwatch_up", &t("chats")) == Some(1.0) && value(m, "uniqwatch_duplicate_keys", &t("chats")).is_some()).await;
+    assert_eq!(value(&m, "uniqwatch_duplicate_keys", &t("chats")), Some(1.0));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_waits_for_the_first_run_while_metrics_answer() {
+    let db = seeded("d_ready").await;
+    let proxy = Proxy::start(uri_addr(&shared_uri())).await;
+    proxy.set(ProxyMode::Slow(Duration::from_secs(60)));
+    let toml = target_toml(&proxy.uri(), "chats", &db, "chats", "participantsKey", true, "0 0 0 1 1 *")
+        .replace("query_timeout = \"5s\"", "query_timeout = \"3s\"");
+    let d = Daemon::start(&toml).await;
+    // While the first run waits on a server that does not answer, nothing is known yet and the scrape still answers.
+    let (status, body) = d.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("chats"));
+    let m = d.metrics().await;
+    assert_eq!(value(&m, "uniqwatch_duplicate_keys", &t("chats")), None);
+    assert_eq!(value(&m, "uniqwatch_up", &t("chats")), None);
+
+    let m = wait_metric(&d, "first run ends", |m| value(m, "uniqwatch_up", &t("chats")).is_some()).await;
+    assert_eq!(value(&m, "uniqwatch_up", &t("chats")), Some(0.0));
+    assert_eq!(d.get("/readyz").await.0, 200, "a failed first run still counts as finished");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn slow_queries_are_abandoned_as_timeouts() {
+    let db = seeded("d_slow").await;
+    let proxy = Proxy::start(uri_addr(&shared_uri())).await;
+    let toml = target_toml(&proxy.uri(), "chats", &db, "chats", "participantsKey", true, "* * * * * *")
+        .replace("query_timeout = \"5s\"", "query_timeout = \"1s\"");
+    let d = Daemon::start(&toml).await;
+    wait_metric(&d, "first success", |m| value(m, "uniqwatch_up", &t("chats")) == Some(1.0)).await;
+    proxy.set(ProxyMode::Slow(Duration::from_millis(1500)));
+    let timeouts = |m: &str| -> f64 {
+        ["index", "duplicates", "missing_keys"]
+            .iter()
+            .filter_map(|c| value(m, "uniqwatch_check_failures_total", &[("target", "chats"), ("check", c), ("reason", "timeout")]))
+            .sum()
+    };
+    let m = wait_metric(&d, "a timeout", |m| timeouts(m) >= 1.0).await;
+    assert_eq!(value(&m, "uniqwatch_duplicate_keys", &t("chats")), None, "a timed-out check's figures are withdrawn");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn runs_of_one_target_never_overlap() {
+    let db = seeded("d_overlap").await;
+    let proxy = Proxy::start(uri_addr(&shared_uri())).await;
+    let d = Daemon::start(&target_toml(&proxy.uri(), "chats", &db, "chats", "participantsKey", true, "* * * * * *")).await;
+    wait_metric(&d, "first success", |m| value(m, "uniqwatch_up", &t("chats")) == Some(1.0)).await;
+    // Each reply now takes 700ms, so a run (several round trips) outlasts the one-second period.
+    proxy.set(ProxyMode::Slow(Duration::from_millis(700)));
+    let m = wait_metric(&d, "a skipped run", |m| value(m, "uniqwatch_runs_skipped_total", &t("chats")).unwrap_or(0.0) >= 2.0).await;
+    // Skipped ticks are not failures: nothing timed out.
+    let timeouts = value(&m, "uniqwatch_check_failures_total", &[("target", "chats"), ("check", "duplicates"), ("reason", "timeout")]);
+    assert_eq!(timeouts, Some(0.0));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn refused_authentication_shows_as_unauthorized() {
+    if std::env::var(URI_ENV).is_ok() {
+        eprintln!("refused_authentication_shows_as_unauthorized uses its own SecantusDB with --auth");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("db");
+    let storage = storage.to_str().unwrap();
+    let port = free_port();
+    let server = Server::start_with(&["--storage-path", storage], port);
+    command(
+        &server.uri(),
+        "admin",
+        doc! {"createUser": "watcher", "pwd": "right-password", "roles": [{"role": "read", "db": "app"}]},
+    )
+    .await;
+    server.stop();
+    let server = Server::start_with(&["--storage-path", storage, "--auth"], port);
+
+    let uri = format!("mongodb://watcher:wrong-password@127.0.0.1:{}/?authSource=admin", server.port);
+    let d = Daemon::start(&target_toml(&uri, "chats", "app", "chats", "participantsKey", true, "0 0 0 1 1 *")).await;
+    let m = wait_metric(&d, "unauthorized failure", |m| {
+        value(m, "uniqwatch_check_failures_total", &[("target", "chats"), ("check", "index"), ("reason", "unauthorized")]).unwrap_or(0.0) >= 1.0
+    })
+    .await;
+    assert_eq!(value(&m, "uniqwatch_up", &t("chats")), Some(0.0));
+    let (_, page) = d.get("/").await;
+    assert!(!page.contains("wrong-password"), "credentials never reach pages");
+    assert!(!m.contains("wrong-password"));
+    d.stop().await;
+}
