@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The demo: a local SecantusDB (MongoDB wire protocol) with persistent data in
+# ./demo-data, seeded on first start with 10 000 chats (a few duplicated keys,
+# a few documents without a key) and a healthy users collection, and the
+# uniqwatch daemon watching both. Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT=27117
+mkdir -p demo-data/db demo-data/state
+
+command -v python3 >/dev/null || { echo "demo: python3 is needed" >&2; exit 1; }
+if [ ! -x .venv/bin/secantusd-py ]; then
+  echo "demo: installing SecantusDB into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "SecantusDB==0.7.0b3"
+fi
+
+echo "demo: building uniqwatch (release)"
+cargo build --release --locked --quiet
+
+if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
+  echo "demo: port $PORT is taken (another demo running?); stop it first" >&2
+  exit 1
+fi
+.venv/bin/secantusd-py --host 127.0.0.1 --port $PORT --storage-path demo-data/db --log-level WARNING \
+  > demo-data/secantusd.log 2>&1 &
+db_pid=$!
+trap 'kill $db_pid 2>/dev/null; wait $db_pid 2>/dev/null' EXIT
+for _ in $(seq 1 100); do
+  (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
+  sleep 0.2
+done
+
+if [ ! -f demo-data/.seeded ]; then
+  .venv/bin/python scripts/seed.py --uri "mongodb://127.0.0.1:$PORT/" --count 10000 --drop
+  touch demo-data/.seeded
+fi
+
+echo
+echo "demo: uniqwatch is starting; open http://127.0.0.1:9716/ (metrics at /metrics). Ctrl-C stops it."
+echo
+./target/release/uniqwatch run --config examples/demo.toml

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the tests, the demo and the benchmarks need, on a bare Debian
+# machine with Rust and Python 3: SecantusDB (a MongoDB wire-protocol server)
+# in ./.venv, and Prometheus, Alertmanager, wrk and mtail from Debian.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECANTUS="SecantusDB==0.7.0b3"
+
+if [ ! -x .venv/bin/secantusd-py ]; then
+  echo "setup: installing $SECANTUS into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "$SECANTUS"
+fi
+
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v mtail >/dev/null 2>&1 || need+=(mtail)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]} from Debian"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The packages start services where systemd runs; the tests start their own.
+  for svc in prometheus prometheus-alertmanager prometheus-node-exporter mtail; do
+    "${sudo_cmd[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  done
+fi
