@@ -216,3 +216,18 @@ fn sigterm_stops_the_daemon_with_exit_0() {
     assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("\"stopped\"")), "{lines:?}");
 }
+
+#[test]
+fn shipped_example_configs_are_valid() {
+    let dir = repo_root().join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+            let out = uniqwatch(&["config", "check", "--config", path.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), stderr(&out));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "expected the example configs in {}", dir.display());
+}
