@@ -11,6 +11,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::ffi::OsStr;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -82,51 +83,51 @@ impl Drop for FileLock {
     }
 }
 
-/// A SecantusDB process, killed when dropped (or when the test process exits).
-pub struct Server {
-    pub port: u16,
+/// A child process that ends with its test: when dropped, and when the test
+/// process is gone, even after a panic or a kill.
+///
+/// The program runs under a watchdog shell that polls the test process and
+/// ends the program once it is gone; dropping the handle ends the shell,
+/// which ends the program first.
+pub struct Process {
     child: Child,
 }
 
-impl Server {
-    /// Starts a server on a free port with in-memory storage.
-    pub fn start() -> Self {
-        Self::start_with(&["--storage-path", ":memory:"], free_port())
-    }
-
-    /// Starts a server with extra arguments on `port`, and waits until it answers.
-    pub fn start_with(args: &[&str], port: u16) -> Self {
-        let bin = secantusd();
-        // The watchdog shell ends the server when this test process is gone,
-        // even after a panic or a kill, so no server outlives its tests.
+impl Process {
+    /// Starts `program` with `args`. Its stdout and stderr go to `log`
+    /// (created or truncated) when given, nowhere otherwise.
+    pub fn start<S: AsRef<OsStr>>(program: &Path, args: &[S], log: Option<&Path>) -> Self {
         let script = r#"parent=$1; shift; "$@" & child=$!
 trap 'kill $child 2>/dev/null; wait $child; exit 0' TERM INT
 while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
 kill $child 2>/dev/null; wait $child"#;
+        let (stdout, stderr) = match log {
+            Some(path) => {
+                let file = std::fs::File::create(path)
+                    .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+                let copy = file.try_clone().expect("a log file handle can be cloned");
+                (Stdio::from(file), Stdio::from(copy))
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
         let child = Command::new("sh")
             .arg("-c")
             .arg(script)
             .arg("watchdog")
             .arg(std::process::id().to_string())
-            .arg(&bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "WARNING"])
+            .arg(program)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
-            .expect("start secantusd-py");
-        let server = Server { port, child };
-        wait_for_port(port, Duration::from_secs(60));
-        server
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Process { child }
     }
 
-    pub fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/", self.port)
-    }
-
-    pub fn stop(mut self) {
-        self.kill();
+    /// True while the program (or rather its watchdog) still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     fn kill(&mut self) {
@@ -138,9 +139,41 @@ kill $child 2>/dev/null; wait $child"#;
     }
 }
 
-impl Drop for Server {
+impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A SecantusDB process, killed when dropped (or when the test process exits).
+pub struct Server {
+    pub port: u16,
+    process: Process,
+}
+
+impl Server {
+    /// Starts a server on a free port with in-memory storage.
+    pub fn start() -> Self {
+        Self::start_with(&["--storage-path", ":memory:"], free_port())
+    }
+
+    /// Starts a server with extra arguments on `port`, and waits until it answers.
+    pub fn start_with(args: &[&str], port: u16) -> Self {
+        let port_text = port.to_string();
+        let mut all = vec!["--host", "127.0.0.1", "--port", &port_text, "--log-level", "WARNING"];
+        all.extend_from_slice(args);
+        let process = Process::start(&secantusd(), &all, None);
+        let server = Server { port, process };
+        wait_for_port(port, Duration::from_secs(60));
+        server
+    }
+
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn stop(self) {
+        drop(self.process);
     }
 }
 
