@@ -14,8 +14,8 @@
 //!   `job`/`instance`/`target`/`source` variables and PromQL that parses
 //!   (checked by promtool once Grafana's variables are substituted).
 //!
-//! The end-to-end proof against a running Prometheus and Alertmanager lives
-//! with the daemon's integration tests.
+//! The end-to-end proof against a running Prometheus and Alertmanager is
+//! `tests/e2e.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

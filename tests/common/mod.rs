@@ -33,7 +33,11 @@ pub fn repo_root() -> PathBuf {
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The `secantusd-py` command, installing SecantusDB into `.venv` when missing.
@@ -50,13 +54,23 @@ pub fn secantusd() -> PathBuf {
         let _guard = FileLock::acquire(&lock);
         if !bin.exists() {
             eprintln!("installing {SECANTUS_VERSION} into {}", venv.display());
-            let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().map(|s| s.success());
-            assert!(matches!(ok, Ok(true)), "python3 -m venv failed: is python3 (with venv) installed?");
+            let ok = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .map(|s| s.success());
+            assert!(
+                matches!(ok, Ok(true)),
+                "python3 -m venv failed: is python3 (with venv) installed?"
+            );
             let ok = Command::new(venv.join("bin/pip"))
                 .args(["install", "--quiet", SECANTUS_VERSION])
                 .status()
                 .map(|s| s.success());
-            assert!(matches!(ok, Ok(true)), "pip install {SECANTUS_VERSION} failed");
+            assert!(
+                matches!(ok, Ok(true)),
+                "pip install {SECANTUS_VERSION} failed"
+            );
         }
         bin
     })
@@ -69,10 +83,19 @@ impl FileLock {
     fn acquire(path: &Path) -> Self {
         let start = Instant::now();
         loop {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
                 Ok(_) => return FileLock(path.to_path_buf()),
-                Err(_) if start.elapsed() < Duration::from_secs(300) => std::thread::sleep(Duration::from_millis(200)),
-                Err(e) => panic!("cannot take {}: {e} (remove it if no test is running)", path.display()),
+                Err(_) if start.elapsed() < Duration::from_secs(300) => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(e) => panic!(
+                    "cannot take {}: {e} (remove it if no test is running)",
+                    path.display()
+                ),
             }
         }
     }
@@ -160,7 +183,14 @@ impl Server {
     /// Starts a server with extra arguments on `port`, and waits until it answers.
     pub fn start_with(args: &[&str], port: u16) -> Self {
         let port_text = port.to_string();
-        let mut all = vec!["--host", "127.0.0.1", "--port", &port_text, "--log-level", "WARNING"];
+        let mut all = vec![
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port_text,
+            "--log-level",
+            "WARNING",
+        ];
         all.extend_from_slice(args);
         let process = Process::start(&secantusd(), &all, None);
         let server = Server { port, process };
@@ -180,7 +210,10 @@ impl Server {
 pub fn wait_for_port(port: u16, limit: Duration) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < limit, "nothing listens on port {port} after {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "nothing listens on port {port} after {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -225,11 +258,24 @@ pub async fn seed(uri: &str, db: &str, coll: &str, docs: Vec<Document>) {
 
 /// Runs a database command on `db`.
 pub async fn command(uri: &str, db: &str, cmd: Document) -> Document {
-    client(uri).await.database(db).run_command(cmd).await.expect("command")
+    client(uri)
+        .await
+        .database(db)
+        .run_command(cmd)
+        .await
+        .expect("command")
 }
 
 /// A config file text for one target on `uri`.
-pub fn target_toml(uri: &str, name: &str, db: &str, coll: &str, key: &str, sparse: bool, schedule: &str) -> String {
+pub fn target_toml(
+    uri: &str,
+    name: &str,
+    db: &str,
+    coll: &str,
+    key: &str,
+    sparse: bool,
+    schedule: &str,
+) -> String {
     format!(
         r#"[mongodb]
 uri = "{uri}"
@@ -262,7 +308,10 @@ where
         if cond().await {
             return;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -296,7 +345,9 @@ impl Proxy {
         let (m, e) = (mode.clone(), epoch.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((inbound, _)) = listener.accept().await else { continue };
+                let Ok((inbound, _)) = listener.accept().await else {
+                    continue;
+                };
                 let current = *m.lock().unwrap();
                 if current == ProxyMode::Down {
                     drop(inbound);
@@ -304,12 +355,19 @@ impl Proxy {
                 }
                 let (m, e) = (m.clone(), e.clone());
                 tokio::spawn(async move {
-                    let Ok(outbound) = TcpStream::connect(upstream).await else { return };
+                    let Ok(outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
                     pipe(inbound, outbound, m, e).await;
                 });
             }
         });
-        Proxy { port, mode, epoch, task }
+        Proxy {
+            port,
+            mode,
+            epoch,
+            task,
+        }
     }
 
     pub fn uri(&self) -> String {
@@ -330,7 +388,12 @@ impl Drop for Proxy {
     }
 }
 
-async fn pipe(inbound: TcpStream, outbound: TcpStream, mode: Arc<Mutex<ProxyMode>>, epoch: Arc<AtomicU64>) {
+async fn pipe(
+    inbound: TcpStream,
+    outbound: TcpStream,
+    mode: Arc<Mutex<ProxyMode>>,
+    epoch: Arc<AtomicU64>,
+) {
     let start_epoch = epoch.load(Ordering::SeqCst);
     let (mut ci, mut co) = inbound.into_split();
     let (mut si, mut so) = outbound.into_split();
@@ -358,7 +421,8 @@ async fn pipe(inbound: TcpStream, outbound: TcpStream, mode: Arc<Mutex<ProxyMode
             if let ProxyMode::Slow(d) = current {
                 tokio::time::sleep(d).await;
             }
-            if epoch.load(Ordering::SeqCst) != start_epoch || co.write_all(&buf[..n]).await.is_err() {
+            if epoch.load(Ordering::SeqCst) != start_epoch || co.write_all(&buf[..n]).await.is_err()
+            {
                 return;
             }
         }
@@ -375,7 +439,11 @@ pub fn uri_addr(uri: &str) -> SocketAddr {
     let rest = uri.split_once("://").unwrap().1;
     let rest = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
     let host = rest.split(['/', '?', ',']).next().unwrap();
-    let host = if host.contains(':') { host.to_string() } else { format!("{host}:27017") };
+    let host = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:27017")
+    };
     std::net::ToSocketAddrs::to_socket_addrs(&host.replace("localhost", "127.0.0.1"))
         .unwrap()
         .next()
