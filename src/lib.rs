@@ -19,9 +19,13 @@
 //! - [`daemon`] wires them together for `uniqwatch run`, and [`shutdown`]
 //!   carries SIGTERM/SIGINT to every task.
 //! - [`cli`] declares the command line; `main.rs` maps errors to exit codes.
+//! - [`store`] keeps the history of every check run and the daily log
+//!   totals on disk (SQLite); [`audit`] turns a month of it into the
+//!   monthly audit report.
 
 pub mod config;
 pub mod logs;
 pub mod metrics;
 pub mod mongo;
 pub mod shutdown;
+pub mod store;
