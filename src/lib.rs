@@ -23,6 +23,7 @@
 //!   totals on disk (SQLite); [`audit`] turns a month of it into the
 //!   monthly audit report.
 
+pub mod audit;
 pub mod config;
 pub mod logs;
 pub mod metrics;
