@@ -837,6 +837,15 @@ fn target_report(
     })
 }
 
+/// `1 key`, `2 keys`.
+fn plural(n: u64, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
 /// Rising, falling or steady from the first to the last figure.
 fn trend(first: Option<u64>, last: Option<u64>) -> Trend {
     match (first, last) {
@@ -989,7 +998,11 @@ fn verdict(targets: &[TargetReport], logs: &BTreeMap<String, LogReport>) -> Verd
             },
         });
         let d = &t.duplicates;
-        let dup_now = d.current.documents.zip(d.current.keys).map(|(docs, keys)| format!("{docs} surplus documents on {keys} keys"));
+        let dup_now = d
+            .current
+            .documents
+            .zip(d.current.keys)
+            .map(|(docs, keys)| format!("{} on {}", plural(docs, "surplus document"), plural(keys, "key")));
         items.push(VerdictItem {
             subject: t.name.clone(),
             question: "No duplicates?".into(),
@@ -1001,7 +1014,9 @@ fn verdict(targets: &[TargetReport], logs: &BTreeMap<String, LogReport>) -> Verd
             figure: match (d.max_documents, d.max_keys) {
                 (Some(0), _) => format!("0 duplicates in {} runs{}", d.runs, now_note(dup_now)),
                 (Some(docs), Some(keys)) => format!(
-                    "up to {docs} surplus documents on {keys} keys, in {} of {} runs{}",
+                    "up to {} on {}, in {} of {} runs{}",
+                    plural(docs, "surplus document"),
+                    plural(keys, "key"),
                     d.runs_with_duplicates,
                     d.runs,
                     now_note(dup_now)
@@ -1024,6 +1039,7 @@ fn verdict(targets: &[TargetReport], logs: &BTreeMap<String, LogReport>) -> Verd
             },
             figure: match m.max_total {
                 None => format!("no successful missing_keys run this month{}", now_note(missing_now)),
+                Some(0) => format!("0 documents without a key in {} runs{}", m.runs, now_note(missing_now)),
                 Some(total) => format!(
                     "up to {total} documents without a key (absent {}, null {}, empty {}){}",
                     m.max.absent.unwrap_or(0),

@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{AuditReport, DuplicateSample, LogReport, OptionalMissing, Status, TargetReport, Trend};
+use crate::store::CheckKind;
+
+use super::{plural, AuditReport, DuplicateSample, LogReport, OptionalMissing, Status, TargetReport, Trend};
 
 /// One block of the report.
 enum Block {
@@ -189,7 +191,9 @@ fn target_section(doc: &mut Vec<Block>, r: &AuditReport, t: &TargetReport) {
         items.push(format!("First seen: {}; last seen: {}", when_opt(d.first_seen), when_opt(d.last_seen)));
     }
     items.push(match (d.current.documents, d.current.keys) {
-        (Some(docs), Some(keys)) => format!("Now: {docs} surplus documents on {keys} keys"),
+        (Some(docs), Some(keys)) => {
+            format!("Now: {} on {}", plural(docs, "surplus document"), plural(keys, "key"))
+        }
         _ => "Now: not checked".to_string(),
     });
     doc.push(Block::List(items));
@@ -289,17 +293,17 @@ fn target_section(doc: &mut Vec<Block>, r: &AuditReport, t: &TargetReport) {
         format!("Check runs: {}, failed: {}", c.runs, c.failed),
         format!("Failures by reason: {}", reasons(&c.failures_by_reason)),
         match &c.longest_gap {
-            Some(g) => format!("Longest gap without a successful run: {} (check {})", gap(&c.longest_gap), g.check),
+            Some(g) => format!("Longest gap without a successful run: {}, check {}", gap(&c.longest_gap), g.check),
             None => "Longest gap without a successful run: none".to_string(),
         },
         format!("First run: {}; last run: {}", when_opt(c.first_run), when_opt(c.last_run)),
     ]));
     doc.push(Block::Table {
         head: ["Check", "Runs", "Failed", "Failures by reason", "Longest gap without success"].map(String::from).to_vec(),
-        rows: c
-            .by_check
+        rows: CheckKind::ALL
             .iter()
-            .map(|(name, k)| vec![name.clone(), k.runs.to_string(), k.failed.to_string(), reasons(&k.failures_by_reason), gap(&k.longest_gap)])
+            .filter_map(|check| c.by_check.get(check.as_str()).map(|k| (check.as_str(), k)))
+            .map(|(name, k)| vec![name.to_string(), k.runs.to_string(), k.failed.to_string(), reasons(&k.failures_by_reason), gap(&k.longest_gap)])
             .collect(),
         marks: None,
     });
@@ -325,7 +329,7 @@ fn log_section(doc: &mut Vec<Block>, r: &AuditReport, name: &str, l: &LogReport)
         format!("Recoveries: {}", l.recoveries),
         format!("Not recovered: {}", l.unrecovered),
         match &l.worst_day {
-            Some(w) => format!("Worst day: {} ({} duplicate-key errors)", w.date, w.duplicate_key_errors),
+            Some(w) => format!("Worst day: {} ({})", w.date, plural(w.duplicate_key_errors, "duplicate-key error")),
             None => "Worst day: none (no duplicate-key errors)".to_string(),
         },
     ];
