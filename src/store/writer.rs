@@ -148,7 +148,13 @@ impl Writer {
     }
 
     async fn prune(&mut self, retention: Duration) {
-        let older_than = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        // A retention too long to subtract from now keeps everything.
+        let Some(older_than) = chrono::Duration::from_std(retention)
+            .ok()
+            .and_then(|keep| Utc::now().checked_sub_signed(keep))
+        else {
+            return;
+        };
         if let Some(deleted) = self.write(move |store| store.prune(older_than)).await {
             if deleted > 0 {
                 tracing::info!(deleted, %older_than, "pruned history older than the retention");
