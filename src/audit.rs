@@ -684,7 +684,7 @@ pub fn build_report(
 
     let has_history =
         target_reports.iter().any(|t| t.checks.runs > 0) || logs.values().any(|l| l.days_watched > 0);
-    let history_span = store.history_span()?.map(|(start, end)| Period { start, end });
+    let history_span = store.history_span()?.map(|s| Period { start: s.first, end: s.last });
     let verdict = verdict(&target_reports, &logs);
     Ok(AuditReport {
         month,

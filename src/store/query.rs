@@ -164,6 +164,15 @@ impl GapFinder {
     }
 }
 
+/// The first and last instants the store holds anything for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistorySpan {
+    /// The earliest check run or the start of the earliest day of log totals.
+    pub first: DateTime<Utc>,
+    /// The latest check run or the end of the latest day of log totals.
+    pub last: DateTime<Utc>,
+}
+
 /// The count of one log counter on one UTC day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogDayCount {
@@ -228,7 +237,7 @@ impl Store {
     }
 
     /// The earliest and latest instants the store holds anything for.
-    pub fn history_span(&self) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
+    pub fn history_span(&self) -> Result<Option<HistorySpan>, StoreError> {
         let read = || -> rusqlite::Result<Option<(i64, i64)>> {
             let ids: Vec<i64> = self
                 .conn
@@ -268,7 +277,7 @@ impl Store {
             Ok(span)
         };
         read()
-            .map(|s| s.map(|(lo, hi)| (time(lo), time(hi))))
+            .map(|s| s.map(|(lo, hi)| HistorySpan { first: time(lo), last: time(hi) }))
             .map_err(|e| self.classify(e, "reading the history span"))
     }
 
