@@ -57,6 +57,10 @@ pub struct Config {
     /// Where uniqwatch keeps what must survive a restart.
     #[serde(default)]
     pub state: StateConfig,
+    /// Scheduled monthly audit reports; absent means none are written
+    /// (`uniqwatch audit` still works on demand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditConfig>,
 }
 
 /// `[state]`: files that survive restarts: log checkpoints and the history store.
@@ -86,6 +90,45 @@ impl Default for StateConfig {
         }
     }
 }
+
+// ---- [audit] -------------------------------------------------------------
+
+/// `[audit]`: where and when the daemon writes the monthly audit report.
+///
+/// The section is optional: without it no report is written on a schedule.
+/// With it, the report for the month that just ended is written in every
+/// format (Markdown, HTML, JSON) into `dir`, named by month; an existing
+/// report is never overwritten (see `docs/audit.md`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Directory the reports are written to; created if missing. Required:
+    /// reports are meant to be kept, so they get a place the operator chose.
+    pub dir: PathBuf,
+    /// Cron expression with a seconds field, in UTC, for writing the report
+    /// of the previous calendar month. Default: 06:00 UTC on the 1st.
+    #[serde(default = "default_audit_schedule")]
+    pub schedule: String,
+}
+
+fn default_audit_schedule() -> String {
+    "0 0 6 1 * *".to_string()
+}
+
+impl AuditConfig {
+    /// Checks the `[audit]` values, returning the field and the problem.
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.dir.as_os_str().is_empty() {
+            return Err(field_err(
+                "audit.dir",
+                "expected a directory for the reports, such as \"/var/lib/uniqwatch/reports\", found an empty path",
+            ));
+        }
+        validate_schedule(&self.schedule).map_err(|problem| ("audit.schedule".to_string(), problem))
+    }
+}
+
+// ---- end of [audit] ------------------------------------------------------
 
 /// `[mongodb]`: the connection and the time limits on every query.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -296,6 +339,9 @@ impl Config {
                     format!("must be at most {MAX_SAMPLE_SIZE}, found {}", t.sample_size),
                 ));
             }
+        }
+        if let Some(audit) = &self.audit {
+            audit.validate()?;
         }
         Ok(())
     }
@@ -585,6 +631,40 @@ key = "participantsKey"
         let out = c.to_redacted_toml();
         assert!(!out.contains("topsecret"), "{out}");
         assert!(out.contains("u:***@h"), "{out}");
+    }
+
+    #[test]
+    fn audit_section_is_optional() {
+        assert!(parse("").unwrap().audit.is_none());
+    }
+
+    #[test]
+    fn audit_schedule_defaults_to_the_first_of_the_month() {
+        let c = parse("[audit]\ndir = \"/var/lib/uniqwatch/reports\"").unwrap();
+        let audit = c.audit.unwrap();
+        assert_eq!(audit.dir, PathBuf::from("/var/lib/uniqwatch/reports"));
+        assert_eq!(audit.schedule, "0 0 6 1 * *");
+    }
+
+    #[test]
+    fn audit_dir_is_required_and_not_empty() {
+        let e = parse("[audit]\nschedule = \"0 0 6 1 * *\"").unwrap_err().to_string();
+        assert!(e.contains("missing field `dir`"), "{e}");
+        let e = parse("[audit]\ndir = \"\"").unwrap_err().to_string();
+        assert!(e.contains("field `audit.dir`"), "{e}");
+    }
+
+    #[test]
+    fn bad_audit_schedule_names_the_field() {
+        let e = parse("[audit]\ndir = \"r\"\nschedule = \"0 6 1 * *\"").unwrap_err().to_string();
+        assert!(e.contains("field `audit.schedule`"), "{e}");
+        assert!(e.contains("6 fields"), "{e}");
+    }
+
+    #[test]
+    fn unknown_audit_field_is_an_error() {
+        let e = parse("[audit]\ndir = \"r\"\nformat = \"html\"").unwrap_err().to_string();
+        assert!(e.contains("unknown field `format`"), "{e}");
     }
 
     #[test]

@@ -19,7 +19,11 @@
 //! - [`daemon`] wires them together for `uniqwatch run`, and [`shutdown`]
 //!   carries SIGTERM/SIGINT to every task.
 //! - [`cli`] declares the command line; `main.rs` maps errors to exit codes.
+//! - [`store`] keeps the history of every check run and the daily log
+//!   totals on disk (SQLite); [`audit`] turns a month of it into the
+//!   monthly audit report.
 
+pub mod audit;
 pub mod checks;
 pub mod cli;
 pub mod config;
@@ -32,3 +36,4 @@ pub mod report;
 pub mod scheduler;
 pub mod shutdown;
 pub mod state;
+pub mod store;

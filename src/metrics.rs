@@ -8,7 +8,7 @@
 //! fixed lists; key values and document ids never become labels.
 
 use prometheus::{
-    CounterVec, Encoder, Gauge, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Suffix on every HELP text of a result gauge, so a reader of `/metrics`
@@ -48,6 +48,23 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// When the daemon started.
     pub start_time_seconds: Gauge,
+
+    // ---- history store and audit reports ----
+    /// 1 while the history store is open and its last write succeeded, so an
+    /// alert can tell that the monthly audit will have holes.
+    pub history_up: IntGauge,
+    /// Failed writes to the history store, by bounded reason (disk_full,
+    /// corrupt, read_only, busy, io, cannot_open, too_new, other).
+    pub history_write_failures_total: IntCounterVec,
+    /// Check-run records that never reached the history store, by reason
+    /// (queue_full when the writer lagged, write_failed when SQLite refused).
+    pub history_records_dropped_total: IntCounterVec,
+    /// Bytes the history store takes on disk (database and write-ahead log).
+    pub history_size_bytes: IntGauge,
+    /// When the history store last committed a write.
+    pub history_last_write_timestamp_seconds: Gauge,
+    /// When the last scheduled audit report was written.
+    pub audit_last_report_timestamp_seconds: Gauge,
 }
 
 fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -69,6 +86,20 @@ fn int_counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCoun
         .expect("metric definition is valid");
     r.register(Box::new(c.clone())).expect("metric registered once");
     c
+}
+
+fn plain_int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::with_opts(Opts::new(name, help).namespace("uniqwatch"))
+        .expect("metric definition is valid");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+fn plain_gauge(r: &Registry, name: &str, help: &str) -> Gauge {
+    let g = Gauge::with_opts(Opts::new(name, help).namespace("uniqwatch"))
+        .expect("metric definition is valid");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
 }
 
 impl Metrics {
@@ -102,6 +133,12 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("metric registered once");
                 g
             },
+            history_up: plain_int_gauge(&r, "history_up", "1 while the history store is open and its last write succeeded; 0 when it could not be opened or a write failed."),
+            history_write_failures_total: int_counter(&r, "history_write_failures_total", "Failed writes to the history store, by reason: disk_full, corrupt, read_only, busy, io, cannot_open, too_new, other.", &["reason"]),
+            history_records_dropped_total: int_counter(&r, "history_records_dropped_total", "Check-run records not stored in history, by reason: queue_full (the writer lagged) or write_failed.", &["reason"]),
+            history_size_bytes: plain_int_gauge(&r, "history_size_bytes", "Bytes the history store takes on disk, database and write-ahead log together."),
+            history_last_write_timestamp_seconds: plain_gauge(&r, "history_last_write_timestamp_seconds", "Unix time the history store last committed a write."),
+            audit_last_report_timestamp_seconds: plain_gauge(&r, "audit_last_report_timestamp_seconds", "Unix time the last scheduled monthly audit report was written."),
             registry: r,
         };
         metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);

@@ -1,0 +1,188 @@
+//! Benchmark of the history store and the monthly audit: a year of
+//! one-minute runs for 3 targets, then the time to build one month's report
+//! and the store's size on disk.
+//!
+//! A "row" of the store is one run of one check of one target, so a year of
+//! one-minute runs for 3 targets is 3 × 525,600 ≈ 1.58 million target runs,
+//! or 4.73 million check-run rows (index, duplicates, missing_keys).
+//!
+//! Run with `cargo run --release --example bench_audit [DIR]`; the store is
+//! created in DIR (default: a temporary directory, removed afterwards).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::json;
+use uniqwatch::audit::{build_report, CurrentDuplicates, CurrentState, LogSourceInfo, MissingCounts, Month, TargetInfo};
+use uniqwatch::logs::{ErrorTotal, LogTotals, SourceTotals};
+use uniqwatch::store::{RunRecord, Store};
+
+const TARGETS: [&str; 3] = ["chats", "users", "orders"];
+const DAYS: i64 = 365;
+
+fn runs_at(target: &str, at: DateTime<Utc>, minute_of_year: i64) -> Vec<RunRecord> {
+    // A few hours of MongoDB outage every 30 days, duplicates for a day every 45.
+    let outage = minute_of_year % (30 * 1440) < 120;
+    let duplicated = minute_of_year % (45 * 1440) < 1440;
+    let rec = |check: &str, figures: serde_json::Value| RunRecord {
+        at,
+        target: target.to_string(),
+        check: check.to_string(),
+        success: !outage,
+        reason: outage.then(|| "unreachable".to_string()),
+        duration_seconds: 0.012,
+        figures: (!outage).then_some(figures),
+    };
+    let duplicates = if duplicated {
+        json!({"keys": 2, "documents": 3, "method": "group", "sample": [
+            {"key": "userA_userB", "count": 3, "ids": ["65f0a1", "65f0a2", "65f0a3"]},
+            {"key": "userC_userD", "count": 2, "ids": ["65f0b1", "65f0b2"]}]})
+    } else {
+        json!({"keys": 0, "documents": 0, "method": "unique_index", "sample": []})
+    };
+    vec![
+        rec("index", json!({"present": true, "name": "participantsKey_1", "unique": true, "sparse": true, "hidden": false})),
+        rec("duplicates", duplicates),
+        rec("missing_keys", json!({"absent": 12, "null": minute_of_year % 3, "empty": 0, "documents": 1_000_000 + minute_of_year, "method": "index"})),
+    ]
+}
+
+fn log_totals(day: i64) -> LogTotals {
+    let mut totals = LogTotals::default();
+    for source in ["chat-backend", "mongod"] {
+        totals.sources.insert(
+            source.to_string(),
+            SourceTotals {
+                duplicate_key_errors: vec![ErrorTotal {
+                    namespace: "app.chats".into(),
+                    index: "participantsKey_1".into(),
+                    count: day as u64 * 3,
+                }],
+                recoveries: day as u64 * 3,
+                events: [("create_or_get".to_string(), day as u64 * 200_000)].into(),
+                lines: day as u64 * 1_000_000,
+                bytes: day as u64 * 150_000_000,
+            },
+        );
+    }
+    totals
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let (dir, _guard) = match std::env::args().nth(1) {
+        Some(d) => (PathBuf::from(d), None),
+        None => {
+            let tmp = tempfile::tempdir().expect("temporary directory");
+            (tmp.path().to_path_buf(), Some(tmp))
+        }
+    };
+    let path = dir.join("history.sqlite3");
+    let _ = std::fs::remove_file(&path);
+    let start = Utc.with_ymd_and_hms(2025, 11, 1, 0, 0, 0).unwrap();
+
+    let mut store = Store::open(&path).expect("open store");
+    let t = Instant::now();
+    let mut rows = 0u64;
+    let mut target_runs = 0u64;
+    for day in 0..DAYS {
+        // One transaction per hour of runs, roughly what the writer sees when it lags.
+        for hour in 0..24 {
+            let mut batch = Vec::with_capacity(60 * 9);
+            for minute in 0..60 {
+                let m = day * 1440 + hour * 60 + minute;
+                let at = start + Duration::minutes(m);
+                for target in TARGETS {
+                    batch.extend(runs_at(target, at, m));
+                    target_runs += 1;
+                }
+            }
+            rows += batch.len() as u64;
+            store.record_runs(&batch).expect("record runs");
+        }
+        for hour in [6, 18] {
+            store
+                .record_log_totals(start + Duration::days(day) + Duration::hours(hour), &log_totals(day * 2 + hour / 18))
+                .expect("record log totals");
+        }
+    }
+    let load = t.elapsed();
+
+    // The writer's steady state: one minute's runs (3 targets × 3 checks) into the full store.
+    let t = Instant::now();
+    let samples = 200;
+    for i in 0..samples {
+        let m = DAYS * 1440 + i;
+        let mut batch = Vec::new();
+        for target in TARGETS {
+            batch.extend(runs_at(target, start + Duration::minutes(m), m));
+        }
+        store.record_runs(&batch).expect("record runs");
+    }
+    let per_batch = t.elapsed() / samples as u32;
+    drop(store);
+    let size = dir_size(&dir);
+
+    let targets: Vec<TargetInfo> = TARGETS
+        .iter()
+        .map(|n| TargetInfo { name: n.to_string(), database: "app".into(), collection: n.to_string(), key: "participantsKey".into() })
+        .collect();
+    let sources = vec![
+        LogSourceInfo { name: "chat-backend".into(), request_event: Some("create_or_get".into()) },
+        LogSourceInfo { name: "mongod".into(), request_event: None },
+    ];
+    let current: BTreeMap<String, CurrentState> = TARGETS
+        .iter()
+        .map(|n| {
+            (
+                n.to_string(),
+                CurrentState::Reachable {
+                    index_present: true,
+                    duplicates: CurrentDuplicates::default(),
+                    missing: MissingCounts { absent: 12, null: 0, empty: 0 },
+                },
+            )
+        })
+        .collect();
+    let month: Month = "2026-03".parse().expect("month");
+    let generated_at = Utc.with_ymd_and_hms(2026, 11, 1, 6, 0, 0).unwrap();
+
+    let mut times = Vec::new();
+    let mut sizes = (0, 0, 0);
+    for _ in 0..5 {
+        let t = Instant::now();
+        let reader = Store::open_read_only(&path).expect("open read-only");
+        let report = build_report(&reader, month, &targets, &sources, &current, generated_at).expect("report");
+        let (md, html, json) = (report.to_markdown(), report.to_html(), report.to_json());
+        times.push(t.elapsed());
+        sizes = (md.len(), html.len(), json.len());
+    }
+    times.sort();
+
+    let mut store = Store::open(&path).expect("reopen");
+    let t = Instant::now();
+    let pruned = store.prune(start + Duration::days(30)).expect("prune");
+    let prune = t.elapsed();
+
+    println!("history store benchmark: {} targets, one-minute runs for {DAYS} days", TARGETS.len());
+    println!("  target runs:                 {target_runs}");
+    println!("  check-run rows:              {rows}");
+    println!("  load time:                   {:.1} s ({:.0} rows/s)", load.as_secs_f64(), rows as f64 / load.as_secs_f64());
+    println!("  store size on disk:          {:.1} MiB ({:.1} bytes per check-run row)", size as f64 / 1048576.0, size as f64 / rows as f64);
+    println!("  one minute's runs (9 rows):  {:.2} ms per transaction into the full store", per_batch.as_secs_f64() * 1000.0);
+    println!(
+        "  audit of one month ({month}): min {:.0} ms, median {:.0} ms, max {:.0} ms (open, query, render md+html+json)",
+        times[0].as_secs_f64() * 1000.0,
+        times[times.len() / 2].as_secs_f64() * 1000.0,
+        times[times.len() - 1].as_secs_f64() * 1000.0
+    );
+    println!("  report sizes:                markdown {} B, html {} B, json {} B", sizes.0, sizes.1, sizes.2);
+    println!("  prune of the oldest 30 days: {pruned} rows in {:.2} s", prune.as_secs_f64());
+}

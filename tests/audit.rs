@@ -1,0 +1,696 @@
+//! The history store and the monthly audit, end to end, without MongoDB:
+//! a month of check runs and log totals is injected with chosen times, and
+//! every section of the report is checked against what was injected.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Duration as Span, TimeZone, Utc};
+use serde_json::{json, Value};
+use uniqwatch::audit::{
+    build_report, write_report_files, AuditReport, CurrentDuplicates, CurrentState, DuplicateSample,
+    LogSourceInfo, MissingCounts, Month, TargetInfo,
+};
+use uniqwatch::logs::{ErrorTotal, LogTotals, SourceTotals};
+use uniqwatch::metrics::Metrics;
+use uniqwatch::store::{schema, spawn_writer, RunRecord, Store, StoreError};
+
+fn utc(m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, m, d, h, min, 0).unwrap()
+}
+
+fn october() -> Month {
+    "2026-10".parse().unwrap()
+}
+
+fn record(target: &str, check: &str, at: DateTime<Utc>, figures: Value) -> RunRecord {
+    RunRecord {
+        at,
+        target: target.into(),
+        check: check.into(),
+        success: true,
+        reason: None,
+        duration_seconds: 0.05,
+        figures: Some(figures),
+    }
+}
+
+fn failure(target: &str, check: &str, at: DateTime<Utc>, reason: &str) -> RunRecord {
+    RunRecord {
+        at,
+        target: target.into(),
+        check: check.into(),
+        success: false,
+        reason: Some(reason.into()),
+        duration_seconds: 30.0,
+        figures: None,
+    }
+}
+
+fn no_duplicates() -> Value {
+    json!({"keys": 0, "documents": 0, "method": "unique_index", "sample": []})
+}
+
+/// The runs of `chats` at one instant, following the month's story:
+/// - index missing 10-05 10:00 to 21:50, wrong options 22:00 to 10-06 09:50;
+/// - one duplicate from 10-05 12:00, two keys / three surplus documents from
+///   10-06 00:00, cleaned on 10-08 00:00;
+/// - 10 documents without the key all month, 1 empty key on 10-15, 2 null
+///   keys from 10-20;
+/// - MongoDB unreachable 10-10 03:00 to 04:50, duplicates timing out at 10-12 08:00.
+fn chats_runs(at: DateTime<Utc>) -> Vec<RunRecord> {
+    if at >= utc(10, 10, 3, 0) && at < utc(10, 10, 5, 0) {
+        return ["index", "duplicates", "missing_keys"]
+            .iter()
+            .map(|c| failure("chats", c, at, "unreachable"))
+            .collect();
+    }
+    let index = if at >= utc(10, 5, 10, 0) && at < utc(10, 5, 22, 0) {
+        json!({"present": false, "name": null, "unique": null, "sparse": null, "hidden": null})
+    } else if at >= utc(10, 5, 22, 0) && at < utc(10, 6, 10, 0) {
+        json!({"present": false, "name": "participantsKey_1", "unique": false, "sparse": true, "hidden": false})
+    } else {
+        json!({"present": true, "name": "participantsKey_1", "unique": true, "sparse": true, "hidden": false})
+    };
+    let duplicates = if at >= utc(10, 6, 0, 0) && at < utc(10, 8, 0, 0) {
+        json!({"keys": 2, "documents": 3, "method": "group", "sample": [
+            {"key": "userA_userB", "count": 3, "ids": ["id1", "id2", "id3"]},
+            {"key": "userC_userD", "count": 2, "ids": ["id4", "id5"]}]})
+    } else if at >= utc(10, 5, 12, 0) && at < utc(10, 6, 0, 0) {
+        json!({"keys": 1, "documents": 1, "method": "group", "sample": [
+            {"key": "userA_userB", "count": 2, "ids": ["id1", "id2"]}]})
+    } else {
+        no_duplicates()
+    };
+    let empty = u64::from(at >= utc(10, 15, 0, 0) && at < utc(10, 16, 0, 0));
+    let nulls = if at >= utc(10, 20, 0, 0) { 2 } else { 0 };
+    let missing = json!({"absent": 10, "null": nulls, "empty": empty, "documents": 10_000, "method": "scan"});
+    let mut runs = vec![
+        record("chats", "index", at, index),
+        record("chats", "duplicates", at, duplicates),
+        record("chats", "missing_keys", at, missing),
+    ];
+    if at == utc(10, 12, 8, 0) {
+        runs[1] = failure("chats", "duplicates", at, "timeout");
+    }
+    runs
+}
+
+/// `users` is clean all month.
+fn users_runs(at: DateTime<Utc>) -> Vec<RunRecord> {
+    vec![
+        record("users", "index", at, json!({"present": true, "name": "email_1", "unique": true, "sparse": false, "hidden": false})),
+        record("users", "duplicates", at, no_duplicates()),
+        record("users", "missing_keys", at, json!({"absent": 0, "null": 0, "empty": 0, "documents": 500, "method": "scan"})),
+    ]
+}
+
+/// Runs every 10 minutes through October, plus runs just outside it with
+/// figures that must not leak into the report.
+fn seed_runs(store: &mut Store) {
+    let mut at = october().start();
+    while at < october().end() {
+        // One transaction per day, as a busy writer would batch them.
+        let mut batch = Vec::new();
+        for _ in 0..144 {
+            batch.extend(chats_runs(at));
+            batch.extend(users_runs(at));
+            at += Span::minutes(10);
+        }
+        store.record_runs(&batch).unwrap();
+    }
+    let outside = json!({"keys": 50, "documents": 99, "method": "group", "sample": [{"key": "sept", "count": 100, "ids": [1]}]});
+    store
+        .record_runs(&[
+            record("chats", "duplicates", utc(9, 30, 23, 59), outside.clone()),
+            record("chats", "duplicates", utc(11, 1, 0, 0), outside),
+            record("chats", "index", utc(11, 1, 0, 0), json!({"present": false})),
+        ])
+        .unwrap();
+}
+
+/// The tailer's cumulative totals, built up as the test moves through days.
+#[derive(Default)]
+struct Tailer {
+    errors: BTreeMap<(String, String), u64>,
+    recoveries: u64,
+    requests: u64,
+    lines: u64,
+}
+
+impl Tailer {
+    fn add(&mut self, ns: &str, index: &str, errors: u64, recoveries: u64, requests: u64) {
+        *self.errors.entry((ns.into(), index.into())).or_insert(0) += errors;
+        self.recoveries += recoveries;
+        self.requests += requests;
+        self.lines += errors + recoveries + requests;
+    }
+
+    fn totals(&self) -> LogTotals {
+        let mut totals = LogTotals::default();
+        totals.sources.insert(
+            "chat-backend".into(),
+            SourceTotals {
+                duplicate_key_errors: self
+                    .errors
+                    .iter()
+                    .map(|((ns, ix), n)| ErrorTotal { namespace: ns.clone(), index: ix.clone(), count: *n })
+                    .collect(),
+                recoveries: self.recoveries,
+                events: [("create_or_get".to_string(), self.requests)].into(),
+                lines: self.lines,
+                bytes: self.lines * 100,
+            },
+        );
+        totals
+    }
+}
+
+/// Log totals: history from September, October with errors on the 3rd,
+/// 17th (the worst, with a tailer restart mid-day) and 25th, the daemon down
+/// all of the 9th, and more errors on November 1st that must not count.
+fn seed_logs(store: &mut Store) -> LogTotals {
+    let mut tailer = Tailer::default();
+    tailer.add("app.chats", "participantsKey_1", 100, 100, 5000);
+    store.record_log_totals(utc(9, 30, 12, 0), &tailer.totals()).unwrap();
+    for day in october().days() {
+        let d = day.format("%d").to_string().parse::<u32>().unwrap();
+        if d == 9 {
+            continue;
+        }
+        let (errors, recoveries) = match d {
+            3 => (5, 5),
+            17 => (10, 9),
+            25 => (2, 2),
+            _ => (0, 0),
+        };
+        if d == 17 {
+            // Half the day, then a restart that republishes the persisted
+            // totals, then the rest of the day (with errors on another index).
+            tailer.add("app.chats", "participantsKey_1", 5, 5, 500);
+            store.record_log_totals(utc(10, d, 8, 0), &tailer.totals()).unwrap();
+            store.record_log_totals(utc(10, d, 9, 0), &tailer.totals()).unwrap();
+            tailer.add("app.chats", "participantsKey_1", 5, 4, 500);
+            tailer.add("app.users", "email_1", 2, 2, 0);
+            store.record_log_totals(utc(10, d, 20, 0), &tailer.totals()).unwrap();
+        } else {
+            tailer.add("app.chats", "participantsKey_1", errors, recoveries, 1000);
+            store.record_log_totals(utc(10, d, 8, 0), &tailer.totals()).unwrap();
+            store.record_log_totals(utc(10, d, 20, 0), &tailer.totals()).unwrap();
+        }
+    }
+    tailer.add("app.chats", "participantsKey_1", 50, 0, 1000);
+    store.record_log_totals(utc(11, 1, 8, 0), &tailer.totals()).unwrap();
+    tailer.totals()
+}
+
+fn targets() -> Vec<TargetInfo> {
+    vec![
+        TargetInfo { name: "chats".into(), database: "app".into(), collection: "chats".into(), key: "participantsKey".into() },
+        TargetInfo { name: "users".into(), database: "app".into(), collection: "users".into(), key: "email".into() },
+    ]
+}
+
+fn sources() -> Vec<LogSourceInfo> {
+    vec![
+        LogSourceInfo { name: "chat-backend".into(), request_event: Some("create_or_get".into()) },
+        LogSourceInfo { name: "mongod".into(), request_event: None },
+    ]
+}
+
+fn current() -> BTreeMap<String, CurrentState> {
+    BTreeMap::from([
+        (
+            "chats".to_string(),
+            CurrentState::Reachable {
+                index_present: true,
+                duplicates: CurrentDuplicates {
+                    documents: 1,
+                    keys: 1,
+                    sample: vec![DuplicateSample { key: json!("userE_userF"), count: 2, ids: vec![json!("id9"), json!("id10")] }],
+                },
+                missing: MissingCounts { absent: 10, null: 2, empty: 0 },
+            },
+        ),
+        ("users".to_string(), CurrentState::Unreachable { reason: "unreachable".into() }),
+    ])
+}
+
+fn generated_at() -> DateTime<Utc> {
+    utc(11, 1, 6, 0)
+}
+
+fn seeded_store(dir: &Path) -> (Store, LogTotals) {
+    let mut store = Store::open(&dir.join("history.sqlite3")).unwrap();
+    seed_runs(&mut store);
+    let totals = seed_logs(&mut store);
+    (store, totals)
+}
+
+fn october_report(store: &Store) -> AuditReport {
+    build_report(store, october(), &targets(), &sources(), &current(), generated_at()).unwrap()
+}
+
+const RUNS_PER_CHECK: u64 = 31 * 144;
+
+#[test]
+fn every_section_matches_what_was_injected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = seeded_store(dir.path());
+    let report = october_report(&store);
+    let j: Value = serde_json::from_str(&report.to_json()).unwrap();
+
+    assert_eq!(j["month"], "2026-10");
+    assert_eq!(j["generated_at"], "2026-11-01T06:00:00Z");
+    assert_eq!(j["has_history"], true);
+    assert_eq!(j["verdict"]["holds"], false);
+
+    let chats = &j["targets"][0];
+    assert_eq!(chats["name"], "chats");
+    // Reliability: 3 checks per run; 12 runs unreachable (36 failures) and one timeout.
+    assert_eq!(chats["checks"]["runs"], RUNS_PER_CHECK * 3);
+    assert_eq!(chats["checks"]["failed"], 37);
+    assert_eq!(chats["checks"]["failures_by_reason"], json!({"timeout": 1, "unreachable": 36}));
+    assert_eq!(chats["checks"]["by_check"]["duplicates"]["failed"], 13);
+    assert_eq!(chats["checks"]["longest_gap"]["seconds"], 2 * 3600 + 600);
+    assert_eq!(chats["checks"]["longest_gap"]["from"], "2026-10-10T02:50:00Z");
+    assert_eq!(chats["checks"]["longest_gap"]["to"], "2026-10-10T05:00:00Z");
+    assert_eq!(chats["checks"]["first_run"], "2026-10-01T00:00:00Z");
+    assert_eq!(chats["checks"]["last_run"], "2026-10-31T23:50:00Z");
+
+    // Index: 72 runs missing, 72 with the wrong options; November's miss is excluded.
+    let index = &chats["index"];
+    assert_eq!(index["runs"], RUNS_PER_CHECK - 12);
+    assert_eq!(index["missing_runs"], 144);
+    assert_eq!(index["wrong_runs"], 72);
+    assert_eq!(index["first_missing"], "2026-10-05T10:00:00Z");
+    assert_eq!(index["last_missing"], "2026-10-06T09:50:00Z");
+    assert_eq!(index["present_now"], true);
+
+    // Duplicates: September's and November's 99 stay out.
+    let dup = &chats["duplicates"];
+    assert_eq!(dup["max_documents"], 3);
+    assert_eq!(dup["max_keys"], 2);
+    assert_eq!(dup["runs"], RUNS_PER_CHECK - 13);
+    assert_eq!(dup["runs_with_duplicates"], 72 + 288);
+    assert_eq!(dup["first_seen"], "2026-10-05T12:00:00Z");
+    assert_eq!(dup["last_seen"], "2026-10-07T23:50:00Z");
+    assert_eq!(dup["current"]["documents"], 1);
+    assert_eq!(dup["current"]["keys"], 1);
+    assert_eq!(dup["current"]["sample"][0]["key"], "userE_userF");
+    assert_eq!(dup["offending_keys_total"], 2);
+    let first_key = &dup["offending_keys"][0];
+    assert_eq!(first_key["key"], "userA_userB");
+    assert_eq!(first_key["count"], 3);
+    assert_eq!(first_key["ids"], json!(["id1", "id2", "id3"]));
+    assert_eq!(first_key["runs"], 360);
+    assert_eq!(first_key["first_seen"], "2026-10-05T12:00:00Z");
+    assert_eq!(dup["offending_keys"][1]["key"], "userC_userD");
+    assert_eq!(dup["offending_keys"][1]["runs"], 288);
+    let by_day = dup["by_day"].as_array().unwrap();
+    assert_eq!(by_day.len(), 31);
+    assert_eq!(by_day[5], json!({"date": "2026-10-06", "documents": 3, "keys": 2}));
+    assert_eq!(by_day[8]["documents"], 0);
+
+    // Documents without a key.
+    let missing = &chats["missing"];
+    assert_eq!(missing["max"], json!({"absent": 10, "null": 2, "empty": 1}));
+    assert_eq!(missing["max_total"], 12);
+    assert_eq!(missing["current"], json!({"absent": 10, "null": 2, "empty": 0}));
+    assert_eq!(missing["first"]["total"], 10);
+    assert_eq!(missing["last"]["total"], 12);
+    assert_eq!(missing["trend"], "rising");
+
+    // The clean target that could not be checked now.
+    let users = &j["targets"][1];
+    assert_eq!(users["name"], "users");
+    assert_eq!(users["checks"]["failed"], 0);
+    assert_eq!(users["checks"]["longest_gap"]["seconds"], 600);
+    assert_eq!(users["now"], json!({"checked": false, "reason": "unreachable"}));
+    assert_eq!(users["index"]["present_now"], Value::Null);
+    assert_eq!(users["duplicates"]["max_documents"], 0);
+    assert_eq!(users["duplicates"]["current"], json!({"documents": null, "keys": null, "sample": []}));
+    assert_eq!(users["missing"]["current"], json!({"absent": null, "null": null, "empty": null}));
+
+    // Logs: day counts are differences of the tailer's totals.
+    let logs = &j["logs"]["chat-backend"];
+    assert_eq!(logs["duplicate_key_errors"], 19);
+    assert_eq!(logs["recoveries"], 18);
+    assert_eq!(logs["unrecovered"], 1);
+    assert_eq!(logs["days_watched"], 30);
+    assert_eq!(logs["worst_day"], json!({"date": "2026-10-17", "duplicate_key_errors": 12}));
+    assert_eq!(logs["requests"], 30_000);
+    assert!((logs["error_ratio"].as_f64().unwrap() - 19.0 / 30_000.0).abs() < 1e-12);
+    let days = logs["by_day"].as_array().unwrap();
+    assert_eq!(days.len(), 31);
+    assert_eq!(days[0], json!({"date": "2026-10-01", "duplicate_key_errors": 0, "recoveries": 0, "requests": 1000, "watched": true}));
+    assert_eq!(days[2]["duplicate_key_errors"], 5);
+    assert_eq!(days[8]["watched"], false);
+    assert_eq!(days[9]["requests"], 1000, "the day after the outage counts only its own requests");
+    assert_eq!(days[16], json!({"date": "2026-10-17", "duplicate_key_errors": 12, "recoveries": 11, "requests": 1000, "watched": true}));
+    assert_eq!(
+        logs["by_index"],
+        json!([
+            {"namespace": "app.chats", "index": "participantsKey_1", "duplicate_key_errors": 17},
+            {"namespace": "app.users", "index": "email_1", "duplicate_key_errors": 2}
+        ])
+    );
+    assert_eq!(j["logs"]["mongod"]["days_watched"], 0);
+
+    // The verdict, in order: three questions per target, then one per source.
+    let items = j["verdict"]["items"].as_array().unwrap();
+    let statuses: Vec<&str> = items.iter().map(|i| i["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["fail", "fail", "fail", "pass", "pass", "pass", "fail", "no_data"]);
+    assert!(items[0]["figure"].as_str().unwrap().contains("missing or wrong in 144 of 4452 index runs"));
+    assert!(items[1]["figure"].as_str().unwrap().contains("up to 3 surplus documents on 2 keys"));
+    assert!(items[4]["figure"].as_str().unwrap().contains("now: not checked"));
+    assert!(items[6]["figure"].as_str().unwrap().contains("19 duplicate-key errors, 18 recoveries, 1 not recovered"));
+}
+
+#[test]
+fn history_and_persisted_totals_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, totals) = seeded_store(dir.path());
+    let source = &totals.sources["chat-backend"];
+    let latest = store.latest_log_totals("chat-backend").unwrap();
+    let key = |c: &str, l: &str, s: &str| (c.to_string(), l.to_string(), s.to_string());
+    assert_eq!(latest[&key("recoveries", "", "")], source.recoveries);
+    assert_eq!(latest[&key("event", "create_or_get", "")], source.events["create_or_get"]);
+    for e in &source.duplicate_key_errors {
+        assert_eq!(latest[&key("duplicate_key_errors", &e.namespace, &e.index)], e.count);
+    }
+    // Summing every day since the first write gives the tailer's totals back.
+    let days = store
+        .log_days("chat-backend", chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap(), chrono::NaiveDate::from_ymd_opt(2100, 1, 1).unwrap())
+        .unwrap();
+    let sum = |counter: &str| days.iter().filter(|d| d.counter == counter).map(|d| d.count).sum::<u64>();
+    assert_eq!(sum("recoveries"), source.recoveries);
+    assert_eq!(sum("duplicate_key_errors"), source.duplicate_key_errors.iter().map(|e| e.count).sum::<u64>());
+    assert_eq!(sum("lines"), source.lines);
+}
+
+/// Strips the escapes Markdown needs, so a figure can be looked up in it.
+fn unescape_md(text: &str) -> String {
+    text.replace('\\', "")
+}
+
+#[test]
+fn the_three_formats_carry_the_same_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = seeded_store(dir.path());
+    let report = october_report(&store);
+    let md = unescape_md(&report.to_markdown());
+    let html = report.to_html();
+    let j: Value = serde_json::from_str(&report.to_json()).unwrap();
+
+    // Every verdict figure, word for word.
+    for item in j["verdict"]["items"].as_array().unwrap() {
+        let figure = item["figure"].as_str().unwrap();
+        assert!(md.contains(figure), "markdown lacks {figure:?}");
+        assert!(html.contains(figure), "html lacks {figure:?}");
+    }
+    let chats = &j["targets"][0];
+    let logs = &j["logs"]["chat-backend"];
+    let phrases = [
+        format!("Most surplus documents in one run: {}", chats["duplicates"]["max_documents"]),
+        format!("Most duplicated keys in one run: {}", chats["duplicates"]["max_keys"]),
+        "Now: 1 surplus document on 1 key".to_string(),
+        format!("Runs that found it missing or wrong: {}", chats["index"]["missing_runs"]),
+        "First seen missing: 2026-10-05 10:00 UTC".to_string(),
+        "Last seen missing: 2026-10-06 09:50 UTC".to_string(),
+        format!("Check runs: {}, failed: {}", chats["checks"]["runs"], chats["checks"]["failed"]),
+        "Failures by reason: timeout 1, unreachable 36".to_string(),
+        "Longest gap without a successful run: 2h 10m (2026-10-10 02:50 UTC to 2026-10-10 05:00 UTC), check index".to_string(),
+        "Trend over the month: rising (from 10 to 12 documents without a key)".to_string(),
+        format!("Duplicate-key errors: {}", logs["duplicate_key_errors"]),
+        format!("Recoveries: {}", logs["recoveries"]),
+        "Worst day: 2026-10-17 (12 duplicate-key errors)".to_string(),
+        "Error ratio: 19 errors / 30000 requests (event create_or_get) = 0.0633%".to_string(),
+        "Days followed: 30 of 31".to_string(),
+        "userA_userB".to_string(),
+        "id1, id2, id3".to_string(),
+        "userE_userF".to_string(),
+        "could not be checked when this report was generated (unreachable)".to_string(),
+        "The uniqueness invariant did not hold in 2026-10.".to_string(),
+    ];
+    for phrase in &phrases {
+        let in_html = phrase.replace('"', "&quot;");
+        assert!(md.contains(phrase.as_str()), "markdown lacks {phrase:?}");
+        assert!(html.contains(&in_html), "html lacks {phrase:?}");
+    }
+    // HTML stands alone: no external assets, charts inline.
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(!html.contains("src=") && !html.contains("href=") && !html.contains("@import"));
+    assert_eq!(html.matches("<svg").count(), 3, "one chart per target and one per followed source");
+    assert!(html.contains("<title>2026-10-17: 12 duplicate-key errors</title>"));
+    assert!(html.contains("@media print"));
+}
+
+#[test]
+fn a_month_without_history_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = seeded_store(dir.path());
+    let june: Month = "2026-06".parse().unwrap();
+    let report = build_report(&store, june, &targets(), &sources(), &current(), generated_at()).unwrap();
+    assert!(!report.has_history);
+    assert_eq!(report.verdict.holds, None);
+    assert!(report.verdict.items.iter().all(|i| i.status == uniqwatch::audit::Status::NoData));
+    let md = unescape_md(&report.to_markdown());
+    assert!(md.contains("No history was recorded for 2026-06"), "{md}");
+    assert!(md.contains("The history store holds data from 2026-09-30"), "{md}");
+    assert!(md.contains("No check of this target ran in 2026-06."), "{md}");
+    assert!(report.to_html().contains("No history was recorded for 2026-06"));
+    let j: Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(j["targets"][0]["checks"]["runs"], 0);
+    assert_eq!(j["targets"][0]["duplicates"]["max_documents"], Value::Null);
+    assert_eq!(j["logs"]["chat-backend"]["duplicate_key_errors"], 0);
+
+    let empty = Store::open_in_memory().unwrap();
+    let report = build_report(&empty, june, &targets(), &sources(), &BTreeMap::new(), generated_at()).unwrap();
+    assert!(unescape_md(&report.to_markdown()).contains("The history store is empty."));
+}
+
+#[test]
+fn a_month_in_progress_covers_up_to_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = seeded_store(dir.path());
+    let report = build_report(&store, october(), &targets(), &sources(), &current(), utc(10, 6, 0, 0)).unwrap();
+    assert_eq!(report.period.end, utc(10, 6, 0, 0));
+    let chats = &report.targets[0];
+    assert_eq!(chats.duplicates.max_documents, Some(1));
+    assert_eq!(chats.checks.runs, 5 * 144 * 3);
+    assert_eq!(report.logs["chat-backend"].by_day.len(), 5);
+    assert!(unescape_md(&report.to_markdown()).contains("The month was not over"));
+}
+
+#[test]
+fn targets_no_longer_configured_still_appear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = seeded_store(dir.path());
+    let report = build_report(&store, october(), &targets()[..1], &[], &current(), generated_at()).unwrap();
+    let names: Vec<&str> = report.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["chats", "users"]);
+    assert!(!report.targets[1].configured);
+    assert!(!report.logs["chat-backend"].configured);
+    assert_eq!(report.logs["chat-backend"].error_ratio, None);
+}
+
+/// The schema as version 1 created it: check runs only. Written out here
+/// so the test keeps pinning it whatever later versions do.
+const V1_SCHEMA: &str = r#"
+    CREATE TABLE targets (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    CREATE TABLE check_runs (
+        target_id INTEGER NOT NULL REFERENCES targets(id), check_kind INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL, success INTEGER NOT NULL, reason TEXT, duration_us INTEGER NOT NULL,
+        method TEXT, index_present INTEGER, index_name TEXT, index_unique INTEGER,
+        index_sparse INTEGER, index_hidden INTEGER, duplicate_keys INTEGER,
+        duplicate_documents INTEGER, sample TEXT, missing_absent INTEGER, missing_null INTEGER,
+        missing_empty INTEGER, documents INTEGER,
+        PRIMARY KEY (target_id, check_kind, at_ms)
+    ) WITHOUT ROWID;
+    INSERT INTO targets (id, name) VALUES (1, 'chats');
+    INSERT INTO check_runs (target_id, check_kind, at_ms, success, duration_us, duplicate_keys, duplicate_documents, method)
+        VALUES (1, 2, 1791331200000, 1, 1000, 4, 7, 'group');  -- 2026-10-07T00:00:00Z
+    PRAGMA user_version = 1;
+"#;
+
+#[test]
+fn a_version_1_store_is_migrated_and_keeps_its_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite3");
+    rusqlite::Connection::open(&path).unwrap().execute_batch(V1_SCHEMA).unwrap();
+
+    match Store::open_read_only(&path) {
+        Err(StoreError::NeedsMigration { found: 1, .. }) => {}
+        other => panic!("expected NeedsMigration, got {other:?}"),
+    }
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), schema::CURRENT_VERSION);
+    assert_eq!(schema::CURRENT_VERSION, 2);
+    // The old run is still there, and the new table takes writes.
+    let mut tailer = Tailer::default();
+    tailer.add("app.chats", "participantsKey_1", 1, 1, 10);
+    store.record_log_totals(utc(10, 7, 1, 0), &tailer.totals()).unwrap();
+    store.record_runs(&users_runs(utc(10, 7, 0, 0))).unwrap();
+    drop(store);
+    let store = Store::open_read_only(&path).unwrap();
+    let report = build_report(&store, october(), &targets(), &sources(), &BTreeMap::new(), generated_at()).unwrap();
+    assert_eq!(report.targets[0].duplicates.max_documents, Some(7));
+    assert_eq!(report.targets[1].checks.runs, 3);
+    assert_eq!(report.logs["chat-backend"].duplicate_key_errors, 1);
+}
+
+#[test]
+fn a_store_from_a_newer_version_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite3");
+    rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99;").unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert_eq!(err.reason(), "too_new");
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+    let version: u32 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 99);
+}
+
+#[test]
+fn a_corrupt_file_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite3");
+    let garbage = "this is not a database, it is a text file that someone put here\n".repeat(100);
+    std::fs::write(&path, &garbage).unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert_eq!(err.reason(), "corrupt", "{err}");
+    assert!(err.to_string().contains("corrupt or not a SQLite database"), "{err}");
+    assert!(err.to_string().contains("history.sqlite3"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), garbage, "the file is left as it was");
+    assert_eq!(Store::open_read_only(&path).unwrap_err().reason(), "corrupt");
+
+    let metrics = Metrics::new();
+    uniqwatch::store::record_open_failure(&metrics, &err);
+    assert_eq!(metrics.history_write_failures_total.with_label_values(&["corrupt"]).get(), 1);
+    assert_eq!(metrics.history_up.get(), 0);
+
+    // Damaged pages in a real store: every use fails cleanly.
+    let path = dir.path().join("damaged.sqlite3");
+    {
+        let mut store = Store::open(&path).unwrap();
+        seed_runs(&mut store);
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    let half = bytes.len() / 2;
+    for b in bytes.iter_mut().skip(4096).take(half) {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("damaged.sqlite3-wal"));
+    match Store::open(&path) {
+        Err(e) => assert_eq!(e.reason(), "corrupt", "{e}"),
+        Ok(store) => {
+            let result = build_report(&store, october(), &targets(), &sources(), &BTreeMap::new(), generated_at());
+            let e = result.unwrap_err();
+            assert!(e.to_string().contains("corrupt") || e.to_string().contains("malformed"), "{e}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_reads_while_the_daemon_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite3");
+    let store = Store::open(&path).unwrap();
+    let metrics = Metrics::new();
+    let (runs_tx, runs_rx) = tokio::sync::mpsc::channel(1024);
+    let (totals_tx, totals_rx) = tokio::sync::watch::channel(LogTotals::default());
+    let (trigger, shutdown) = uniqwatch::shutdown::channel();
+    let writer = spawn_writer(store, metrics.clone(), Duration::from_secs(400 * 86400), runs_rx, totals_rx, shutdown);
+
+    // The reader opens once the writer has created the store.
+    let reader = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || {
+            let store = Store::open_read_only(&path).unwrap();
+            let mut last = 0;
+            let mut reports = 0;
+            while last < 3000 * 3 {
+                let report = build_report(&store, october(), &targets()[..1], &[], &BTreeMap::new(), generated_at()).unwrap();
+                let runs = report.targets[0].checks.runs;
+                assert!(runs >= last, "runs went back from {last} to {runs}");
+                assert_eq!(runs % 3, 0, "a batch is visible whole or not at all");
+                last = runs;
+                reports += 1;
+            }
+            reports
+        }
+    });
+    let mut tailer = Tailer::default();
+    for i in 0..3000 {
+        runs_tx.send(chats_runs(october().start() + Span::minutes(10 * i))).await.unwrap();
+        if i % 500 == 0 {
+            tailer.add("app.chats", "participantsKey_1", 1, 1, 1);
+            totals_tx.send(tailer.totals()).unwrap();
+        }
+        if i % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let reports = reader.await.unwrap();
+    assert!(reports >= 1);
+    trigger.trigger();
+    writer.await.unwrap();
+    assert_eq!(metrics.history_up.get(), 1);
+    assert!(metrics.history_last_write_timestamp_seconds.get() > 0.0);
+    let store = Store::open_read_only(&path).unwrap();
+    assert_eq!(store.latest_log_totals("chat-backend").unwrap()[&("recoveries".into(), String::new(), String::new())], 6);
+}
+
+#[tokio::test]
+async fn the_writer_prunes_history_beyond_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite3");
+    let mut store = Store::open(&path).unwrap();
+    let now = Utc::now();
+    let old = now - Span::days(500);
+    let recent = now - Span::days(10);
+    store.record_runs(&users_runs(old)).unwrap();
+    store.record_runs(&users_runs(recent)).unwrap();
+    let mut tailer = Tailer::default();
+    tailer.add("app.chats", "participantsKey_1", 1, 1, 1);
+    store.record_log_totals(old, &tailer.totals()).unwrap();
+    tailer.add("app.chats", "participantsKey_1", 1, 1, 1);
+    store.record_log_totals(recent, &tailer.totals()).unwrap();
+
+    let (_runs_tx, runs_rx) = tokio::sync::mpsc::channel(1);
+    let (_totals_tx, totals_rx) = tokio::sync::watch::channel(LogTotals::default());
+    let (trigger, shutdown) = uniqwatch::shutdown::channel();
+    let writer = spawn_writer(store, Metrics::new(), Duration::from_secs(400 * 86400), runs_rx, totals_rx, shutdown);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    trigger.trigger();
+    writer.await.unwrap();
+
+    let store = Store::open_read_only(&path).unwrap();
+    let span = store.history_span().unwrap().unwrap();
+    assert!(span.first > now - Span::days(400), "oldest left: {}", span.first);
+    let month = Month::containing(recent);
+    let report = build_report(&store, month, &targets(), &sources(), &BTreeMap::new(), now).unwrap();
+    assert_eq!(report.targets[1].checks.runs, 3);
+    // What is left still sums to the day's increase: pruning never rewrites kept days.
+    assert_eq!(report.logs["chat-backend"].duplicate_key_errors, 1);
+}
+
+#[test]
+fn scheduled_files_hold_the_same_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = seeded_store(dir.path());
+    let report = october_report(&store);
+    let out = dir.path().join("reports");
+    let paths = write_report_files(&out, &report).unwrap();
+    assert_eq!(std::fs::read_to_string(&paths[2]).unwrap(), report.to_json());
+    assert_eq!(std::fs::read_to_string(&paths[0]).unwrap(), report.to_markdown());
+    let again = write_report_files(&out, &report).unwrap();
+    assert!(again[1].ends_with("uniqwatch-audit-2026-10.1.html"));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 6);
+}
