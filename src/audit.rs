@@ -226,16 +226,7 @@ pub struct CurrentDuplicates {
     pub sample: Vec<DuplicateSample>,
 }
 
-/// One duplicated key value and the documents holding it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DuplicateSample {
-    /// The key value, as JSON (usually a string).
-    pub key: serde_json::Value,
-    /// Documents holding it.
-    pub count: u64,
-    /// Their `_id`s, as JSON.
-    pub ids: Vec<serde_json::Value>,
-}
+pub use crate::checks::scan::DuplicateSample;
 
 /// Documents without a usable key, by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

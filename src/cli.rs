@@ -57,6 +57,29 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+
+    /// Write the monthly audit report: did the uniqueness invariant hold
+    /// during a calendar month (UTC), and what happened when it did not.
+    ///
+    /// Reads the history the daemon keeps in [state] dir (it may run while
+    /// the daemon writes), and runs a fresh check of every target for the
+    /// "now" figures (the report says so when MongoDB cannot be reached).
+    /// Prints to stdout unless --out is given. Exit 0 when written, 2 when
+    /// it could not be.
+    Audit {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The month, `YYYY-MM`. Default: the month that just ended.
+        #[arg(long, value_name = "YYYY-MM")]
+        month: Option<crate::audit::Month>,
+        /// `markdown` for a ticket or wiki, `html` (self-contained, printable,
+        /// with charts), or `json` for scripts.
+        #[arg(long, value_enum, default_value_t = crate::audit::ReportFormat::Markdown)]
+        format: crate::audit::ReportFormat,
+        /// Write the report to this file instead of stdout (replaced atomically).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,15 +11,19 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 
 use crate::checks;
 use crate::config::{redact_uri, Config};
+use crate::history;
 use crate::http::{self, AppState};
+use crate::logs::LogTotals;
 use crate::metrics::Metrics;
 use crate::mongo::Mongo;
 use crate::scheduler::Scheduler;
 use crate::shutdown;
 use crate::state::State;
+use crate::store;
 
 /// Runs the daemon until `stop` resolves, then shuts down gracefully.
 pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -50,7 +54,30 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
         env!("CARGO_PKG_VERSION")
     );
 
-    let scheduler = Scheduler::start(Arc::clone(&state), mongo, metrics.clone(), None).await?;
+    // Log totals flow from the tailer to the history writer; the sender lives as long as the daemon.
+    let (totals_tx, totals_rx) = watch::channel(LogTotals::default());
+    let (history_tx, history_writer) = match open_history(&config).await {
+        Ok(store) => {
+            let (tx, rx) = mpsc::channel(HISTORY_QUEUE);
+            let writer = store::spawn_writer(store, metrics.clone(), config.state.retention, rx, totals_rx, shutdown.clone());
+            (Some(tx), Some(writer))
+        }
+        Err(e) => {
+            store::record_open_failure(&metrics, &e);
+            (None, None)
+        }
+    };
+
+    let scheduler = Scheduler::start(Arc::clone(&state), Arc::clone(&mongo), metrics.clone(), history_tx).await?;
+    if let Some(audit) = &config.audit {
+        let (config, mongo, metrics) = (Arc::new(config.clone()), Arc::clone(&mongo), metrics.clone());
+        scheduler
+            .add_job("the monthly audit report", &audit.schedule, move || {
+                let (config, mongo, metrics) = (Arc::clone(&config), Arc::clone(&mongo), metrics.clone());
+                async move { history::write_scheduled_report(&config, &mongo, &metrics).await }
+            })
+            .await?;
+    }
 
     stop.await;
     tracing::info!(grace = ?config.web.shutdown_grace, "shutting down: no new runs; waiting for runs in flight");
@@ -58,6 +85,12 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
         tracing::warn!("grace period over with runs still going; they are abandoned");
     }
     trigger.trigger();
+    if let Some(writer) = history_writer {
+        if tokio::time::timeout(config.web.shutdown_grace, writer).await.is_err() {
+            tracing::warn!("history writer did not finish within the grace period");
+        }
+    }
+    drop(totals_tx);
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),
@@ -65,6 +98,17 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Finished runs waiting for the history writer; a full queue drops (and counts) a run.
+const HISTORY_QUEUE: usize = 1024;
+
+/// Opens (creating or migrating) the history store under `[state] dir`.
+async fn open_history(config: &Config) -> Result<store::Store, store::StoreError> {
+    let path = store::history_path(&config.state.dir);
+    tokio::task::spawn_blocking(move || store::Store::open(&path))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 /// Resolves on SIGTERM or SIGINT.

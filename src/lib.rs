@@ -28,6 +28,7 @@ pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod history;
 pub mod http;
 pub mod logs;
 pub mod metrics;

@@ -11,7 +11,8 @@ use tracing_subscriber::EnvFilter;
 use uniqwatch::cli::{Cli, Command, ConfigCommand, LogFormat, OutputFormat};
 use uniqwatch::config::{Config, ConfigError};
 use uniqwatch::mongo::Mongo;
-use uniqwatch::{checks, daemon, report};
+use uniqwatch::audit::Month;
+use uniqwatch::{checks, daemon, history, report};
 
 /// Our own messages at info; the cron library's start-up chatter only when it warns.
 const DEFAULT_LOG_FILTER: &str = "info,tokio_cron_scheduler=warn";
@@ -88,6 +89,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(report::verdict(&runs).exit_code()))
         }
+        Command::Audit { config, month, format, out } => {
+            let config = Config::load(&config.config)?;
+            let now = chrono::Utc::now();
+            let month = month.unwrap_or_else(|| Month::previous(now));
+            let rt = runtime()?;
+            let report = rt.block_on(async {
+                let mongo = Mongo::new(config.mongodb.clone());
+                history::build(&config, &mongo, month, now).await
+            })?;
+            let text = report.render(format);
+            match out {
+                Some(path) => write_atomically(&path, text.as_bytes())
+                    .with_context(|| format!("cannot write the report to {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(arg) => {
             let config = Config::load(&arg.config)?;
             let rt = runtime()?;
@@ -100,4 +118,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Writes `bytes` to a temp file beside `path`, fsyncs it, and renames it over `path`.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

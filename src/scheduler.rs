@@ -13,14 +13,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
-use crate::checks::{self, TargetRun};
+use crate::checks;
+use crate::history;
 use crate::metrics::Metrics;
 use crate::mongo::Mongo;
 use crate::state::State;
+use crate::store::RunRecord;
 
 /// A cron job could not be set up (the expression was validated with the config).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot schedule target {target}: {source}")]
+#[error("cannot schedule {target}: {source}")]
 pub struct ScheduleError {
     target: String,
     #[source]
@@ -37,7 +39,7 @@ struct Runner {
     /// Set on shutdown so late ticks start nothing.
     closed: AtomicBool,
     /// Finished runs go here too (to the history store), when one is attached.
-    finished: Option<mpsc::Sender<TargetRun>>,
+    finished: Option<mpsc::Sender<Vec<RunRecord>>>,
 }
 
 impl Runner {
@@ -57,7 +59,8 @@ impl Runner {
             slot.run_started();
             let run = checks::run_target(&slot.config, &runner.mongo).await;
             if let Some(tx) = &runner.finished {
-                if tx.try_send(run.clone()).is_err() {
+                if tx.try_send(history::records(&run)).is_err() {
+                    runner.metrics.history_records_dropped_total.with_label_values(&["queue_full"]).inc_by(run.results.len() as u64);
                     tracing::warn!(target = %slot.config.name, "history writer is behind; this run is not recorded in history");
                 }
             }
@@ -79,7 +82,7 @@ impl Scheduler {
         state: Arc<State>,
         mongo: Arc<Mongo>,
         metrics: Metrics,
-        finished: Option<mpsc::Sender<TargetRun>>,
+        finished: Option<mpsc::Sender<Vec<RunRecord>>>,
     ) -> Result<Self, ScheduleError> {
         let err = |target: &str| {
             let target = target.to_string();
@@ -108,6 +111,27 @@ impl Scheduler {
             runner.fire(i);
         }
         Ok(Self { jobs, runner })
+    }
+
+    /// Adds a job of the daemon's own (the monthly audit report) on a cron
+    /// schedule; `job` is started on every tick, unless the scheduler is closed.
+    pub async fn add_job<F, Fut>(&self, name: &str, schedule: &str, job: F) -> Result<(), ScheduleError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let err = |source| ScheduleError { target: name.to_string(), source };
+        let runner = Arc::clone(&self.runner);
+        let job = Arc::new(job);
+        let cron = Job::new_async(schedule, move |_, _| {
+            if !runner.closed.load(Ordering::SeqCst) {
+                tokio::spawn((job.as_ref())());
+            }
+            Box::pin(async {})
+        })
+        .map_err(err)?;
+        self.jobs.add(cron).await.map_err(err)?;
+        Ok(())
     }
 
     /// Stops scheduling and waits up to `grace` for in-flight runs. Returns

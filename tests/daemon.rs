@@ -231,3 +231,44 @@ async fn refused_authentication_shows_as_unauthorized() {
     assert!(!m.contains("wrong-password"));
     d.stop().await;
 }
+
+#[tokio::test]
+async fn runs_reach_the_history_and_the_audit_reads_them_while_the_daemon_writes() {
+    let db = seeded("d_history").await;
+    let toml = target_toml(&shared_uri(), "chats", &db, "chats", "participantsKey", true, "* * * * * *");
+    let state_dir = toml.lines().find_map(|l| l.strip_prefix("dir = ")).unwrap().trim_matches('"').to_string();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("uniqwatch.toml");
+    std::fs::write(&cfg, &toml).unwrap();
+    let d = Daemon::start(&toml).await;
+    wait_metric(&d, "history written", |m| value(m, "uniqwatch_history_last_write_timestamp_seconds", &[]).is_some()).await;
+
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    // Reports are read while the daemon keeps writing; poll until a run is in.
+    let audit = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_uniqwatch"))
+            .args(["audit", "--config", cfg.to_str().unwrap(), "--month", &month, "--format", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let start = std::time::Instant::now();
+    let report = loop {
+        let report = audit();
+        if report["targets"][0]["checks"]["runs"].as_u64().unwrap_or(0) >= 1 {
+            break report;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no run reached the history: {report}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(report["month"], month.as_str());
+    let t = &report["targets"][0];
+    assert_eq!(t["name"], "chats");
+    assert!(t["checks"]["runs"].as_u64().unwrap() >= 1, "{t}");
+    assert_eq!(t["duplicates"]["max_keys"], 1);
+    assert_eq!(t["duplicates"]["current"]["keys"], 1, "now comes from a fresh check");
+    assert_eq!(t["index"]["present_now"], false);
+    assert!(Path::new(&state_dir).join("history.sqlite3").exists());
+    d.stop().await;
+}

@@ -21,7 +21,7 @@ use crate::config::SAMPLE_IDS_PER_KEY;
 use crate::mongo::QueryError;
 
 /// One duplicated key value with its documents (a bounded list of ids).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct DuplicateSample {
     /// The key value, as extended JSON (a string for string keys).
     pub key: serde_json::Value,

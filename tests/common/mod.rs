@@ -286,6 +286,9 @@ connect_timeout = "1s"
 listen = "127.0.0.1:0"
 shutdown_grace = "5s"
 
+[state]
+dir = "{state}"
+
 [[target]]
 name = "{name}"
 database = "{db}"
@@ -293,8 +296,17 @@ collection = "{coll}"
 key = "{key}"
 sparse = {sparse}
 schedule = "{schedule}"
-"#
+"#,
+        state = scratch_state_dir().display()
     )
+}
+
+/// A state directory of its own under the system temp dir, so tests never
+/// write to `/var/lib/uniqwatch` nor share a history store.
+pub fn scratch_state_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique_db("state"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Polls `cond` every 50ms until it holds or `limit` passes.
