@@ -924,6 +924,13 @@ regex = 'took \d{{4,}}ms'
     }
 
     #[test]
+    fn logs_example_config_is_valid() {
+        let c = parse(include_str!("../examples/logs.toml")).unwrap();
+        assert_eq!(c.logs.len(), 2);
+        assert_eq!(c.logs[0].events[0].name, "create_or_get");
+    }
+
+    #[test]
     fn logs_unknown_field_is_an_error() {
         let e = parse(&format!("{LOGS}pattern = \"x\"")).unwrap_err().to_string();
         assert!(e.contains("unknown field `pattern`"), "{e}");

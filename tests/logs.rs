@@ -170,6 +170,30 @@ async fn rename_rotation_reads_late_writes_to_the_renamed_file_first() {
 }
 
 #[tokio::test]
+async fn a_rotated_file_being_drained_survives_a_restart_counted_once() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let logs = vec![source("app", &[log.clone()], StartAt::Beginning)];
+    append(&log, requests("a", 2));
+    let mut t = start(logs.clone(), &s.state());
+    t.until("first lines", |t| lines(t, "app") == 2).await;
+    let rotated = s.logs().join("app.log.1");
+    fs::rename(&log, &rotated).unwrap();
+    append(&log, requests("new", 1));
+    t.until("the new file", |t| lines(t, "app") == 3).await;
+    t.until_metric(r#"uniqwatch_log_rotations_total{source="app"}"#, 1.0).await;
+    t.stop().await;
+
+    append(&rotated, E11000);
+    let mut t = start(logs, &s.state());
+    let got = t.until("the late line", |t| lines(t, "app") == 4).await;
+    assert_eq!(errors(&got, "app"), 1);
+    tokio::time::sleep(POLL * 5).await;
+    assert_eq!(t.metric(r#"uniqwatch_log_rotations_total{source="app"}"#), Some(1.0));
+    assert_eq!(lines(&t.stop().await, "app"), 4);
+}
+
+#[tokio::test]
 async fn copytruncate_is_detected_and_the_copy_drained() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");

@@ -579,7 +579,12 @@ impl Source {
                 } else {
                     follower.presence = Presence::Rotated;
                     let to = find_in_dir(&follower.path, id);
-                    self.notices.push(Notice::Rotated { from: follower.path.clone(), to });
+                    // Saved under its new name, so a restart does not see a second rename.
+                    let from = match &to {
+                        Some(to) => std::mem::replace(&mut follower.path, to.clone()),
+                        None => follower.path.clone(),
+                    };
+                    self.notices.push(Notice::Rotated { from, to });
                 }
                 continue;
             }
@@ -601,7 +606,11 @@ impl Source {
                 Ok(truncated) => self.truncated(id, truncated),
                 Err(e) => warn!(source = %self.config.name, path = %path.display(), error = %e, "cannot stat log file"),
             }
-            self.notices.push(Notice::Rotated { from, to: Some(path) });
+            // Renamed while the daemon was down (a file saved while being
+            // drained is found at the path it was saved under: no new rename).
+            if from != path {
+                self.notices.push(Notice::Rotated { from, to: Some(path) });
+            }
         }
     }
 
