@@ -485,6 +485,33 @@ async fn every_checkpoint_on_disk_is_a_consistent_restart_point() {
     assert_eq!(finish_from(dir.path(), &log).await, expected, "no checkpoint");
 }
 
+/// Counters move only with a saved checkpoint: while saving fails they stand
+/// still, and they catch up exactly once it works again.
+#[tokio::test]
+async fn counters_stand_still_while_the_checkpoint_cannot_be_saved() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    append(&log, requests("a", 2));
+    let mut t = start(vec![source("app", &[log.clone()], StartAt::Beginning)], &s.state());
+    t.until("first lines", |t| lines(t, "app") == 2).await;
+    // A directory where the temp file goes makes every save fail.
+    let blocker = s.state().join(checkpoint::TEMP_FILE_NAME);
+    fs::create_dir(&blocker).unwrap();
+    append(&log, format!("{E11000}{}", requests("b", 2)));
+    let deadline = Instant::now() + PATIENCE;
+    while t.metric(r#"uniqwatch_log_checkpoint_failures_total{operation="save"}"#).unwrap_or(0.0) < 2.0 {
+        assert!(Instant::now() < deadline, "saves did not fail");
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(lines(&t.totals.borrow(), "app"), 2);
+    assert_eq!(t.metric(r#"uniqwatch_log_lines_total{source="app"}"#), Some(2.0));
+    fs::remove_dir(&blocker).unwrap();
+    let got = t.until("the catch-up", |t| lines(t, "app") == 5).await;
+    assert_eq!(errors(&got, "app"), 1);
+    assert_eq!(t.metric(r#"uniqwatch_log_lines_total{source="app"}"#), Some(5.0));
+    assert_eq!(lines(&t.stop().await, "app"), 5);
+}
+
 #[tokio::test]
 async fn corrupt_checkpoint_is_set_aside_counted_and_the_tailer_runs() {
     let s = Scratch::new();

@@ -268,12 +268,15 @@ impl Tailer {
             path: state_dir.clone(),
             source,
         })?;
-        let loaded = checkpoint::load(&state_dir).inspect_err(|_| {
-            metrics.log_checkpoint_failures_total.with_label_values(&["load"]).inc();
+        for operation in ["load", "save"] {
+            metrics.log_checkpoint_failures_total.with_label_values(&[operation]);
+        }
+        let loaded = checkpoint::load(&state_dir).inspect_err(|e| {
+            checkpoint_failed(&metrics, "load", true, "cannot load the log checkpoint; not starting, so its totals are not overwritten", e);
         })?;
         if let Some((aside, problem)) = &loaded.set_aside {
-            error!(path = %aside.display(), problem, "log checkpoint is corrupt; set it aside and starting afresh (start_at applies again)");
-            metrics.log_checkpoint_failures_total.with_label_values(&["load"]).inc();
+            let problem = format!("{problem} (set aside as {})", aside.display());
+            checkpoint_failed(&metrics, "load", true, "log checkpoint is corrupt; starting afresh, start_at applies again", &problem);
         }
         if loaded.from_temp {
             info!("log checkpoint resumed from its temp file (the last save was interrupted before its rename)");
@@ -379,11 +382,9 @@ impl Tailer {
             sources: next,
         };
         if let Err(e) = checkpoint::save(&self.state_dir, &checkpoint) {
-            self.metrics.log_checkpoint_failures_total.with_label_values(&["save"]).inc();
-            if !self.save_failing {
-                error!(error = %e, "cannot save the log checkpoint; log counters stand still until it can be saved");
-                self.save_failing = true;
-            }
+            let first = !self.save_failing;
+            checkpoint_failed(&self.metrics, "save", first, "cannot save the log checkpoint; log counters stand still until it can be saved", &e);
+            self.save_failing = true;
             return;
         }
         if self.save_failing {
@@ -812,6 +813,15 @@ impl Source {
         let (files, lag) = open.fold((0i64, 0u64), |(n, lag), f| (n + 1, lag + f.lag()));
         metrics.log_files.with_label_values(&[name]).set(files);
         metrics.log_lag_bytes.with_label_values(&[name]).set(i64::try_from(lag).unwrap_or(i64::MAX));
+    }
+}
+
+/// Counts a checkpoint failure and, when `log` (a save failing again is
+/// counted but not logged again), logs it: the one place for both.
+fn checkpoint_failed(metrics: &Metrics, operation: &str, log: bool, what: &str, error: &dyn std::fmt::Display) {
+    metrics.log_checkpoint_failures_total.with_label_values(&[operation]).inc();
+    if log {
+        error!(operation, error = %error, "{what}");
     }
 }
 
