@@ -26,7 +26,12 @@ fn usage() -> ! {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["gen", file, mb] => generate(Path::new(file), mb.parse().unwrap_or_else(|_| usage())),
         ["read", file] => read(Path::new(file)),
         ["idle", dir, secs] => idle(Path::new(dir), secs.parse().unwrap_or_else(|_| usage())),
@@ -71,16 +76,27 @@ fn generate(path: &Path, megabytes: u64) {
     let (mut lines, mut conflicts) = (0u64, 0u64);
     let mut i = 0u64;
     while written < target {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let r = seed >> 33;
-        let (h, m, s, ms) = ((i / 3_600_000) % 24, (i / 60_000) % 60, (i / 1000) % 60, i % 1000);
+        let (h, m, s, ms) = (
+            (i / 3_600_000) % 24,
+            (i / 60_000) % 60,
+            (i / 1000) % 60,
+            i % 1000,
+        );
         let ts = format!("2026-11-28T{h:02}:{m:02}:{s:02}.{ms:03}Z");
         let mut text = String::with_capacity(400);
         if r % 5000 == 0 {
             let (a, b) = (r % 9973, (r >> 7) % 9973);
-            text.push_str(&format!("{ts} [WARN] Duplicate key error during upsert participantsKey=user{a}_user{b}\n"));
+            text.push_str(&format!(
+                "{ts} [WARN] Duplicate key error during upsert participantsKey=user{a}_user{b}\n"
+            ));
             text.push_str(&format!("{ts} [ERROR] MongoServerError: E11000 duplicate key error collection: app.chats index: participantsKey_1 dup key: {{ participantsKey: \"user{a}_user{b}\" }}\n"));
-            text.push_str(&format!("{ts} [DEBUG] Retrieved existing chat after duplicate key error\n"));
+            text.push_str(&format!(
+                "{ts} [DEBUG] Retrieved existing chat after duplicate key error\n"
+            ));
             lines += 3;
             conflicts += 1;
         }
@@ -148,7 +164,8 @@ fn idle(dir: &Path, seconds: u64) {
     let paths: Vec<String> = (0..10)
         .map(|i| {
             let p = dir.join(format!("quiet-{i}.log"));
-            std::fs::write(&p, "2026-11-28T10:00:00.000Z [INFO] started\n").expect("write a quiet file");
+            std::fs::write(&p, "2026-11-28T10:00:00.000Z [INFO] started\n")
+                .expect("write a quiet file");
             p.display().to_string()
         })
         .collect();

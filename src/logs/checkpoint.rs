@@ -117,7 +117,9 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         .map_err(|e| format!("not a checkpoint: {e}"))?
         .version;
     if version != VERSION {
-        return Err(format!("expected format version {VERSION}, found version {version}"));
+        return Err(format!(
+            "expected format version {VERSION}, found version {version}"
+        ));
     }
     serde_json::from_slice(bytes).map_err(|e| format!("not a version {VERSION} checkpoint: {e}"))
 }
@@ -178,7 +180,8 @@ pub fn save(dir: &Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError> 
         move |source| CheckpointError::Write { path, source }
     };
     let mut file = File::create(&temp_path).map_err(write_err(&temp_path))?;
-    file.write_all(&encode(checkpoint)).map_err(write_err(&temp_path))?;
+    file.write_all(&encode(checkpoint))
+        .map_err(write_err(&temp_path))?;
     file.sync_all().map_err(write_err(&temp_path))?;
     drop(file);
     fs::rename(&temp_path, &stable_path).map_err(write_err(&stable_path))?;
@@ -230,7 +233,9 @@ mod tests {
     }
 
     fn lines(loaded: &Loaded) -> u64 {
-        loaded.checkpoint.as_ref().unwrap().sources["app"].totals.lines
+        loaded.checkpoint.as_ref().unwrap().sources["app"]
+            .totals
+            .lines
     }
 
     #[test]
@@ -292,7 +297,11 @@ mod tests {
     #[test]
     fn corrupt_stable_is_set_aside_and_start_is_fresh() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(FILE_NAME), b"{\"version\":1,\"generation\":").unwrap();
+        fs::write(
+            dir.path().join(FILE_NAME),
+            b"{\"version\":1,\"generation\":",
+        )
+        .unwrap();
         let loaded = load(dir.path()).unwrap();
         assert!(loaded.checkpoint.is_none());
         let (aside, problem) = loaded.set_aside.unwrap();
@@ -314,7 +323,10 @@ mod tests {
         let mut c = checkpoint(1, 1);
         c.version = 2;
         let problem = decode(&encode(&c)).unwrap_err();
-        assert!(problem.contains("expected format version 1, found version 2"), "{problem}");
+        assert!(
+            problem.contains("expected format version 1, found version 2"),
+            "{problem}"
+        );
     }
 
     #[test]

@@ -330,7 +330,12 @@ impl Follower {
     /// Counts an unterminated last line as a line, for a rotated or deleted
     /// file being released: its writer has moved on, the newline will never
     /// come. Call after [`Follower::read`]. Returns the long lines counted.
-    pub fn finish(&mut self, matcher: &Matcher, buf: &mut [u8], tally: &mut Tally) -> io::Result<u64> {
+    pub fn finish(
+        &mut self,
+        matcher: &Matcher,
+        buf: &mut [u8],
+        tally: &mut Tally,
+    ) -> io::Result<u64> {
         let Some(file) = &self.file else {
             return Ok(0);
         };
@@ -363,9 +368,8 @@ impl Follower {
         self.nlink == 0
     }
 
-    /// Whether everything in the file was read (a partial last line aside)
-    /// and it has not grown for `quiet`.
-    pub fn is_drained(&self, quiet: std::time::Duration) -> bool {
+    /// Whether the file has not grown for `quiet`.
+    pub fn is_quiet_for(&self, quiet: std::time::Duration) -> bool {
         self.last_growth.elapsed() >= quiet
     }
 
@@ -381,7 +385,9 @@ impl Follower {
 
     /// Where reading has got to, a long line being skipped included.
     fn read_to(&self) -> u64 {
-        self.long_line.as_ref().map_or(self.offset, |l| l.scanned_to)
+        self.long_line
+            .as_ref()
+            .map_or(self.offset, |l| l.scanned_to)
     }
 }
 
@@ -443,7 +449,11 @@ mod tests {
     }
 
     fn append(path: &std::path::Path, bytes: &[u8]) {
-        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap();
         f.write_all(bytes).unwrap();
     }
 
@@ -487,7 +497,11 @@ mod tests {
         append(&path, b"E11000 and then a very long tail");
         let mut f = follower(&path);
         let (t, o) = step(&mut f, &m, &mut buf);
-        assert_eq!((t.lines, o.long_lines, f.offset), (0, 0, 0), "not complete yet");
+        assert_eq!(
+            (t.lines, o.long_lines, f.offset),
+            (0, 0, 0),
+            "not complete yet"
+        );
         append(&path, &[b'x'; 100]);
         append(&path, b"\nrecovered\n");
         let (t, o) = step(&mut f, &m, &mut buf);
@@ -522,11 +536,21 @@ mod tests {
         let mut f = follower(&path);
         step(&mut f, &m, &mut buf);
         std::fs::write(&path, b"x\n").unwrap();
-        assert!(matches!(f.check().unwrap(), Check::Truncated { size: 2, old_offset: 18, .. }));
+        assert!(matches!(
+            f.check().unwrap(),
+            Check::Truncated {
+                size: 2,
+                old_offset: 18,
+                ..
+            }
+        ));
         assert_eq!(f.offset, 0);
         step(&mut f, &m, &mut buf);
         std::fs::write(&path, b"rewritten longer than before\n").unwrap();
-        assert!(matches!(f.check().unwrap(), Check::Truncated { old_offset: 2, .. }));
+        assert!(matches!(
+            f.check().unwrap(),
+            Check::Truncated { old_offset: 2, .. }
+        ));
     }
 
     #[test]

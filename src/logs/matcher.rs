@@ -140,16 +140,20 @@ impl Matcher {
         let mut events = Vec::with_capacity(config.events.len());
         for event in &config.events {
             events.push(match (&event.contains, &event.regex) {
-                (None, Some(pattern)) => EventMatcher::Regex(Regex::new(pattern).map_err(|e| {
-                    MatcherError::Regex {
+                (None, Some(pattern)) => {
+                    EventMatcher::Regex(Regex::new(pattern).map_err(|e| MatcherError::Regex {
                         event: event.name.clone(),
                         problem: e.to_string(),
-                    }
-                })?),
+                    })?)
+                }
                 (Some(text), None) if !text.is_empty() => {
                     EventMatcher::Contains(Finder::new(text.as_bytes()).into_owned())
                 }
-                _ => return Err(MatcherError::NoMatcher { event: event.name.clone() }),
+                _ => {
+                    return Err(MatcherError::NoMatcher {
+                        event: event.name.clone(),
+                    })
+                }
             });
         }
         Ok(Matcher {
@@ -160,7 +164,10 @@ impl Matcher {
             collection_label: Finder::new(b"collection: ").into_owned(),
             index_label: Finder::new(b"index: ").into_owned(),
             json_ns_label: Finder::new(br#""ns":""#).into_owned(),
-            default_namespace: config.namespace.clone().unwrap_or_else(|| UNKNOWN.to_string()),
+            default_namespace: config
+                .namespace
+                .clone()
+                .unwrap_or_else(|| UNKNOWN.to_string()),
             default_index: config.index.clone().unwrap_or_else(|| UNKNOWN.to_string()),
         })
     }
@@ -219,7 +226,11 @@ impl Matcher {
         for finder in &self.error_markers {
             hit_lines(block, |hay| finder.find(hay), &mut errors);
         }
-        hit_lines(block, |hay| find_err_code(&self.mongod_err_code, hay), &mut errors);
+        hit_lines(
+            block,
+            |hay| find_err_code(&self.mongod_err_code, hay),
+            &mut errors,
+        );
         errors.sort_unstable();
         errors.dedup();
         for start in errors {
@@ -364,7 +375,10 @@ mod tests {
         c.namespace = Some("app.chats".into());
         c.index = Some("participantsKey_1".into());
         let m = Matcher::new(&c).unwrap();
-        assert_eq!(m.classify(WARN).error, labels("app.chats", "participantsKey_1"));
+        assert_eq!(
+            m.classify(WARN).error,
+            labels("app.chats", "participantsKey_1")
+        );
     }
 
     #[test]
@@ -379,7 +393,14 @@ mod tests {
     fn recovery_wins_over_error_markers_on_the_same_line() {
         let m = Matcher::new(&config()).unwrap();
         let line = b"E11000 seen; Retrieved existing chat after duplicate key error";
-        assert_eq!(m.classify(line), LineMatch { error: None, recovery: true, events: vec![] });
+        assert_eq!(
+            m.classify(line),
+            LineMatch {
+                error: None,
+                recovery: true,
+                events: vec![]
+            }
+        );
         let mut t = Tally::new(0);
         m.count_matches(line, &mut t);
         assert_eq!((t.errors.len(), t.recoveries), (0, 1));
@@ -388,7 +409,10 @@ mod tests {
     #[test]
     fn e11000_line_names_its_namespace_and_index() {
         let m = Matcher::new(&config()).unwrap();
-        assert_eq!(m.classify(E11000).error, labels("app.chats", "participantsKey_1"));
+        assert_eq!(
+            m.classify(E11000).error,
+            labels("app.chats", "participantsKey_1")
+        );
     }
 
     #[test]
@@ -403,7 +427,8 @@ mod tests {
     #[test]
     fn mongod_err_code_alone_is_an_error_and_ns_comes_from_json() {
         let m = Matcher::new(&config()).unwrap();
-        let line = br#"{"s":"W","attr":{"ns":"app.chats","errName":"DuplicateKey","errCode":11000}}"#;
+        let line =
+            br#"{"s":"W","attr":{"ns":"app.chats","errName":"DuplicateKey","errCode":11000}}"#;
         assert_eq!(m.classify(line).error, labels("app.chats", "unknown"));
         let other = br#"{"attr":{"errCode":110001}}"#;
         assert_eq!(m.classify(other).error, None);
@@ -419,7 +444,8 @@ mod tests {
     #[test]
     fn invalid_utf8_is_matched_on_bytes() {
         let m = Matcher::new(&config()).unwrap();
-        let line = b"\xff\xfe [ERROR] E11000 duplicate key error collection: app.\xffchats index: k_1 x";
+        let line =
+            b"\xff\xfe [ERROR] E11000 duplicate key error collection: app.\xffchats index: k_1 x";
         let (ns, index) = m.classify(line).error.unwrap();
         assert_eq!(ns, "app.\u{fffd}chats");
         assert_eq!(index, "k_1");
@@ -437,12 +463,28 @@ mod tests {
     fn events_contains_and_regex() {
         let mut c = config();
         c.events = vec![
-            LogEventConfig { name: "create".into(), contains: Some("POST /api/chats/create-or-get".into()), regex: None },
-            LogEventConfig { name: "slow".into(), contains: None, regex: Some(r"\b\d{4,}ms$".into()) },
+            LogEventConfig {
+                name: "create".into(),
+                contains: Some("POST /api/chats/create-or-get".into()),
+                regex: None,
+            },
+            LogEventConfig {
+                name: "slow".into(),
+                contains: None,
+                regex: Some(r"\b\d{4,}ms$".into()),
+            },
         ];
         let m = Matcher::new(&c).unwrap();
-        assert_eq!(m.classify(b"x POST /api/chats/create-or-get 200 3ms").events, vec![0]);
-        assert_eq!(m.classify(b"x POST /api/chats/create-or-get 200 1234ms").events, vec![0, 1]);
+        assert_eq!(
+            m.classify(b"x POST /api/chats/create-or-get 200 3ms")
+                .events,
+            vec![0]
+        );
+        assert_eq!(
+            m.classify(b"x POST /api/chats/create-or-get 200 1234ms")
+                .events,
+            vec![0, 1]
+        );
         assert_eq!(m.classify(b"GET / 200 99999ms").events, vec![1]);
     }
 
@@ -452,9 +494,21 @@ mod tests {
     fn block_search_equals_per_line_classification() {
         let mut c = config();
         c.events = vec![
-            LogEventConfig { name: "req".into(), contains: Some("POST".into()), regex: None },
-            LogEventConfig { name: "re".into(), contains: None, regex: Some("^E1".into()) },
-            LogEventConfig { name: "empty".into(), contains: None, regex: Some("^$".into()) },
+            LogEventConfig {
+                name: "req".into(),
+                contains: Some("POST".into()),
+                regex: None,
+            },
+            LogEventConfig {
+                name: "re".into(),
+                contains: None,
+                regex: Some("^E1".into()),
+            },
+            LogEventConfig {
+                name: "empty".into(),
+                contains: None,
+                regex: Some("^$".into()),
+            },
         ];
         let m = Matcher::new(&c).unwrap();
         let pieces: [&[u8]; 9] = [
@@ -475,7 +529,9 @@ mod tests {
             let mut expected = Tally::new(3);
             let n = (seed % 12) as usize;
             for _ in 0..n {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let line = pieces[(seed >> 33) as usize % pieces.len()];
                 block.extend_from_slice(line);
                 block.push(b'\n');
@@ -490,7 +546,12 @@ mod tests {
             }
             let mut tally = Tally::new(3);
             m.count_matches(&block, &mut tally);
-            assert_eq!(tally, expected, "block {:?}", String::from_utf8_lossy(&block));
+            assert_eq!(
+                tally,
+                expected,
+                "block {:?}",
+                String::from_utf8_lossy(&block)
+            );
             seed ^= n as u64;
         }
     }
