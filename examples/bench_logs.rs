@@ -147,7 +147,7 @@ fn read(path: &Path) {
         let s = &totals.sources["bench"];
         let errors: u64 = s.duplicate_key_errors.iter().map(|e| e.count).sum();
         println!(
-            "uniqwatch: {} lines, {} bytes in {secs:.3}s: {:.0} lines/s, {:.0} MB/s; errors={errors} recoveries={} create_or_get={}",
+            "{} lines, {} bytes in {secs:.3}s: {:.0} lines/s, {:.0} MB/s; errors={errors} recoveries={} create_or_get={}",
             s.lines,
             s.bytes,
             s.lines as f64 / secs,
@@ -190,7 +190,7 @@ fn idle(dir: &Path, seconds: u64) {
             .map(str::to_string)
             .unwrap_or_default();
         println!(
-            "idle: {used:.3}s CPU over {seconds}s following 10 quiet files ({:.3}% of one core); {files}",
+            "{used:.3}s CPU over {seconds}s following 10 quiet files ({:.3}% of one core); {files}",
             used / seconds as f64 * 100.0
         );
     });
