@@ -175,7 +175,13 @@ fn idle(dir: &Path, seconds: u64) {
         let (trigger, shutdown) = shutdown::channel();
         let (tx, _rx) = watch::channel(LogTotals::default());
         let metrics = Metrics::new();
-        let task = tokio::spawn(logs::run(vec![source(paths)], state.clone(), metrics.clone(), tx, shutdown));
+        let task = tokio::spawn(logs::run(
+            vec![source(paths)],
+            state.clone(),
+            metrics.clone(),
+            tx,
+            shutdown,
+        ));
         // Let the first poll open the files, then measure the quiet part only.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let before = cpu_seconds();

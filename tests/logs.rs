@@ -399,6 +399,59 @@ async fn invalid_utf8_is_matched_on_bytes() {
     t.stop().await;
 }
 
+#[tokio::test]
+async fn mongod_json_lines_count_once_with_the_labels_they_name() {
+    let s = Scratch::new();
+    let log = s.logs().join("mongod.log");
+    let slow_query = r#"{"t":{"$date":"2026-11-28T10:00:02.001+00:00"},"s":"I","c":"COMMAND","id":51803,"ctx":"conn42","msg":"Slow query","attr":{"type":"command","ns":"app.users","command":{"insert":"users"},"ok":0,"errMsg":"E11000 duplicate key error collection: app.users index: email_1 dup key: { email: \"a@example.com\" }","errName":"DuplicateKey","errCode":11000,"reslen":245,"durationMillis":3}}"#;
+    let other = r#"{"t":{"$date":"2026-11-28T10:00:03.000+00:00"},"s":"I","c":"NETWORK","id":22943,"ctx":"listener","msg":"Connection accepted"}"#;
+    append(&log, format!("{slow_query}\n{other}\n"));
+    let mut config = source("mongod", &[log.clone()], StartAt::Beginning);
+    config.namespace = None;
+    config.index = None;
+    let mut t = start(vec![config], &s.state());
+    let got = t.until("both lines", |t| lines(t, "mongod") == 2).await;
+    assert_eq!(errors(&got, "mongod"), 1);
+    t.until_metric(
+        r#"uniqwatch_duplicate_key_errors_total{index="email_1",namespace="app.users",source="mongod"}"#,
+        1.0,
+    )
+    .await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn error_labels_past_the_cap_are_counted_as_other() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let lines_text: String = (0..logs::MAX_ERROR_LABEL_PAIRS + 5)
+        .map(|i| format!("E11000 duplicate key error collection: app.c{i} index: k_1 dup key\n"))
+        .collect();
+    append(&log, lines_text);
+    let mut t = start(
+        vec![source("app", &[log.clone()], StartAt::Beginning)],
+        &s.state(),
+    );
+    let got = t
+        .until("every line", |t| {
+            lines(t, "app") == logs::MAX_ERROR_LABEL_PAIRS as u64 + 5
+        })
+        .await;
+    let app = &got.sources["app"];
+    assert_eq!(errors(&got, "app"), logs::MAX_ERROR_LABEL_PAIRS as u64 + 5);
+    assert_eq!(
+        app.duplicate_key_errors.len(),
+        logs::MAX_ERROR_LABEL_PAIRS + 1
+    );
+    let other = app
+        .duplicate_key_errors
+        .iter()
+        .find(|e| e.namespace == "other")
+        .unwrap();
+    assert_eq!(other.count, 5);
+    t.stop().await;
+}
+
 // --- Files and patterns that come and go ---------------------------------------
 
 #[tokio::test]
