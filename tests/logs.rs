@@ -18,7 +18,7 @@ use uniqwatch::shutdown::{self, ShutdownTrigger};
 const POLL: Duration = Duration::from_millis(20);
 const PATIENCE: Duration = Duration::from_secs(10);
 
-fn source(name: &str, paths: &[PathBuf], start_at: StartAt) -> LogSourceConfig {
+fn source(name: &str, paths: &[&Path], start_at: StartAt) -> LogSourceConfig {
     LogSourceConfig {
         name: name.into(),
         paths: paths.iter().map(|p| p.display().to_string()).collect(),
@@ -181,10 +181,7 @@ async fn rename_rotation_reads_late_writes_to_the_renamed_file_first() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
     append(&log, requests("a", 3));
-    let mut t = start(
-        vec![source("app", &[log.clone()], StartAt::Beginning)],
-        &s.state(),
-    );
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
     t.until("first lines", |t| lines(t, "app") == 3).await;
 
     let rotated = s.logs().join("app.log.1");
@@ -214,7 +211,7 @@ async fn rename_rotation_reads_late_writes_to_the_renamed_file_first() {
 async fn a_rotated_file_being_drained_survives_a_restart_counted_once() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
-    let logs = vec![source("app", &[log.clone()], StartAt::Beginning)];
+    let logs = vec![source("app", &[&log], StartAt::Beginning)];
     append(&log, requests("a", 2));
     let mut t = start(logs.clone(), &s.state());
     t.until("first lines", |t| lines(t, "app") == 2).await;
@@ -243,10 +240,7 @@ async fn copytruncate_is_detected_and_the_copy_drained() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
     append(&log, requests("a", 3));
-    let mut t = start(
-        vec![source("app", &[log.clone()], StartAt::Beginning)],
-        &s.state(),
-    );
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
     t.until("first lines", |t| lines(t, "app") == 3).await;
 
     // copytruncate, with lines written just before the copy that the tailer
@@ -271,10 +265,7 @@ async fn truncation_in_place_longer_than_before_is_seen_by_first_bytes() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
     append(&log, "short\n");
-    let mut t = start(
-        vec![source("app", &[log.clone()], StartAt::Beginning)],
-        &s.state(),
-    );
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
     t.until("first line", |t| lines(t, "app") == 1).await;
     // Truncated and refilled past the old offset between two polls.
     fs::write(&log, requests("refilled", 4)).unwrap();
@@ -288,7 +279,7 @@ async fn truncation_in_place_longer_than_before_is_seen_by_first_bytes() {
 async fn truncation_while_stopped_is_detected_at_start_up() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
-    let logs = vec![source("app", &[log.clone()], StartAt::Beginning)];
+    let logs = vec![source("app", &[&log], StartAt::Beginning)];
     append(&log, requests("a", 5));
     let mut t = start(logs.clone(), &s.state());
     t.until("first lines", |t| lines(t, "app") == 5).await;
@@ -316,7 +307,7 @@ async fn truncation_while_stopped_is_detected_at_start_up() {
 async fn rename_while_stopped_is_drained_from_the_checkpoint_offset() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
-    let logs = vec![source("app", &[log.clone()], StartAt::Beginning)];
+    let logs = vec![source("app", &[&log], StartAt::Beginning)];
     append(&log, requests("a", 2));
     let mut t = start(logs.clone(), &s.state());
     t.until("first lines", |t| lines(t, "app") == 2).await;
@@ -338,10 +329,7 @@ async fn partial_line_counts_only_once_its_newline_arrives() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
     append(&log, "2026-11-28T10:00:01Z [WARN] Duplicate key");
-    let mut t = start(
-        vec![source("app", &[log.clone()], StartAt::Beginning)],
-        &s.state(),
-    );
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
     t.until_metric(r#"uniqwatch_log_files{source="app"}"#, 1.0)
         .await;
     tokio::time::sleep(POLL * 5).await;
@@ -365,7 +353,7 @@ async fn partial_line_counts_only_once_its_newline_arrives() {
 async fn long_line_is_counted_as_long_and_the_lines_after_it_are_read() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
-    let mut config = source("app", &[log.clone()], StartAt::Beginning);
+    let mut config = source("app", &[&log], StartAt::Beginning);
     config.max_line_bytes = 64 * 1024;
     let long = format!(
         "E11000 collection: app.chats index: k_1 {}\n",
@@ -389,10 +377,7 @@ async fn invalid_utf8_is_matched_on_bytes() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
     append(&log, b"\xff\xfe\x00 E11000 duplicate key error collection: app.chats index: participantsKey_1 dup\n\xc3\x28 POST /api/chats/create-or-get\n");
-    let mut t = start(
-        vec![source("app", &[log.clone()], StartAt::Beginning)],
-        &s.state(),
-    );
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
     let got = t.until("both lines", |t| lines(t, "app") == 2).await;
     assert_eq!(errors(&got, "app"), 1);
     assert_eq!(got.sources["app"].events["create_or_get"], 1);
@@ -406,7 +391,7 @@ async fn mongod_json_lines_count_once_with_the_labels_they_name() {
     let slow_query = r#"{"t":{"$date":"2026-11-28T10:00:02.001+00:00"},"s":"I","c":"COMMAND","id":51803,"ctx":"conn42","msg":"Slow query","attr":{"type":"command","ns":"app.users","command":{"insert":"users"},"ok":0,"errMsg":"E11000 duplicate key error collection: app.users index: email_1 dup key: { email: \"a@example.com\" }","errName":"DuplicateKey","errCode":11000,"reslen":245,"durationMillis":3}}"#;
     let other = r#"{"t":{"$date":"2026-11-28T10:00:03.000+00:00"},"s":"I","c":"NETWORK","id":22943,"ctx":"listener","msg":"Connection accepted"}"#;
     append(&log, format!("{slow_query}\n{other}\n"));
-    let mut config = source("mongod", &[log.clone()], StartAt::Beginning);
+    let mut config = source("mongod", &[&log], StartAt::Beginning);
     config.namespace = None;
     config.index = None;
     let mut t = start(vec![config], &s.state());
@@ -428,10 +413,7 @@ async fn error_labels_past_the_cap_are_counted_as_other() {
         .map(|i| format!("E11000 duplicate key error collection: app.c{i} index: k_1 dup key\n"))
         .collect();
     append(&log, lines_text);
-    let mut t = start(
-        vec![source("app", &[log.clone()], StartAt::Beginning)],
-        &s.state(),
-    );
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
     let got = t
         .until("every line", |t| {
             lines(t, "app") == logs::MAX_ERROR_LABEL_PAIRS as u64 + 5
@@ -458,7 +440,7 @@ async fn error_labels_past_the_cap_are_counted_as_other() {
 async fn glob_matching_nothing_then_a_file_appearing_is_read_from_the_beginning() {
     let s = Scratch::new();
     let pattern = s.logs().join("*.log");
-    let mut t = start(vec![source("app", &[pattern], StartAt::End)], &s.state());
+    let mut t = start(vec![source("app", &[&pattern], StartAt::End)], &s.state());
     t.until_metric(r#"uniqwatch_log_files{source="app"}"#, 0.0)
         .await;
     tokio::time::sleep(POLL * 3).await;
@@ -477,7 +459,7 @@ async fn directory_created_later_is_picked_up() {
     let s = Scratch::new();
     let dir = s.dir.path().join("not-yet").join("app");
     let mut t = start(
-        vec![source("app", &[dir.join("*.log")], StartAt::End)],
+        vec![source("app", &[&dir.join("*.log")], StartAt::End)],
         &s.state(),
     );
     t.until_metric(r#"uniqwatch_log_files{source="app"}"#, 0.0)
@@ -495,10 +477,7 @@ async fn deleted_and_recreated_file_is_followed_again() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
     append(&log, requests("a", 2));
-    let mut t = start(
-        vec![source("app", &[log.clone()], StartAt::Beginning)],
-        &s.state(),
-    );
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
     t.until("first lines", |t| lines(t, "app") == 2).await;
     fs::remove_file(&log).unwrap();
     tokio::time::sleep(POLL * 3).await;
@@ -517,8 +496,8 @@ async fn start_at_end_skips_history_and_beginning_counts_it() {
     append(&log, format!("{}{E11000}", requests("old", 3)));
     let mut t = start(
         vec![
-            source("from-end", &[log.clone()], StartAt::End),
-            source("from-beginning", &[log.clone()], StartAt::Beginning),
+            source("from-end", &[&log], StartAt::End),
+            source("from-beginning", &[&log], StartAt::Beginning),
         ],
         &s.state(),
     );
@@ -534,7 +513,7 @@ async fn start_at_end_skips_history_and_beginning_counts_it() {
     assert_eq!(errors(&got, "from-beginning"), 2);
     // A file appearing later is read from its beginning whatever start_at says.
     let other = s.logs().join("other.log");
-    let mut config = source("from-end", &[log.clone()], StartAt::End);
+    let mut config = source("from-end", &[&log], StartAt::End);
     config.paths.push(other.display().to_string());
     t.stop().await;
     append(&other, requests("other", 2));
@@ -550,7 +529,7 @@ async fn start_at_end_skips_history_and_beginning_counts_it() {
 async fn restart_resumes_counters_exactly() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
-    let logs = vec![source("app", &[log.clone()], StartAt::Beginning)];
+    let logs = vec![source("app", &[&log], StartAt::Beginning)];
     append(
         &log,
         format!("{}{E11000}{WARN}{RECOVERED}", requests("a", 2)),
@@ -603,10 +582,7 @@ async fn restart_resumes_counters_exactly() {
 /// totals once every byte of the file is counted.
 async fn finish_from(state: &Path, log: &Path) -> LogTotals {
     let size = fs::metadata(log).unwrap().len();
-    let mut t = start(
-        vec![source("app", &[log.to_path_buf()], StartAt::Beginning)],
-        state,
-    );
+    let mut t = start(vec![source("app", &[log], StartAt::Beginning)], state);
     t.until("every byte", |t| {
         t.sources.get("app").is_some_and(|s| s.bytes >= size)
     })
@@ -623,10 +599,7 @@ async fn every_checkpoint_on_disk_is_a_consistent_restart_point() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
     let stable = s.state().join(checkpoint::FILE_NAME);
-    let mut t = start(
-        vec![source("app", &[log.clone()], StartAt::Beginning)],
-        &s.state(),
-    );
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
     let mut snapshots = Vec::new();
     for round in 0..6 {
         append(
@@ -687,10 +660,7 @@ async fn counters_stand_still_while_the_checkpoint_cannot_be_saved() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
     append(&log, requests("a", 2));
-    let mut t = start(
-        vec![source("app", &[log.clone()], StartAt::Beginning)],
-        &s.state(),
-    );
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
     t.until("first lines", |t| lines(t, "app") == 2).await;
     // A directory where the temp file goes makes every save fail.
     let blocker = s.state().join(checkpoint::TEMP_FILE_NAME);
@@ -727,10 +697,7 @@ async fn corrupt_checkpoint_is_set_aside_counted_and_the_tailer_runs() {
     fs::write(s.state().join(checkpoint::FILE_NAME), b"{ not json").unwrap();
     let log = s.logs().join("app.log");
     append(&log, requests("a", 2));
-    let mut t = start(
-        vec![source("app", &[log.clone()], StartAt::Beginning)],
-        &s.state(),
-    );
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
     t.until("lines", |t| lines(t, "app") == 2).await;
     assert_eq!(
         t.metric(r#"uniqwatch_log_checkpoint_failures_total{operation="load"}"#),
@@ -751,7 +718,7 @@ async fn unusable_state_dir_is_a_start_up_error() {
     let not_a_dir = s.dir.path().join("file");
     fs::write(&not_a_dir, b"x").unwrap();
     let t = start(
-        vec![source("app", &[s.logs().join("a.log")], StartAt::End)],
+        vec![source("app", &[&s.logs().join("a.log")], StartAt::End)],
         &not_a_dir.join("state"),
     );
     let e = t.task.await.unwrap().unwrap_err().to_string();
@@ -763,10 +730,7 @@ async fn quiet_files_cause_no_checkpoint_writes() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
     append(&log, requests("a", 2));
-    let mut t = start(
-        vec![source("app", &[log.clone()], StartAt::Beginning)],
-        &s.state(),
-    );
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
     t.until("lines", |t| lines(t, "app") == 2).await;
     tokio::time::sleep(POLL * 3).await;
     let generation = |dir: &Path| {
@@ -789,7 +753,7 @@ async fn a_new_line_is_counted_within_a_second_at_the_default_poll_interval() {
     let s = Scratch::new();
     let log = s.logs().join("app.log");
     append(&log, "");
-    let mut config = source("app", &[log.clone()], StartAt::Beginning);
+    let mut config = source("app", &[&log], StartAt::Beginning);
     config.poll_interval = Duration::from_secs(1);
     let mut t = start(vec![config], &s.state());
     t.until_metric(r#"uniqwatch_log_files{source="app"}"#, 1.0)
@@ -818,10 +782,7 @@ async fn reading_a_large_backlog_does_not_block_the_runtime() {
         f.write_all(chunk.as_bytes()).unwrap();
     }
     drop(f);
-    let mut t = start(
-        vec![source("app", &[log.clone()], StartAt::Beginning)],
-        &s.state(),
-    );
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
     let mut worst = Duration::ZERO;
     let deadline = Instant::now() + PATIENCE;
     while lines(&t.totals.borrow(), "app") < 600_000 {

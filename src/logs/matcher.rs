@@ -51,8 +51,9 @@ pub struct Matcher {
 
 /// One `[[logs.events]]` entry.
 enum EventMatcher {
-    /// `contains`: a substring search over the whole block.
-    Contains(Finder<'static>),
+    /// `contains`: a substring search over the whole block (boxed: a
+    /// finder is large next to a regex handle).
+    Contains(Box<Finder<'static>>),
     /// `regex`: run on each line, so a match can never span two lines.
     Regex(Regex),
 }
@@ -147,7 +148,7 @@ impl Matcher {
                     })?)
                 }
                 (Some(text), None) if !text.is_empty() => {
-                    EventMatcher::Contains(Finder::new(text.as_bytes()).into_owned())
+                    EventMatcher::Contains(Box::new(Finder::new(text.as_bytes()).into_owned()))
                 }
                 _ => {
                     return Err(MatcherError::NoMatcher {

@@ -10,6 +10,7 @@
 //! become [`Notice`]s, logged and counted only when the commit that includes
 //! them is saved; [`super`] does the commits.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -430,13 +431,12 @@ impl Source {
         if old_offset > 0 && old_fingerprint.len > 0 {
             if let Some((copy_path, file, meta)) = find_copy(&path, id, old_fingerprint, old_offset)
             {
-                let copy_id = FileId::of(&meta);
-                if !self.files.contains_key(&copy_id) {
+                if let Entry::Vacant(slot) = self.files.entry(FileId::of(&meta)) {
                     if let Ok(mut follower) =
                         Follower::open(copy_path.clone(), file, &meta, old_offset)
                     {
                         follower.presence = Presence::Rotated;
-                        self.files.insert(copy_id, follower);
+                        slot.insert(follower);
                         copy = Some(copy_path);
                     }
                 }
