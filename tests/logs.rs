@@ -762,7 +762,8 @@ async fn a_new_line_is_counted_within_a_second_at_the_default_poll_interval() {
     let written = Instant::now();
     t.until("the line", |t| errors(t, "app") == 1).await;
     let took = written.elapsed();
-    assert!(took < Duration::from_millis(1300), "took {took:?}");
+    // One poll within 1 s, plus slack for a loaded machine.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
     t.stop().await;
 }
 
@@ -784,6 +785,7 @@ async fn reading_a_large_backlog_does_not_block_the_runtime() {
     drop(f);
     let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
     let mut worst = Duration::ZERO;
+    let started = Instant::now();
     let deadline = Instant::now() + PATIENCE;
     while lines(&t.totals.borrow(), "app") < 600_000 {
         assert!(Instant::now() < deadline, "backlog not read in time");
@@ -793,9 +795,12 @@ async fn reading_a_large_backlog_does_not_block_the_runtime() {
         worst = worst.max(asked.elapsed());
         let _ = t.totals.borrow_and_update();
     }
+    // Reading this backlog takes about 2 s in a debug build: a blocked
+    // runtime would stall that long, far beyond the bound.
     assert!(
-        worst < Duration::from_millis(250),
-        "a 2ms sleep took {worst:?}"
+        worst < Duration::from_millis(500),
+        "a 2ms sleep took {worst:?} while reading for {:?}",
+        started.elapsed()
     );
     t.stop().await;
 }
