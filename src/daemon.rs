@@ -17,7 +17,7 @@ use crate::checks;
 use crate::config::{redact_uri, Config};
 use crate::history;
 use crate::http::{self, AppState};
-use crate::logs::LogTotals;
+use crate::logs::{self, LogTotals};
 use crate::metrics::Metrics;
 use crate::mongo::Mongo;
 use crate::scheduler::Scheduler;
@@ -54,7 +54,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
         env!("CARGO_PKG_VERSION")
     );
 
-    // Log totals flow from the tailer to the history writer; the sender lives as long as the daemon.
+    // Log totals flow from the tailer to the history writer.
     let (totals_tx, totals_rx) = watch::channel(LogTotals::default());
     let (history_tx, history_writer) = match open_history(&config).await {
         Ok(store) => {
@@ -67,6 +67,15 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
             (None, None)
         }
     };
+
+    let tailer = (!config.logs.is_empty()).then(|| {
+        let run = logs::run(config.logs.clone(), config.state.dir.clone(), metrics.clone(), totals_tx, shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = run.await {
+                tracing::error!(error = %e, "log tailing stopped; the checks go on");
+            }
+        })
+    });
 
     let scheduler = Scheduler::start(Arc::clone(&state), Arc::clone(&mongo), metrics.clone(), history_tx).await?;
     if let Some(audit) = &config.audit {
@@ -85,12 +94,15 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
         tracing::warn!("grace period over with runs still going; they are abandoned");
     }
     trigger.trigger();
-    if let Some(writer) = history_writer {
-        if tokio::time::timeout(config.web.shutdown_grace, writer).await.is_err() {
-            tracing::warn!("history writer did not finish within the grace period");
+    // The tailer saves its last checkpoint and publishes its last totals
+    // before the history writer takes them, so both stop in that order.
+    for (task, what) in [(tailer, "log tailer"), (history_writer, "history writer")] {
+        if let Some(task) = task {
+            if tokio::time::timeout(config.web.shutdown_grace, task).await.is_err() {
+                tracing::warn!("{what} did not finish within the grace period");
+            }
         }
     }
-    drop(totals_tx);
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),

@@ -79,8 +79,15 @@ pub fn report_subjects(config: &Config) -> (Vec<TargetInfo>, Vec<LogSourceInfo>)
     (targets, log_sources(config))
 }
 
-fn log_sources(_config: &Config) -> Vec<LogSourceInfo> {
-    Vec::new()
+fn log_sources(config: &Config) -> Vec<LogSourceInfo> {
+    config
+        .logs
+        .iter()
+        .map(|s| LogSourceInfo {
+            name: s.name.clone(),
+            request_event: s.request_event.clone(),
+        })
+        .collect()
 }
 
 /// Builds the report of `month`: a fresh check of every target, then the

@@ -65,6 +65,30 @@ pub struct Metrics {
     pub history_last_write_timestamp_seconds: Gauge,
     /// When the last scheduled audit report was written.
     pub audit_last_report_timestamp_seconds: Gauge,
+    // --- Log tailer (src/logs). Counters move only when the checkpoint
+    // holding them is committed, and resume from it after a restart. ---
+    /// Log lines holding a duplicate-key error: how often the safety net fired.
+    pub duplicate_key_errors_total: IntCounterVec,
+    /// Log lines saying a conflict was recovered, to compare with the errors.
+    pub duplicate_key_recoveries_total: IntCounterVec,
+    /// Lines matching a configured `[[logs.events]]`, e.g. requests for a ratio.
+    pub log_events_total: IntCounterVec,
+    /// Complete lines read: the tailer is alive and keeping up.
+    pub log_lines_total: IntCounterVec,
+    /// Bytes of complete lines read, for throughput.
+    pub log_bytes_total: IntCounterVec,
+    /// Followed files renamed away from their path (rename + create rotation).
+    pub log_rotations_total: IntCounterVec,
+    /// Followed files found shorter than what was read, or rewritten from the start (copytruncate).
+    pub log_truncations_total: IntCounterVec,
+    /// Lines longer than `max_line_bytes`, matched on their first bytes only.
+    pub log_long_lines_total: IntCounterVec,
+    /// Files being followed, so an empty glob or a missing directory shows as 0.
+    pub log_files: IntGaugeVec,
+    /// Bytes written to followed files but not yet read: whether the tailer keeps up.
+    pub log_lag_bytes: IntGaugeVec,
+    /// Failures to load or save the log checkpoint; while saving fails, log counters stand still.
+    pub log_checkpoint_failures_total: IntCounterVec,
 }
 
 fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -139,6 +163,17 @@ impl Metrics {
             history_size_bytes: plain_int_gauge(&r, "history_size_bytes", "Bytes the history store takes on disk, database and write-ahead log together."),
             history_last_write_timestamp_seconds: plain_gauge(&r, "history_last_write_timestamp_seconds", "Unix time the history store last committed a write."),
             audit_last_report_timestamp_seconds: plain_gauge(&r, "audit_last_report_timestamp_seconds", "Unix time the last scheduled monthly audit report was written."),
+            duplicate_key_errors_total: int_counter(&r, "duplicate_key_errors_total", "Log lines holding a duplicate-key error (E11000), counted once per line, by the namespace and index the line names.", &["source", "namespace", "index"]),
+            duplicate_key_recoveries_total: int_counter(&r, "duplicate_key_recoveries_total", "Log lines saying a duplicate-key conflict was recovered by re-reading the existing document.", &["source"]),
+            log_events_total: int_counter(&r, "log_events_total", "Log lines matching a configured [[logs.events]] entry.", &["source", "event"]),
+            log_lines_total: int_counter(&r, "log_lines_total", "Complete log lines read.", &["source"]),
+            log_bytes_total: int_counter(&r, "log_bytes_total", "Bytes of complete log lines read.", &["source"]),
+            log_rotations_total: int_counter(&r, "log_rotations_total", "Followed log files renamed away from their path (rotation by rename).", &["source"]),
+            log_truncations_total: int_counter(&r, "log_truncations_total", "Followed log files truncated or rewritten from the start (copytruncate), then read again from byte 0.", &["source"]),
+            log_long_lines_total: int_counter(&r, "log_long_lines_total", "Log lines longer than max_line_bytes, matched on their first max_line_bytes only.", &["source"]),
+            log_files: int_gauge(&r, "log_files", "Log files being followed, including rotated files still being drained.", &["source"]),
+            log_lag_bytes: int_gauge(&r, "log_lag_bytes", "Bytes written to followed log files but not yet read.", &["source"]),
+            log_checkpoint_failures_total: int_counter(&r, "log_checkpoint_failures_total", "Failures to load or save the log checkpoint, by operation; log counters stand still while saving fails.", &["operation"]),
             registry: r,
         };
         metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);

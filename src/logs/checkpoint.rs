@@ -1,0 +1,339 @@
+//! The tailer's state on disk: for every source, where each file was read up
+//! to and the totals counted up to there, in one versioned JSON file.
+//!
+//! Offsets and totals live in the same file and are replaced together, so
+//! after a crash at any instant the tailer resumes from a pair that belong to
+//! each other: lines after the offsets were not counted and are read again,
+//! lines before them were counted and are not. A save writes a temp file,
+//! fsyncs it, renames it over the stable file and fsyncs the directory. A
+//! load prefers whichever of the two files is valid and newer (by
+//! `generation`), so a crash between the fsync and the rename loses nothing,
+//! and a torn temp file is ignored. A missing file is a first start; a
+//! corrupt one is set aside, never deleted, and the tailer starts afresh.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::follower::{FileId, Fingerprint};
+use super::SourceTotals;
+
+/// Name of the stable checkpoint file in `[state] dir`.
+pub const FILE_NAME: &str = "logs-checkpoint.json";
+/// Name of the file a save writes before renaming it over [`FILE_NAME`].
+pub const TEMP_FILE_NAME: &str = "logs-checkpoint.json.tmp";
+/// The format this build reads and writes.
+pub const VERSION: u32 = 1;
+
+/// Everything the tailer must remember across a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// Format version; a file of another version is set aside, not guessed at.
+    pub version: u32,
+    /// Grows by one with every save, so of two valid files the newer wins.
+    pub generation: u64,
+    /// Source name (`[[logs]] name`) → its state.
+    pub sources: BTreeMap<String, SourceCheckpoint>,
+}
+
+/// One source: its committed totals and the files they were counted from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceCheckpoint {
+    /// Totals up to the offsets below; what the counters resume from.
+    pub totals: SourceTotals,
+    /// `uniqwatch_log_rotations_total`, resumed after a restart.
+    pub rotations: u64,
+    /// `uniqwatch_log_truncations_total`, resumed after a restart.
+    pub truncations: u64,
+    /// `uniqwatch_log_long_lines_total`, resumed after a restart.
+    pub long_lines: u64,
+    /// Files followed at the time of the save, rotated ones being drained included.
+    pub files: Vec<FileCheckpoint>,
+}
+
+/// Where one file was read up to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCheckpoint {
+    /// Last path the file was seen at: for logs, and for finding it by inode
+    /// in the same directory if it was renamed while the daemon was down.
+    pub path: String,
+    /// Device and inode: the file's identity, whatever its name.
+    pub id: FileId,
+    /// Start of the first line not counted yet.
+    pub offset: u64,
+    /// Hash of the file's first bytes, to tell a truncated or replaced file
+    /// (same inode, new content) from the one that was read.
+    pub fingerprint: Fingerprint,
+}
+
+/// A checkpoint file that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read log checkpoint {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write log checkpoint {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot set aside the corrupt log checkpoint {path}: {source}")]
+    SetAside {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What [`load`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The state to resume from; `None` on a first start or after corruption.
+    pub checkpoint: Option<Checkpoint>,
+    /// A corrupt checkpoint moved out of the way, with what was wrong with it.
+    pub set_aside: Option<(PathBuf, String)>,
+    /// Whether the temp file was newer than the stable one (a save that
+    /// crashed between its fsync and its rename).
+    pub from_temp: bool,
+}
+
+/// Parses a checkpoint, saying what is wrong when it cannot be used.
+pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: u32,
+    }
+    let version = serde_json::from_slice::<VersionOnly>(bytes)
+        .map_err(|e| format!("not a checkpoint: {e}"))?
+        .version;
+    if version != VERSION {
+        return Err(format!(
+            "expected format version {VERSION}, found version {version}"
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| format!("not a version {VERSION} checkpoint: {e}"))
+}
+
+/// The bytes [`save`] writes.
+pub fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
+    // Plain structs of strings, numbers and maps with string keys always serialise.
+    let mut bytes = serde_json::to_vec_pretty(checkpoint).expect("checkpoint serialises to JSON");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Reads the checkpoint in `dir`, preferring the newer valid one of the
+/// stable and temp files. Only an I/O error other than "not found" fails:
+/// starting afresh then could overwrite totals that are merely unreadable.
+pub fn load(dir: &Path) -> Result<Loaded, CheckpointError> {
+    let stable_path = dir.join(FILE_NAME);
+    let temp_path = dir.join(TEMP_FILE_NAME);
+    let stable = read_optional(&stable_path)?;
+    let temp = read_optional(&temp_path)?;
+    let stable_parsed = stable.as_deref().map(decode);
+    let temp_valid = temp.as_deref().and_then(|bytes| decode(bytes).ok());
+
+    let mut loaded = Loaded::default();
+    match (stable_parsed, temp_valid) {
+        (Some(Ok(stable)), Some(temp)) if temp.generation > stable.generation => {
+            loaded.checkpoint = Some(temp);
+            loaded.from_temp = true;
+        }
+        (Some(Ok(stable)), _) => loaded.checkpoint = Some(stable),
+        (_, Some(temp)) => {
+            loaded.checkpoint = Some(temp);
+            loaded.from_temp = true;
+        }
+        (Some(Err(problem)), None) => {
+            let aside = dir.join(format!(
+                "{FILE_NAME}.corrupt-{}",
+                chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+            ));
+            fs::rename(&stable_path, &aside).map_err(|source| CheckpointError::SetAside {
+                path: stable_path.clone(),
+                source,
+            })?;
+            loaded.set_aside = Some((aside, problem));
+        }
+        (None, None) => {}
+    }
+    Ok(loaded)
+}
+
+/// Replaces the checkpoint in `dir` atomically and durably: temp file,
+/// fsync, rename over the stable file, fsync of the directory.
+pub fn save(dir: &Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+    let temp_path = dir.join(TEMP_FILE_NAME);
+    let stable_path = dir.join(FILE_NAME);
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CheckpointError::Write { path, source }
+    };
+    let mut file = File::create(&temp_path).map_err(write_err(&temp_path))?;
+    file.write_all(&encode(checkpoint))
+        .map_err(write_err(&temp_path))?;
+    file.sync_all().map_err(write_err(&temp_path))?;
+    drop(file);
+    fs::rename(&temp_path, &stable_path).map_err(write_err(&stable_path))?;
+    // The rename is only durable once the directory entry is on disk.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(write_err(dir))?;
+    Ok(())
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, CheckpointError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CheckpointError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(generation: u64, lines: u64) -> Checkpoint {
+        let mut sources = BTreeMap::new();
+        sources.insert(
+            "app".to_string(),
+            SourceCheckpoint {
+                totals: SourceTotals {
+                    lines,
+                    ..Default::default()
+                },
+                files: vec![FileCheckpoint {
+                    path: "/var/log/app.log".into(),
+                    id: FileId { dev: 1, inode: 2 },
+                    offset: lines * 10,
+                    fingerprint: Fingerprint { len: 3, hash: 99 },
+                }],
+                ..Default::default()
+            },
+        );
+        Checkpoint {
+            version: VERSION,
+            generation,
+            sources,
+        }
+    }
+
+    fn lines(loaded: &Loaded) -> u64 {
+        loaded.checkpoint.as_ref().unwrap().sources["app"]
+            .totals
+            .lines
+    }
+
+    #[test]
+    fn missing_file_is_a_first_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert!(loaded.checkpoint.is_none() && loaded.set_aside.is_none());
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &checkpoint(1, 5)).unwrap();
+        assert!(!dir.path().join(TEMP_FILE_NAME).exists());
+        let loaded = load(dir.path()).unwrap();
+        assert_eq!(loaded.checkpoint, Some(checkpoint(1, 5)));
+        assert!(!loaded.from_temp);
+    }
+
+    /// A crash after the temp file's fsync but before the rename.
+    #[test]
+    fn newer_valid_temp_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &checkpoint(1, 5)).unwrap();
+        fs::write(dir.path().join(TEMP_FILE_NAME), encode(&checkpoint(2, 8))).unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert_eq!(lines(&loaded), 8);
+        assert!(loaded.from_temp);
+    }
+
+    /// A crash in the middle of writing the temp file.
+    #[test]
+    fn torn_temp_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &checkpoint(1, 5)).unwrap();
+        let bytes = encode(&checkpoint(2, 8));
+        for cut in [0, 1, bytes.len() / 2, bytes.len() - 3] {
+            fs::write(dir.path().join(TEMP_FILE_NAME), &bytes[..cut]).unwrap();
+            assert_eq!(lines(&load(dir.path()).unwrap()), 5, "temp cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn stale_temp_older_than_stable_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &checkpoint(5, 50)).unwrap();
+        fs::write(dir.path().join(TEMP_FILE_NAME), encode(&checkpoint(4, 40))).unwrap();
+        assert_eq!(lines(&load(dir.path()).unwrap()), 50);
+    }
+
+    /// A crash before the very first rename: only the temp file exists.
+    #[test]
+    fn temp_alone_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(TEMP_FILE_NAME), encode(&checkpoint(1, 3))).unwrap();
+        assert_eq!(lines(&load(dir.path()).unwrap()), 3);
+    }
+
+    #[test]
+    fn corrupt_stable_is_set_aside_and_start_is_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(FILE_NAME),
+            b"{\"version\":1,\"generation\":",
+        )
+        .unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert!(loaded.checkpoint.is_none());
+        let (aside, problem) = loaded.set_aside.unwrap();
+        assert!(aside.exists(), "{aside:?}");
+        assert!(!dir.path().join(FILE_NAME).exists());
+        assert!(problem.contains("not a checkpoint"), "{problem}");
+    }
+
+    #[test]
+    fn corrupt_stable_with_valid_temp_uses_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE_NAME), b"garbage").unwrap();
+        fs::write(dir.path().join(TEMP_FILE_NAME), encode(&checkpoint(3, 7))).unwrap();
+        assert_eq!(lines(&load(dir.path()).unwrap()), 7);
+    }
+
+    #[test]
+    fn other_version_is_refused_with_both_versions_named() {
+        let mut c = checkpoint(1, 1);
+        c.version = 2;
+        let problem = decode(&encode(&c)).unwrap_err();
+        assert!(
+            problem.contains("expected format version 1, found version 2"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn save_into_missing_directory_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let e = save(&missing, &checkpoint(1, 1)).unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains(TEMP_FILE_NAME), "{e}");
+    }
+}

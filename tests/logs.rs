@@ -1,0 +1,814 @@
+//! The log tailer driven through `logs::run` on real files, one scratch
+//! directory per test. No MongoDB needed.
+//!
+//! Grouped by theme: rotation schemes, line shapes, files and patterns that
+//! come and go, restarts and crash safety, and the runtime staying free.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use uniqwatch::config::{LogEventConfig, LogSourceConfig, StartAt};
+use uniqwatch::logs::{self, checkpoint, LogTotals, LogsError};
+use uniqwatch::metrics::Metrics;
+use uniqwatch::shutdown::{self, ShutdownTrigger};
+
+const POLL: Duration = Duration::from_millis(20);
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn source(name: &str, paths: &[&Path], start_at: StartAt) -> LogSourceConfig {
+    LogSourceConfig {
+        name: name.into(),
+        paths: paths.iter().map(|p| p.display().to_string()).collect(),
+        start_at,
+        namespace: Some("app.chats".into()),
+        index: Some("participantsKey_1".into()),
+        error_markers: vec!["E11000".into(), "Duplicate key error".into()],
+        recovery_markers: vec!["Retrieved existing chat after duplicate key error".into()],
+        poll_interval: POLL,
+        max_line_bytes: 1024 * 1024,
+        events: vec![LogEventConfig {
+            name: "create_or_get".into(),
+            contains: Some("POST /api/chats/create-or-get".into()),
+            regex: None,
+        }],
+        request_event: None,
+    }
+}
+
+/// A tailer running in the test's runtime.
+struct Running {
+    trigger: ShutdownTrigger,
+    task: tokio::task::JoinHandle<Result<(), LogsError>>,
+    metrics: Metrics,
+    totals: watch::Receiver<LogTotals>,
+}
+
+fn start(sources: Vec<LogSourceConfig>, state: &Path) -> Running {
+    let (trigger, shutdown) = shutdown::channel();
+    let metrics = Metrics::new();
+    let (tx, totals) = watch::channel(LogTotals::default());
+    let task = tokio::spawn(logs::run(
+        sources,
+        state.to_path_buf(),
+        metrics.clone(),
+        tx,
+        shutdown,
+    ));
+    Running {
+        trigger,
+        task,
+        metrics,
+        totals,
+    }
+}
+
+impl Running {
+    async fn stop(self) -> LogTotals {
+        self.trigger.trigger();
+        self.task.await.unwrap().unwrap();
+        let totals = self.totals.borrow().clone();
+        totals
+    }
+
+    /// Waits until the published totals satisfy `done`, or fails with them.
+    async fn until(&mut self, what: &str, done: impl Fn(&LogTotals) -> bool) -> LogTotals {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            {
+                let t = self.totals.borrow_and_update();
+                if done(&t) {
+                    return t.clone();
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "timed out waiting for {what}; totals: {:#?}",
+                    *self.totals.borrow()
+                );
+            }
+            let _ = tokio::time::timeout(left, self.totals.changed()).await;
+        }
+    }
+
+    /// Waits until a metric series (as written in `/metrics`) has `value`.
+    async fn until_metric(&self, series: &str, value: f64) {
+        let deadline = Instant::now() + PATIENCE;
+        while metric(&self.metrics, series) != Some(value) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {series} = {value}:\n{}",
+                self.metrics.encode()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn metric(&self, series: &str) -> Option<f64> {
+        metric(&self.metrics, series)
+    }
+}
+
+/// The value of one series in the exposition text.
+fn metric(metrics: &Metrics, series: &str) -> Option<f64> {
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn lines(t: &LogTotals, source: &str) -> u64 {
+    t.sources.get(source).map_or(0, |s| s.lines)
+}
+
+fn errors(t: &LogTotals, source: &str) -> u64 {
+    t.sources
+        .get(source)
+        .map_or(0, |s| s.duplicate_key_errors.iter().map(|e| e.count).sum())
+}
+
+fn append(path: &Path, text: impl AsRef<[u8]>) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_ref()).unwrap();
+}
+
+/// `n` ordinary request lines, distinct by `tag`.
+fn requests(tag: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "2026-11-28T10:00:00.{i:03}Z [INFO] {tag} POST /api/chats/create-or-get 200 3ms\n"
+            )
+        })
+        .collect()
+}
+
+const E11000: &str = "2026-11-28T10:00:02.000Z [ERROR] MongoServerError: E11000 duplicate key error collection: app.chats index: participantsKey_1 dup key: { participantsKey: \"userA_userB\" }\n";
+const WARN: &str = "2026-11-28T10:00:01.123Z [WARN] Duplicate key error during upsert participantsKey=userA_userB\n";
+const RECOVERED: &str =
+    "2026-11-28T10:00:01.125Z [DEBUG] Retrieved existing chat after duplicate key error\n";
+
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn logs(&self) -> PathBuf {
+        let p = self.dir.path().join("logs");
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+}
+
+// --- Rotation schemes -------------------------------------------------------
+
+#[tokio::test]
+async fn rename_rotation_reads_late_writes_to_the_renamed_file_first() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    append(&log, requests("a", 3));
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
+    t.until("first lines", |t| lines(t, "app") == 3).await;
+
+    let rotated = s.logs().join("app.log.1");
+    fs::rename(&log, &rotated).unwrap();
+    append(&log, requests("new", 2));
+    // The writer has not reopened yet: it still appends to the renamed file.
+    append(&rotated, format!("{WARN}{RECOVERED}"));
+    let got = t.until("all lines", |t| lines(t, "app") == 7).await;
+    assert_eq!(errors(&got, "app"), 1);
+    assert_eq!(got.sources["app"].recoveries, 1);
+    t.until_metric(r#"uniqwatch_log_rotations_total{source="app"}"#, 1.0)
+        .await;
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_files{source="app"}"#),
+        Some(2.0),
+        "renamed file still drained"
+    );
+    append(&rotated, E11000);
+    let got = t
+        .until("a later late line", |t| errors(t, "app") == 2)
+        .await;
+    assert_eq!(lines(&got, "app"), 8);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_file_being_drained_survives_a_restart_counted_once() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let logs = vec![source("app", &[&log], StartAt::Beginning)];
+    append(&log, requests("a", 2));
+    let mut t = start(logs.clone(), &s.state());
+    t.until("first lines", |t| lines(t, "app") == 2).await;
+    let rotated = s.logs().join("app.log.1");
+    fs::rename(&log, &rotated).unwrap();
+    append(&log, requests("new", 1));
+    t.until("the new file", |t| lines(t, "app") == 3).await;
+    t.until_metric(r#"uniqwatch_log_rotations_total{source="app"}"#, 1.0)
+        .await;
+    t.stop().await;
+
+    append(&rotated, E11000);
+    let mut t = start(logs, &s.state());
+    let got = t.until("the late line", |t| lines(t, "app") == 4).await;
+    assert_eq!(errors(&got, "app"), 1);
+    tokio::time::sleep(POLL * 5).await;
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_rotations_total{source="app"}"#),
+        Some(1.0)
+    );
+    assert_eq!(lines(&t.stop().await, "app"), 4);
+}
+
+#[tokio::test]
+async fn copytruncate_is_detected_and_the_copy_drained() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    append(&log, requests("a", 3));
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
+    t.until("first lines", |t| lines(t, "app") == 3).await;
+
+    // copytruncate, with lines written just before the copy that the tailer
+    // may or may not have read yet: either way each counts once.
+    append(&log, format!("{E11000}{E11000}"));
+    fs::copy(&log, s.logs().join("app.log.1")).unwrap();
+    fs::write(&log, requests("after", 1)).unwrap();
+    let got = t
+        .until("copy and new lines", |t| lines(t, "app") == 6)
+        .await;
+    assert_eq!(errors(&got, "app"), 2);
+    t.until_metric(r#"uniqwatch_log_truncations_total{source="app"}"#, 1.0)
+        .await;
+    append(&log, requests("later", 2));
+    t.until("lines after truncation", |t| lines(t, "app") == 8)
+        .await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn truncation_in_place_longer_than_before_is_seen_by_first_bytes() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    append(&log, "short\n");
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
+    t.until("first line", |t| lines(t, "app") == 1).await;
+    // Truncated and refilled past the old offset between two polls.
+    fs::write(&log, requests("refilled", 4)).unwrap();
+    t.until("refilled lines", |t| lines(t, "app") == 5).await;
+    t.until_metric(r#"uniqwatch_log_truncations_total{source="app"}"#, 1.0)
+        .await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn truncation_while_stopped_is_detected_at_start_up() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let logs = vec![source("app", &[&log], StartAt::Beginning)];
+    append(&log, requests("a", 5));
+    let mut t = start(logs.clone(), &s.state());
+    t.until("first lines", |t| lines(t, "app") == 5).await;
+    t.stop().await;
+
+    fs::write(&log, E11000).unwrap();
+    let mut t = start(logs.clone(), &s.state());
+    let got = t.until("the new content", |t| lines(t, "app") == 6).await;
+    assert_eq!(errors(&got, "app"), 1);
+    t.until_metric(r#"uniqwatch_log_truncations_total{source="app"}"#, 1.0)
+        .await;
+    t.stop().await;
+
+    // Truncated and rewritten longer than before while stopped: first bytes differ.
+    fs::write(&log, requests("rewritten-with-longer-lines", 3)).unwrap();
+    let mut t = start(logs, &s.state());
+    t.until("the rewritten content", |t| lines(t, "app") == 9)
+        .await;
+    t.until_metric(r#"uniqwatch_log_truncations_total{source="app"}"#, 2.0)
+        .await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn rename_while_stopped_is_drained_from_the_checkpoint_offset() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let logs = vec![source("app", &[&log], StartAt::Beginning)];
+    append(&log, requests("a", 2));
+    let mut t = start(logs.clone(), &s.state());
+    t.until("first lines", |t| lines(t, "app") == 2).await;
+    t.stop().await;
+
+    append(&log, E11000);
+    fs::rename(&log, s.logs().join("app.log.1")).unwrap();
+    append(&log, requests("new", 1));
+    let mut t = start(logs, &s.state());
+    let got = t.until("both files", |t| lines(t, "app") == 4).await;
+    assert_eq!(errors(&got, "app"), 1);
+    t.stop().await;
+}
+
+// --- Line shapes --------------------------------------------------------------
+
+#[tokio::test]
+async fn partial_line_counts_only_once_its_newline_arrives() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    append(&log, "2026-11-28T10:00:01Z [WARN] Duplicate key");
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
+    t.until_metric(r#"uniqwatch_log_files{source="app"}"#, 1.0)
+        .await;
+    tokio::time::sleep(POLL * 5).await;
+    assert_eq!(lines(&t.totals.borrow(), "app"), 0);
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_lag_bytes{source="app"}"#),
+        Some(41.0)
+    );
+    append(&log, " error during upsert\n");
+    let got = t
+        .until("the completed line", |t| lines(t, "app") == 1)
+        .await;
+    assert_eq!(errors(&got, "app"), 1);
+    assert_eq!(got.sources["app"].bytes, 62);
+    t.until_metric(r#"uniqwatch_log_lag_bytes{source="app"}"#, 0.0)
+        .await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn long_line_is_counted_as_long_and_the_lines_after_it_are_read() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let mut config = source("app", &[&log], StartAt::Beginning);
+    config.max_line_bytes = 64 * 1024;
+    let long = format!(
+        "E11000 collection: app.chats index: k_1 {}\n",
+        "x".repeat(1_000_000)
+    );
+    append(&log, &long);
+    append(&log, format!("{RECOVERED}{}", requests("after", 2)));
+    let mut t = start(vec![config], &s.state());
+    let got = t.until("all lines", |t| lines(t, "app") == 4).await;
+    assert_eq!(errors(&got, "app"), 1);
+    assert_eq!(got.sources["app"].recoveries, 1);
+    assert_eq!(got.sources["app"].bytes, fs::metadata(&log).unwrap().len());
+    t.until_metric(r#"uniqwatch_log_long_lines_total{source="app"}"#, 1.0)
+        .await;
+    assert_eq!(t.metric(r#"uniqwatch_duplicate_key_errors_total{index="k_1",namespace="app.chats",source="app"}"#), Some(1.0));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_matched_on_bytes() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    append(&log, b"\xff\xfe\x00 E11000 duplicate key error collection: app.chats index: participantsKey_1 dup\n\xc3\x28 POST /api/chats/create-or-get\n");
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
+    let got = t.until("both lines", |t| lines(t, "app") == 2).await;
+    assert_eq!(errors(&got, "app"), 1);
+    assert_eq!(got.sources["app"].events["create_or_get"], 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn mongod_json_lines_count_once_with_the_labels_they_name() {
+    let s = Scratch::new();
+    let log = s.logs().join("mongod.log");
+    let slow_query = r#"{"t":{"$date":"2026-11-28T10:00:02.001+00:00"},"s":"I","c":"COMMAND","id":51803,"ctx":"conn42","msg":"Slow query","attr":{"type":"command","ns":"app.users","command":{"insert":"users"},"ok":0,"errMsg":"E11000 duplicate key error collection: app.users index: email_1 dup key: { email: \"a@example.com\" }","errName":"DuplicateKey","errCode":11000,"reslen":245,"durationMillis":3}}"#;
+    let other = r#"{"t":{"$date":"2026-11-28T10:00:03.000+00:00"},"s":"I","c":"NETWORK","id":22943,"ctx":"listener","msg":"Connection accepted"}"#;
+    append(&log, format!("{slow_query}\n{other}\n"));
+    let mut config = source("mongod", &[&log], StartAt::Beginning);
+    config.namespace = None;
+    config.index = None;
+    config.recovery_markers = Vec::new();
+    let mut t = start(vec![config], &s.state());
+    let got = t.until("both lines", |t| lines(t, "mongod") == 2).await;
+    assert_eq!(errors(&got, "mongod"), 1);
+    t.until_metric(
+        r#"uniqwatch_duplicate_key_errors_total{index="email_1",namespace="app.users",source="mongod"}"#,
+        1.0,
+    )
+    .await;
+    // mongod logs no recoveries: with no recovery markers there is no
+    // recovery series, so an errors-versus-recoveries alert cannot misfire.
+    assert!(
+        !t.metrics.encode().contains("uniqwatch_duplicate_key_recoveries_total{"),
+        "a source without recovery markers must not export recoveries"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn error_labels_past_the_cap_are_counted_as_other() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let lines_text: String = (0..logs::MAX_ERROR_LABEL_PAIRS + 5)
+        .map(|i| format!("E11000 duplicate key error collection: app.c{i} index: k_1 dup key\n"))
+        .collect();
+    append(&log, lines_text);
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
+    let got = t
+        .until("every line", |t| {
+            lines(t, "app") == logs::MAX_ERROR_LABEL_PAIRS as u64 + 5
+        })
+        .await;
+    let app = &got.sources["app"];
+    assert_eq!(errors(&got, "app"), logs::MAX_ERROR_LABEL_PAIRS as u64 + 5);
+    assert_eq!(
+        app.duplicate_key_errors.len(),
+        logs::MAX_ERROR_LABEL_PAIRS + 1
+    );
+    let other = app
+        .duplicate_key_errors
+        .iter()
+        .find(|e| e.namespace == "other")
+        .unwrap();
+    assert_eq!(other.count, 5);
+    t.stop().await;
+}
+
+// --- Files and patterns that come and go ---------------------------------------
+
+#[tokio::test]
+async fn glob_matching_nothing_then_a_file_appearing_is_read_from_the_beginning() {
+    let s = Scratch::new();
+    let pattern = s.logs().join("*.log");
+    let mut t = start(vec![source("app", &[&pattern], StartAt::End)], &s.state());
+    t.until_metric(r#"uniqwatch_log_files{source="app"}"#, 0.0)
+        .await;
+    tokio::time::sleep(POLL * 3).await;
+    // Written in one go before the tailer sees the file: still counted, even with start_at = end.
+    let staged = s.dir.path().join("staged");
+    append(&staged, format!("{}{E11000}", requests("a", 3)));
+    fs::rename(&staged, s.logs().join("new.log")).unwrap();
+    let got = t.until("the new file", |t| lines(t, "app") == 4).await;
+    assert_eq!(errors(&got, "app"), 1);
+    assert_eq!(t.metric(r#"uniqwatch_log_files{source="app"}"#), Some(1.0));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn directory_created_later_is_picked_up() {
+    let s = Scratch::new();
+    let dir = s.dir.path().join("not-yet").join("app");
+    let mut t = start(
+        vec![source("app", &[&dir.join("*.log")], StartAt::End)],
+        &s.state(),
+    );
+    t.until_metric(r#"uniqwatch_log_files{source="app"}"#, 0.0)
+        .await;
+    tokio::time::sleep(POLL * 3).await;
+    fs::create_dir_all(&dir).unwrap();
+    append(&dir.join("a.log"), requests("a", 2));
+    t.until("the file in the new directory", |t| lines(t, "app") == 2)
+        .await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn deleted_and_recreated_file_is_followed_again() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    append(&log, requests("a", 2));
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
+    t.until("first lines", |t| lines(t, "app") == 2).await;
+    fs::remove_file(&log).unwrap();
+    tokio::time::sleep(POLL * 3).await;
+    append(&log, format!("{}{E11000}", requests("b", 2)));
+    let got = t
+        .until("the recreated file", |t| lines(t, "app") == 5)
+        .await;
+    assert_eq!(errors(&got, "app"), 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn start_at_end_skips_history_and_beginning_counts_it() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    append(&log, format!("{}{E11000}", requests("old", 3)));
+    let mut t = start(
+        vec![
+            source("from-end", &[&log], StartAt::End),
+            source("from-beginning", &[&log], StartAt::Beginning),
+        ],
+        &s.state(),
+    );
+    t.until("history", |t| lines(t, "from-beginning") == 4)
+        .await;
+    append(&log, WARN);
+    let got = t
+        .until("the new line", |t| {
+            lines(t, "from-end") == 1 && lines(t, "from-beginning") == 5
+        })
+        .await;
+    assert_eq!(errors(&got, "from-end"), 1);
+    assert_eq!(errors(&got, "from-beginning"), 2);
+    // A file appearing later is read from its beginning whatever start_at says.
+    let other = s.logs().join("other.log");
+    let mut config = source("from-end", &[&log], StartAt::End);
+    config.paths.push(other.display().to_string());
+    t.stop().await;
+    append(&other, requests("other", 2));
+    let mut t = start(vec![config], &s.state());
+    t.until("the other file", |t| lines(t, "from-end") == 3)
+        .await;
+    t.stop().await;
+}
+
+// --- Restarts and crash safety -----------------------------------------------------
+
+#[tokio::test]
+async fn restart_resumes_counters_exactly() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let logs = vec![source("app", &[&log], StartAt::Beginning)];
+    append(
+        &log,
+        format!("{}{E11000}{WARN}{RECOVERED}", requests("a", 2)),
+    );
+    let mut t = start(logs.clone(), &s.state());
+    let before = t.until("first lines", |t| lines(t, "app") == 5).await;
+    let stopped = t.stop().await;
+    assert_eq!(before, stopped);
+
+    let mut t = start(logs, &s.state());
+    // The first snapshot after start-up is exactly what was saved.
+    let resumed = t
+        .until("the persisted totals", |t| !t.sources.is_empty())
+        .await;
+    assert_eq!(resumed, stopped);
+    assert!(t
+        .metrics
+        .encode()
+        .contains(r#"uniqwatch_log_lines_total{source="app"} 5"#));
+    append(&log, format!("{E11000}{}", requests("b", 1)));
+    let got = t.until("appended lines", |t| lines(t, "app") == 7).await;
+    let app = &got.sources["app"];
+    assert_eq!(app.recoveries, 1);
+    assert_eq!(app.events["create_or_get"], 3);
+    assert_eq!(app.duplicate_key_errors.len(), 1);
+    assert_eq!(app.duplicate_key_errors[0].count, 3);
+    assert_eq!(app.bytes, fs::metadata(&log).unwrap().len());
+    let text = t.metrics.encode();
+    assert!(
+        text.contains("# TYPE uniqwatch_log_lines_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"uniqwatch_log_lines_total{source="app"} 7"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"uniqwatch_duplicate_key_errors_total{index="participantsKey_1",namespace="app.chats",source="app"} 3"#), "{text}");
+    assert!(
+        text.contains(r#"uniqwatch_duplicate_key_recoveries_total{source="app"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"uniqwatch_log_events_total{event="create_or_get",source="app"} 3"#),
+        "{text}"
+    );
+    t.stop().await;
+}
+
+/// Runs the tailer over `log` from the checkpoint in `state` and returns the
+/// totals once every byte of the file is counted.
+async fn finish_from(state: &Path, log: &Path) -> LogTotals {
+    let size = fs::metadata(log).unwrap().len();
+    let mut t = start(vec![source("app", &[log], StartAt::Beginning)], state);
+    t.until("every byte", |t| {
+        t.sources.get("app").is_some_and(|s| s.bytes >= size)
+    })
+    .await;
+    // A few more polls: a double count would show as more than the file holds.
+    tokio::time::sleep(POLL * 5).await;
+    t.stop().await
+}
+
+/// Whatever checkpoint a `kill -9` leaves on disk (any saved generation, a
+/// newer temp file, a torn temp file), a restart counts every line once.
+#[tokio::test]
+async fn every_checkpoint_on_disk_is_a_consistent_restart_point() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let stable = s.state().join(checkpoint::FILE_NAME);
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
+    let mut snapshots = Vec::new();
+    for round in 0..6 {
+        append(
+            &log,
+            format!("{}{E11000}", requests(&format!("r{round}"), 50)),
+        );
+        t.until("the round", |t| lines(t, "app") == 51 * (round + 1))
+            .await;
+        snapshots.push(fs::read(&stable).unwrap());
+    }
+    let expected = t.stop().await;
+    assert_eq!(errors(&expected, "app"), 6);
+
+    let restore = |stable_bytes: &[u8], temp: Option<&[u8]>| {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(checkpoint::FILE_NAME), stable_bytes).unwrap();
+        if let Some(temp) = temp {
+            fs::write(dir.path().join(checkpoint::TEMP_FILE_NAME), temp).unwrap();
+        }
+        dir
+    };
+    for (i, snap) in snapshots.iter().enumerate() {
+        let dir = restore(snap, None);
+        assert_eq!(
+            finish_from(dir.path(), &log).await,
+            expected,
+            "restart from generation snapshot {i}"
+        );
+    }
+    // Crash after the temp file's fsync, before its rename: the temp is newer.
+    let dir = restore(&snapshots[1], Some(&snapshots[4]));
+    assert_eq!(
+        finish_from(dir.path(), &log).await,
+        expected,
+        "newer temp file"
+    );
+    // Crash while writing the temp file: it is torn and ignored.
+    let torn = &snapshots[4][..snapshots[4].len() / 2];
+    let dir = restore(&snapshots[1], Some(torn));
+    assert_eq!(
+        finish_from(dir.path(), &log).await,
+        expected,
+        "torn temp file"
+    );
+    // Crash before the very first save: no checkpoint at all.
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        finish_from(dir.path(), &log).await,
+        expected,
+        "no checkpoint"
+    );
+}
+
+/// Counters move only with a saved checkpoint: while saving fails they stand
+/// still, and they catch up exactly once it works again.
+#[tokio::test]
+async fn counters_stand_still_while_the_checkpoint_cannot_be_saved() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    append(&log, requests("a", 2));
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
+    t.until("first lines", |t| lines(t, "app") == 2).await;
+    // A directory where the temp file goes makes every save fail.
+    let blocker = s.state().join(checkpoint::TEMP_FILE_NAME);
+    fs::create_dir(&blocker).unwrap();
+    append(&log, format!("{E11000}{}", requests("b", 2)));
+    let deadline = Instant::now() + PATIENCE;
+    while t
+        .metric(r#"uniqwatch_log_checkpoint_failures_total{operation="save"}"#)
+        .unwrap_or(0.0)
+        < 2.0
+    {
+        assert!(Instant::now() < deadline, "saves did not fail");
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(lines(&t.totals.borrow(), "app"), 2);
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_lines_total{source="app"}"#),
+        Some(2.0)
+    );
+    fs::remove_dir(&blocker).unwrap();
+    let got = t.until("the catch-up", |t| lines(t, "app") == 5).await;
+    assert_eq!(errors(&got, "app"), 1);
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_lines_total{source="app"}"#),
+        Some(5.0)
+    );
+    assert_eq!(lines(&t.stop().await, "app"), 5);
+}
+
+#[tokio::test]
+async fn corrupt_checkpoint_is_set_aside_counted_and_the_tailer_runs() {
+    let s = Scratch::new();
+    fs::create_dir_all(s.state()).unwrap();
+    fs::write(s.state().join(checkpoint::FILE_NAME), b"{ not json").unwrap();
+    let log = s.logs().join("app.log");
+    append(&log, requests("a", 2));
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
+    t.until("lines", |t| lines(t, "app") == 2).await;
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_checkpoint_failures_total{operation="load"}"#),
+        Some(1.0)
+    );
+    let aside = fs::read_dir(s.state())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+        .count();
+    assert_eq!(aside, 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn unusable_state_dir_is_a_start_up_error() {
+    let s = Scratch::new();
+    let not_a_dir = s.dir.path().join("file");
+    fs::write(&not_a_dir, b"x").unwrap();
+    let t = start(
+        vec![source("app", &[&s.logs().join("a.log")], StartAt::End)],
+        &not_a_dir.join("state"),
+    );
+    let e = t.task.await.unwrap().unwrap_err().to_string();
+    assert!(e.contains("cannot create state directory"), "{e}");
+}
+
+#[tokio::test]
+async fn quiet_files_cause_no_checkpoint_writes() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    append(&log, requests("a", 2));
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
+    t.until("lines", |t| lines(t, "app") == 2).await;
+    tokio::time::sleep(POLL * 3).await;
+    let generation = |dir: &Path| {
+        checkpoint::load(dir)
+            .unwrap()
+            .checkpoint
+            .unwrap()
+            .generation
+    };
+    let before = generation(&s.state());
+    tokio::time::sleep(POLL * 10).await;
+    assert_eq!(generation(&s.state()), before);
+    t.stop().await;
+}
+
+// --- Timeliness and the runtime staying free --------------------------------------------
+
+#[tokio::test]
+async fn a_new_line_is_counted_within_a_second_at_the_default_poll_interval() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    append(&log, "");
+    let mut config = source("app", &[&log], StartAt::Beginning);
+    config.poll_interval = Duration::from_secs(1);
+    let mut t = start(vec![config], &s.state());
+    t.until_metric(r#"uniqwatch_log_files{source="app"}"#, 1.0)
+        .await;
+    append(&log, E11000);
+    let written = Instant::now();
+    t.until("the line", |t| errors(t, "app") == 1).await;
+    let took = written.elapsed();
+    // One poll within 1 s, plus slack for a loaded machine.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    t.stop().await;
+}
+
+/// On a single-threaded runtime, a long read must not stall other tasks:
+/// the tailer's file I/O runs on the blocking pool.
+#[tokio::test(flavor = "current_thread")]
+async fn reading_a_large_backlog_does_not_block_the_runtime() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let chunk = requests("bulk", 10_000);
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
+    for _ in 0..60 {
+        f.write_all(chunk.as_bytes()).unwrap();
+    }
+    drop(f);
+    let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
+    let mut worst = Duration::ZERO;
+    let started = Instant::now();
+    let deadline = Instant::now() + PATIENCE;
+    while lines(&t.totals.borrow(), "app") < 600_000 {
+        assert!(Instant::now() < deadline, "backlog not read in time");
+        let asked = Instant::now();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let _ = t.metrics.encode();
+        worst = worst.max(asked.elapsed());
+        let _ = t.totals.borrow_and_update();
+    }
+    // Reading this backlog takes about 2 s in a debug build: a blocked
+    // runtime would stall that long, far beyond the bound.
+    assert!(
+        worst < Duration::from_millis(500),
+        "a 2ms sleep took {worst:?} while reading for {:?}",
+        started.elapsed()
+    );
+    t.stop().await;
+}
