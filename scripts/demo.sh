@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The demo: a local SecantusDB (MongoDB wire protocol) with persistent data in
 # ./demo-data, seeded on first start with 10 000 chats (a few duplicated keys,
-# a few documents without a key) and a healthy users collection, and the
-# uniqwatch daemon watching both. Ctrl-C stops both.
+# a few documents without a key) and a healthy users collection, a stand-in
+# application log, and the uniqwatch daemon watching all of it. Ctrl-C stops
+# everything. Then try: ./target/release/uniqwatch audit --config examples/demo.toml --month "$(date -u +%Y-%m)"
+
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PORT=27117
-mkdir -p demo-data/db demo-data/state
+mkdir -p demo-data/db demo-data/state demo-data/logs demo-data/reports
 
 command -v python3 >/dev/null || { echo "demo: python3 is needed" >&2; exit 1; }
 if [ ! -x .venv/bin/secantusd-py ]; then
@@ -36,6 +38,23 @@ if [ ! -f demo-data/.seeded ]; then
   .venv/bin/python scripts/seed.py --uri "mongodb://127.0.0.1:$PORT/" --count 10000 --drop
   touch demo-data/.seeded
 fi
+
+# A stand-in for the chat backend's log: a request a second, and every 15
+# seconds a duplicate-key conflict that the code recovers from.
+(
+  i=0
+  while sleep 1; do
+    i=$((i + 1))
+    now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
+    echo "$now [INFO] POST /api/chats/create-or-get 200 12ms" >> demo-data/logs/chat-backend.log
+    if [ $((i % 15)) -eq 0 ]; then
+      echo "$now [WARN] Duplicate key error during upsert participantsKey=user$i""_user$((i + 1))" >> demo-data/logs/chat-backend.log
+      echo "$now [DEBUG] Retrieved existing chat after duplicate key error" >> demo-data/logs/chat-backend.log
+    fi
+  done
+) &
+log_pid=$!
+trap 'kill $log_pid $db_pid 2>/dev/null; wait $db_pid 2>/dev/null' EXIT
 
 echo
 echo "demo: uniqwatch is starting; open http://127.0.0.1:9716/ (metrics at /metrics). Ctrl-C stops it."
