@@ -36,7 +36,7 @@ pub enum Command {
     /// MongoDB being down, slow or refusing authentication does not stop the
     /// daemon: it shows as uniqwatch_up = 0 and in the failure metrics, and
     /// the next run retries. SIGTERM or SIGINT stops scheduling, lets running
-    /// checks finish within [web] shutdown_grace, and exits 0.
+    /// checks finish within web.shutdown_grace, and exits 0.
     Run(ConfigArg),
 
     /// Run every check of every target once and print the result.
@@ -61,7 +61,7 @@ pub enum Command {
     /// Write the monthly audit report: did the uniqueness invariant hold
     /// during a calendar month (UTC), and what happened when it did not.
     ///
-    /// Reads the history the daemon keeps in [state] dir (it may run while
+    /// Reads the history the daemon keeps in state.dir (it may run while
     /// the daemon writes), and runs a fresh check of every target for the
     /// "now" figures (the report says so when MongoDB cannot be reached).
     /// Prints to stdout unless --out is given. Exit 0 when written, 2 when

@@ -19,7 +19,10 @@
 //! - [`daemon`] wires them together for `uniqwatch run`, and [`shutdown`]
 //!   carries SIGTERM/SIGINT to every task.
 //! - [`cli`] declares the command line; `main.rs` maps errors to exit codes.
-//! - [`store`] keeps the history of every check run and the daily log
+//! - [`logs`] follows log files for E11000 errors and their recoveries,
+//!   counting each line exactly once across rotation and restarts.
+//! - [`history`] turns finished runs into history records and builds the
+//!   audit report; [`store`] keeps the history of every check run and the daily log
 //!   totals on disk (SQLite); [`audit`] turns a month of it into the
 //!   monthly audit report.
 
