@@ -57,6 +57,7 @@ fn source(paths: Vec<String>) -> LogSourceConfig {
             contains: Some("POST /api/chats/create-or-get".into()),
             regex: None,
         }],
+        request_event: Some("create_or_get".into()),
     }
 }
 

@@ -17,6 +17,8 @@
 //! The end-to-end proof against a running Prometheus and Alertmanager is
 //! `tests/e2e.rs`.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -480,35 +482,13 @@ fn panel_queries(dashboard: &Json) -> Vec<(String, String)> {
 /// variable query, named for messages. They narrow by the variables before
 /// them, so only their syntax is checked.
 fn variable_selectors(dashboard: &Json) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for variable in dashboard["templating"]["list"]
-        .as_array()
+    common::label_values_variables(dashboard)
         .into_iter()
-        .flatten()
-    {
-        if variable["type"] != "query" {
-            continue;
-        }
-        let query = variable["query"]["query"]
-            .as_str()
-            .or_else(|| variable["query"].as_str())
-            .unwrap_or_default();
-        let selector = query
-            .strip_prefix("label_values(")
-            .and_then(|rest| rest.rsplit_once(','))
-            .map(|(s, _)| s);
-        match selector {
-            Some(selector) => out.push((
-                format!("variable {}", variable["name"]),
-                selector.to_owned(),
-            )),
-            None => out.push((
-                format!("variable {}", variable["name"]),
-                format!("not label_values(…): {query}"),
-            )),
-        }
-    }
-    out
+        .map(|v| match v {
+            Ok((name, selector, _)) => (format!("variable {name}"), selector),
+            Err(problem) => (problem.clone(), problem),
+        })
+        .collect()
 }
 
 /// Index just past the parenthesis closing the one at `open`, skipping

@@ -186,7 +186,7 @@ impl Stack {
         .replace(
             "127.0.0.1:0",
             &format!("127.0.0.1:{}", stack.uniqwatch_port),
-        ) + &format!("\n[state]\ndir = {:?}\n", stack.path("uniqwatch-state"));
+        );
         let config_path = stack.write("uniqwatch.toml", &config);
         stack.spawn(
             "uniqwatch",
@@ -743,30 +743,15 @@ async fn check_dashboards(stack: &Stack) {
             serde_json::from_str(&std::fs::read_to_string(&file).expect("dashboard is readable"))
                 .unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
 
-        for variable in dashboard["templating"]["list"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            if variable["type"] != "query" {
-                continue;
-            }
-            let query = variable["query"]["query"]
-                .as_str()
-                .or_else(|| variable["query"].as_str())
-                .unwrap_or_default();
-            let Some((selector, label)) = query
-                .strip_prefix("label_values(")
-                .and_then(|q| q.strip_suffix(')'))
-                .and_then(|q| q.rsplit_once(','))
-            else {
-                problems.push(format!(
-                    "{name}: variable {}: not label_values(…): {query}",
-                    variable["name"]
-                ));
-                continue;
+        for variable in common::label_values_variables(&dashboard) {
+            let (variable_name, selector, label) = match variable {
+                Ok(v) => v,
+                Err(problem) => {
+                    problems.push(format!("{name}: {problem}"));
+                    continue;
+                }
             };
-            let selector = substitute(selector, &values);
+            let selector = substitute(&selector, &values);
             let data = stack
                 .api(
                     "/api/v1/series",
@@ -781,11 +766,10 @@ async fn check_dashboards(stack: &Stack) {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|s| s[label.trim()].as_str())
+                .filter_map(|s| s[label.as_str()].as_str())
                 .collect();
-            let variable_name = variable["name"].as_str().unwrap_or_default();
             evaluated += 1;
-            let wanted = match variable_name {
+            let wanted = match variable_name.as_str() {
                 "source" | "request_event" => None,
                 other => Some(values[other].as_str()),
             };

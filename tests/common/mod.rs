@@ -461,3 +461,28 @@ pub fn uri_addr(uri: &str) -> SocketAddr {
         .next()
         .unwrap()
 }
+
+/// A dashboard's query variables of the form `label_values(selector, label)`,
+/// as (variable name, selector, label); `Err` describes a query variable of
+/// another form.
+pub fn label_values_variables(dashboard: &serde_json::Value) -> Vec<Result<(String, String, String), String>> {
+    dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|variable| variable["type"] == "query")
+        .map(|variable| {
+            let name = variable["name"].as_str().unwrap_or_default().to_string();
+            let query = variable["query"]["query"]
+                .as_str()
+                .or_else(|| variable["query"].as_str())
+                .unwrap_or_default();
+            query
+                .strip_prefix("label_values(")
+                .and_then(|q| q.strip_suffix(')'))
+                .and_then(|q| q.rsplit_once(','))
+                .map(|(selector, label)| (name.clone(), selector.to_string(), label.trim().to_string()))
+                .ok_or_else(|| format!("variable {name}: not label_values(…): {query}"))
+        })
+        .collect()
+}
