@@ -31,6 +31,7 @@ pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod fsutil;
 pub mod history;
 pub mod http;
 pub mod logs;

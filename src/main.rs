@@ -100,8 +100,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             let text = report.render(format);
             match out {
-                Some(path) => write_atomically(&path, text.as_bytes())
-                    .with_context(|| format!("cannot write the report to {}", path.display()))?,
+                Some(path) => {
+                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let temp = path.with_file_name(format!(".{name}.tmp"));
+                    uniqwatch::fsutil::replace_atomically(&path, &temp, text.as_bytes())
+                        .with_context(|| format!("cannot write the report to {}", path.display()))?
+                }
                 None => print!("{text}"),
             }
             Ok(ExitCode::SUCCESS)
@@ -118,16 +122,4 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Writes `bytes` to a temp file beside `path`, fsyncs it, and renames it over `path`.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }

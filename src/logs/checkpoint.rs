@@ -12,8 +12,8 @@
 //! corrupt one is set aside, never deleted, and the tailer starts afresh.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -173,23 +173,9 @@ pub fn load(dir: &Path) -> Result<Loaded, CheckpointError> {
 /// Replaces the checkpoint in `dir` atomically and durably: temp file,
 /// fsync, rename over the stable file, fsync of the directory.
 pub fn save(dir: &Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
-    let temp_path = dir.join(TEMP_FILE_NAME);
     let stable_path = dir.join(FILE_NAME);
-    let write_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CheckpointError::Write { path, source }
-    };
-    let mut file = File::create(&temp_path).map_err(write_err(&temp_path))?;
-    file.write_all(&encode(checkpoint))
-        .map_err(write_err(&temp_path))?;
-    file.sync_all().map_err(write_err(&temp_path))?;
-    drop(file);
-    fs::rename(&temp_path, &stable_path).map_err(write_err(&stable_path))?;
-    // The rename is only durable once the directory entry is on disk.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(write_err(dir))?;
-    Ok(())
+    crate::fsutil::replace_atomically(&stable_path, &dir.join(TEMP_FILE_NAME), &encode(checkpoint))
+        .map_err(|source| CheckpointError::Write { path: stable_path, source })
 }
 
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, CheckpointError> {
@@ -334,6 +320,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
         let e = save(&missing, &checkpoint(1, 1)).unwrap_err().to_string();
-        assert!(e.contains("nope") && e.contains(TEMP_FILE_NAME), "{e}");
+        assert!(e.contains("nope") && e.contains(FILE_NAME), "{e}");
     }
 }
