@@ -46,6 +46,9 @@ SEED_GROUP = [{"$group": {"_id": f"${KEY}", "count": {"$sum": 1}}}, {"$match": {
 SEED_MISSING = {"$or": [{KEY: {"$exists": False}}, {KEY: None}, {KEY: ""}]}
 # Commands the profiler records that have no query plan: collection metadata.
 CATALOG_COMMANDS = {"listIndexes", "listCollections", "collStats", "dbStats"}
+# Profiler entries that continue (or are) no query of their own; mongod
+# records getMore and killCursors, SecantusDB does not.
+CONTINUATIONS = {"getMore", "killCursors", "profile"}
 # Fields of a recorded command that `explain` does not need (or rejects).
 NOT_EXPLAINED = {"maxTimeMS", "comment", "readConcern", "lsid", "txnNumber", "$readPreference", "$db",
                  "$clusterTime", "apiVersion", "apiStrict", "apiDeprecationErrors", "writeConcern"}
@@ -167,22 +170,22 @@ def classify(client: MongoClient, db: str, command: dict) -> dict:
 def profiled(client: MongoClient, db: str, action) -> list[dict]:
     """Runs `action` with the profiler at level 2 on `db` and returns the
     commands it recorded, oldest first. Nothing else talks to `db` meanwhile
-    (reads of system.profile and `profile` itself are never recorded)."""
+    (the profile collection is dropped first, with the profiler off)."""
     d = client[db]
     d.command("profile", 0)
     d.drop_collection("system.profile")
     d.command("profile", 2)
-    since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(milliseconds=5)
     try:
         action()
     finally:
         d.command("profile", 0)
-    entries = list(d["system.profile"].find({"ts": {"$gte": since}}).sort("ts", 1))
-    return [e for e in entries if e.get("ns", "").startswith(f"{db}.") and "command" in e]
+    entries = list(d["system.profile"].find().sort("ts", 1))
+    return [e for e in entries
+            if e.get("ns", "").startswith(f"{db}.") and e.get("command") and next(iter(e["command"])) not in CONTINUATIONS]
 
 
 def plan_cost(client: MongoClient, db: str, entries: list[dict]) -> dict:
-    rows = [classify(client, db, e["command"]) for e in entries]
+    rows = [classify(client, db, e["command"]) | {"millis": e.get("millis", 0)} for e in entries]
     return {
         "rows": rows,
         "commands": len(rows),
@@ -211,6 +214,13 @@ def seed_manual(client: MongoClient, db: str) -> None:
     list(coll.list_indexes())
     list(coll.aggregate(SEED_GROUP, allowDiskUse=True))
     coll.count_documents(SEED_MISSING)
+
+
+def seed_both_queries(client: MongoClient, db: str) -> float:
+    start = time.perf_counter()
+    list(client[db].chats.aggregate(SEED_GROUP, allowDiskUse=True))
+    client[db].chats.count_documents(SEED_MISSING)
+    return time.perf_counter() - start
 
 
 def seed_aggregation(client: MongoClient, db: str) -> float:
@@ -271,17 +281,25 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=100_000, help="chats per database")
     ap.add_argument("--rounds", type=int, default=7, help="alternating wall-time rounds")
     ap.add_argument("--wrk-duration", default="10s")
+    ap.add_argument("--uri", help="a scratch MongoDB server (e.g. a real mongod) instead of a local SecantusDB; "
+                                   "its databases bench_noindex and bench_index are dropped")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results-checks.txt")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="uniqwatch-bench-"))
-    db_port = free_port()
-    uri = f"mongodb://127.0.0.1:{db_port}/"
-    server_log = open(work / "secantusd.log", "w")
-    server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/secantusd-py"), "--host", "127.0.0.1", "--port", str(db_port),
-         "--storage-path", ":memory:"],
-        stdout=server_log, stderr=subprocess.STDOUT)
+    server = None
+    if args.uri:
+        uri = args.uri
+        server_name = f"MongoDB at {uri} (databases bench_noindex and bench_index are dropped and re-seeded)"
+    else:
+        db_port = free_port()
+        uri = f"mongodb://127.0.0.1:{db_port}/"
+        server_name = f"SecantusDB 0.7.0b3, in memory, 127.0.0.1:{db_port}"
+        server_log = open(work / "secantusd.log", "w")
+        server = subprocess.Popen(
+            [str(ROOT / ".venv/bin/secantusd-py"), "--host", "127.0.0.1", "--port", str(db_port),
+             "--storage-path", ":memory:"],
+            stdout=server_log, stderr=subprocess.STDOUT)
     daemon = None
     try:
         client = MongoClient(uri, appname="uniqwatch-bench", serverSelectionTimeoutMS=2000)
@@ -293,7 +311,7 @@ def main() -> int:
         say(f"# uniqwatch check benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
         say(f"machine: {os.cpu_count()} CPUs (nproc), {mem_kb / 1024 / 1024:.1f} GiB RAM, "
             f"{platform.system()} {platform.release()}, load average at start {os.getloadavg()[0]:.2f}")
-        say(f"binary: {version} (release build); server: SecantusDB 0.7.0b3, in memory, 127.0.0.1:{db_port}")
+        say(f"binary: {version} (release build); server: {server_name}")
 
         configs = {}
         for db, extra in (("bench_noindex", []), ("bench_index", ["--unique-index"])):
@@ -330,13 +348,14 @@ def main() -> int:
                     f"{c['other']:>5}   {verdict}")
         say()
         say("'other' = catalog reads (listIndexes) and collection metadata (a count without a query).")
-        say("Commands as recorded by the profiler, with the stages of their explained winning plan:")
+        say("Commands as recorded by the profiler, with the stages of their explained winning plan and")
+        say("the server time the profiler recorded for each:")
         for (way, db), c in costs.items():
             say(f"  {way} on {db}:")
             for r in c["rows"]:
                 stages = ">".join(r["stages"]) or "-"
                 note = f"  [{r['note']}]" if r["note"] else ""
-                say(f"    {r['kind']:<9} {stages:<22} {r['command']}{note}")
+                say(f"    {r['kind']:<9} {stages:<22} {r['millis']:>6} ms  {r['command']}{note}")
         quirks = sum(c["explained_collscan"] - c["collscan"] for (w, _), c in costs.items() if w == "uniqwatch")
         if quirks:
             say(f"Note: the test server's explain labels {quirks} metadata count(s) of the uniqwatch passes as "
@@ -344,11 +363,13 @@ def main() -> int:
 
         # ---- 2. wall time
         say()
-        say(f"## 2. Wall time, {args.rounds} rounds, the three runs alternating (order rotated each round)")
+        say(f"## 2. Wall time, {args.rounds} rounds, the runs alternating (order rotated each round)")
         runs = {
             "uniqwatch check, bench_noindex (process end to end)": lambda: run_check(args.binary,
                                                                                     configs["bench_noindex"]),
             "seed's aggregation, bench_noindex (pymongo, cursor drained)": lambda: seed_aggregation(
+                client, "bench_noindex"),
+            "seed's two queries, bench_noindex (aggregation + count)": lambda: seed_both_queries(
                 client, "bench_noindex"),
             "uniqwatch check, bench_index (process end to end)": lambda: run_check(args.binary,
                                                                                   configs["bench_index"]),
@@ -362,6 +383,7 @@ def main() -> int:
         for n in names:
             say(f"{n:<62} {spread(times[n])}")
             say(f"{'':<62} runs: {' '.join(f'{x:.2f}' for x in times[n])}")
+        say(f"load average after the rounds: {os.getloadavg()[0]:.2f} (on {os.cpu_count()} CPUs)")
 
         # ---- 3. peak RSS
         say()
@@ -405,11 +427,12 @@ def main() -> int:
                 daemon.wait(30)
             except subprocess.TimeoutExpired:
                 daemon.kill()
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(out_lines) + "\n")
     print(f"\n(written to {args.out})")
