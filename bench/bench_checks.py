@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import re
@@ -199,13 +200,20 @@ def plan_cost(client: MongoClient, db: str, entries: list[dict]) -> dict:
 # ---------------------------------------------------------------- runs
 
 
-def run_check(binary: Path, config: Path) -> float:
+def run_check(binary: Path, config: Path, found: list | None = None) -> float:
+    """Runs one `uniqwatch check` process; appends what it found to `found`."""
     start = time.perf_counter()
     p = subprocess.run([str(binary), "check", "--config", str(config), "--format", "json"],
                        capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if p.returncode not in (0, 1):
         raise RuntimeError(f"uniqwatch check exited {p.returncode}: {p.stderr.strip()[-2000:]}")
+    if found is not None:
+        t = json.loads(p.stdout)["targets"][0]
+        d, m = t["duplicates"], t["missing"]
+        found.append(f"exit {p.returncode}; index present={t['index']['present']}; duplicates keys={d['keys']} "
+                     f"documents={d['documents']} ({d['method']}); missing absent={m['absent']} "
+                     f"null={m['null']} empty={m['empty']}; documents={t['documents']}")
     return elapsed
 
 
@@ -330,9 +338,12 @@ def main() -> int:
         say("## 1. Cost to the database (system.profile at level 2, each command explained again)")
         expected = {"bench_noindex": 1, "bench_index": 0}
         costs = {}
+        found: dict[str, list] = {}
         for db in ("bench_noindex", "bench_index"):
+            found[db] = []
             costs[("uniqwatch", db)] = plan_cost(
-                client, db, profiled(client, db, lambda db=db: run_check(args.binary, configs[db])))
+                client, db, profiled(client, db, lambda db=db: run_check(args.binary, configs[db], found[db])))
+            say(f"the pass on {db}: {found[db][0]}")
             costs[("seed", db)] = plan_cost(client, db, profiled(client, db, lambda db=db: seed_manual(client, db)))
         say()
         say(f"{'variant':<16} {'way':<26} {'commands':>8} {'COLLSCAN':>8} {'IXSCAN/COUNT_SCAN':>17} "
