@@ -35,10 +35,15 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
     let mongo = Arc::new(Mongo::new(config.mongodb.clone()));
     let (trigger, shutdown) = shutdown::channel();
 
+    // Log totals flow from the tailer to the history writer and the landing page.
+    let (totals_tx, totals_rx) = watch::channel(LogTotals::default());
+
     let addr = listener.local_addr().context("listener has no local address")?;
     let app = http::router(AppState {
         metrics: metrics.clone(),
         state: Arc::clone(&state),
+        log_sources: config.logs.iter().map(|s| s.name.clone()).collect(),
+        log_totals: totals_rx.clone(),
     });
     let http_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
@@ -54,8 +59,6 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
         env!("CARGO_PKG_VERSION")
     );
 
-    // Log totals flow from the tailer to the history writer.
-    let (totals_tx, totals_rx) = watch::channel(LogTotals::default());
     let (history_tx, history_writer) = match open_history(&config).await {
         Ok(store) => {
             let (tx, rx) = mpsc::channel(HISTORY_QUEUE);

@@ -15,7 +15,10 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 
+use tokio::sync::watch;
+
 use crate::checks::{CheckName, Figures, CHECKS};
+use crate::logs::LogTotals;
 use crate::metrics::Metrics;
 use crate::state::State;
 
@@ -24,6 +27,10 @@ use crate::state::State;
 pub struct AppState {
     pub metrics: Metrics,
     pub state: Arc<State>,
+    /// Configured `[[logs]]` source names, in config order.
+    pub log_sources: Vec<String>,
+    /// The tailer's committed totals.
+    pub log_totals: watch::Receiver<LogTotals>,
 }
 
 pub fn router(app: AppState) -> Router {
@@ -170,6 +177,24 @@ th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b0002
             );
         }
         h.push_str("</table>");
+    }
+    if !app.log_sources.is_empty() {
+        let totals = app.log_totals.borrow().clone();
+        h.push_str("<h2>Log sources</h2><table><tr><th>source</th><th>lines read</th><th>duplicate-key errors</th><th>recoveries</th><th>events</th></tr>");
+        for name in &app.log_sources {
+            let t = totals.sources.get(name).cloned().unwrap_or_default();
+            let errors: u64 = t.duplicate_key_errors.iter().map(|e| e.count).sum();
+            let events: Vec<String> = t.events.iter().map(|(e, n)| format!("{}: {n}", escape(e))).collect();
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{errors}</td><td>{}</td><td>{}</td></tr>",
+                escape(name),
+                t.lines,
+                t.recoveries,
+                events.join(", ")
+            );
+        }
+        h.push_str("</table><p class=\"muted\">Totals since the source was first followed, as saved in the checkpoint.</p>");
     }
     h.push_str("</body></html>\n");
     Html(h)

@@ -272,3 +272,29 @@ async fn runs_reach_the_history_and_the_audit_reads_them_while_the_daemon_writes
     assert!(Path::new(&state_dir).join("history.sqlite3").exists());
     d.stop().await;
 }
+
+#[tokio::test]
+async fn log_sources_are_tailed_by_the_daemon_and_shown_on_the_landing_page() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("app.log");
+    std::fs::write(
+        &log,
+        "2026-11-28T10:00:01.123Z [WARN] Duplicate key error during upsert participantsKey=userA_userB\n\
+         2026-11-28T10:00:01.125Z [DEBUG] Retrieved existing chat after duplicate key error\n",
+    )
+    .unwrap();
+    let toml = format!(
+        "{}\n[[logs]]\nname = \"chat-backend\"\npaths = [\"{}/*.log\"]\nstart_at = \"beginning\"\nnamespace = \"app.chats\"\nindex = \"participantsKey_1\"\npoll_interval = \"50ms\"\n",
+        target_toml(&shared_uri(), "chats", &unique_db("d_logs"), "chats", "participantsKey", true, "0 0 0 1 1 *"),
+        logs.path().display()
+    );
+    let d = Daemon::start(&toml).await;
+    let m = wait_metric(&d, "the error line counted", |m| {
+        value(m, "uniqwatch_duplicate_key_errors_total", &[("source", "chat-backend"), ("namespace", "app.chats")]) == Some(1.0)
+    })
+    .await;
+    assert_eq!(value(&m, "uniqwatch_duplicate_key_recoveries_total", &[("source", "chat-backend")]), Some(1.0));
+    let (_, page) = d.get("/").await;
+    assert!(page.contains("Log sources") && page.contains("chat-backend"), "{page}");
+    d.stop().await;
+}
