@@ -263,7 +263,7 @@ impl Source {
                 info!(source = %self.config.name, pattern, "no file matches {pattern} yet{why}; it will be picked up when it appears");
             }
             (Some(false), true) => {
-                info!(source = %self.config.name, pattern, files = matched, "{pattern} matches again")
+                info!(source = %self.config.name, pattern, files = matched, "{pattern} now matches {matched} file(s)")
             }
             _ => {}
         }
