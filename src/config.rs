@@ -478,9 +478,11 @@ impl Config {
         path: &Path,
         uri_override: Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: describe_toml_error(text, &e),
+        let parse_err = |message| ConfigError::Parse { path: path.to_path_buf(), message };
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| parse_err(describe_toml_error(text, &e, None)))?;
+        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let field = e.path().to_string();
+            parse_err(describe_toml_error(text, e.inner(), Some(field)))
         })?;
         if let Some(uri) = uri_override {
             config.mongodb.uri = uri;
@@ -592,70 +594,77 @@ pub fn validate_schedule(expr: &str) -> Result<(), String> {
         ));
     }
     tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {}))
+        .map_err(|_| format!("expected a cron expression such as \"0 */5 * * * *\", found {expr:?}"))?;
+    // Parsed the way the scheduler parses it; a valid expression can still never fire (31 February).
+    let cron = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map_err(|e| format!("expected a cron expression such as \"0 */5 * * * *\", found {expr:?}: {e}"))?;
+    cron.find_next_occurrence(&chrono::Utc::now(), false)
         .map(|_| ())
-        .map_err(|_| format!("expected a cron expression such as \"0 */5 * * * *\", found {expr:?}"))
+        .map_err(|_| format!("{expr:?} never fires (no such date); expected a schedule that does"))
 }
 
-/// Turns a toml error into one line: the field (as `section[i].key`), the
-/// line it is on, and what is wrong.
-fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+/// Turns a toml error into one line: the field (as `section[i].key`, from
+/// the deserializer's path when it has one), the line, and what is wrong.
+fn describe_toml_error(text: &str, e: &toml::de::Error, field: Option<String>) -> String {
     let msg = e.message().trim().to_string();
-    let Some(span) = e.span() else { return msg };
-    let start = span.start.min(text.len());
-    let line_no = text[..start].matches('\n').count() + 1;
-    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next().unwrap_or("").trim();
-    match field_at(text, line_start, line) {
-        Some(field) => format!("field `{field}` (line {line_no}): {msg}"),
-        None => format!("line {line_no} (`{line}`): {msg}"),
+    let field = field.filter(|f| !f.is_empty() && f != "?" && f != ".");
+    let line = e.span().map(|span| {
+        let start = span.start.min(text.len());
+        let line_no = text[..start].matches('\n').count() + 1;
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        (line_no, text[line_start..].lines().next().unwrap_or("").trim().to_string())
+    });
+    match (field, line) {
+        (Some(field), Some((n, _))) => format!("field `{field}` (line {n}): {msg}"),
+        (Some(field), None) => format!("field `{field}`: {msg}"),
+        (None, Some((n, line))) => format!("line {n} (`{line}`): {msg}"),
+        (None, None) => msg,
     }
 }
 
-/// The dotted name of the key defined on `line`, prefixed by the table it is in.
-fn field_at(text: &str, line_start: usize, line: &str) -> Option<String> {
-    let key = line.split_once('=')?.0.trim().trim_matches('"');
-    let mut table: Option<String> = None;
-    let mut counts: std::collections::HashMap<String, usize> = Default::default();
-    for header in text[..line_start].lines().map(str::trim) {
-        if let Some(name) = header.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
-            let name = name.trim().to_string();
-            let n = counts.entry(name.clone()).or_insert(0);
-            table = Some(format!("{name}[{n}]"));
-            *n += 1;
-        } else if let Some(name) = header.strip_prefix('[').and_then(|h| h.split(']').next()) {
-            table = Some(name.trim().to_string());
-        }
-    }
-    Some(match table {
-        Some(t) => format!("{t}.{key}"),
-        None => key.to_string(),
-    })
+/// A connection string cut into its parts: `scheme://[userinfo@]hosts[/path][?query]`.
+struct UriParts<'a> {
+    scheme: &'a str,
+    userinfo: Option<&'a str>,
+    hosts: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
 }
 
-/// Replaces the password of a connection string, and any secret-bearing
-/// options, with `***`. Safe to put in logs, pages and labels.
-pub fn redact_uri(uri: &str) -> String {
-    let (scheme, rest) = match uri.split_once("://") {
-        Some(parts) => parts,
-        None => return "***".to_string(),
-    };
-    // userinfo ends at the last '@' before the first '/' (hosts cannot contain '@').
-    let authority_end = rest.find('/').unwrap_or(rest.len());
+fn split_uri(uri: &str) -> Option<UriParts<'_>> {
+    let (scheme, rest) = uri.split_once("://")?;
+    // The authority ends at the first '/' or '?' (`mongodb://h:1?opt=x` has no path).
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => {
-            let (userinfo, hosts) = authority.split_at(at);
-            let user = userinfo.split(':').next().unwrap_or("");
-            if userinfo.contains(':') {
-                format!("{user}:***{hosts}")
-            } else {
-                format!("{user}{hosts}")
-            }
-        }
-        None => authority.to_string(),
+    // Hosts cannot contain '@', so userinfo ends at the last one.
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+        None => (None, authority),
     };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
+    let (path, query) = match tail.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (tail, None),
+    };
+    Some(UriParts { scheme, userinfo, hosts, path, query })
+}
+
+/// Replaces the password of a connection string, and the values of
+/// secret-bearing options, with `***`. Safe to put in logs, pages and labels.
+pub fn redact_uri(uri: &str) -> String {
+    let Some(p) = split_uri(uri) else { return "***".to_string() };
+    let userinfo = match p.userinfo {
+        Some(info) => match info.split_once(':') {
+            Some((user, _)) => format!("{user}:***@"),
+            None => format!("{info}@"),
+        },
+        None => String::new(),
+    };
+    let query = match p.query {
+        Some(query) => {
             let redacted: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
@@ -663,11 +672,11 @@ pub fn redact_uri(uri: &str) -> String {
                     _ => pair.to_string(),
                 })
                 .collect();
-            format!("{path}?{}", redacted.join("&"))
+            format!("?{}", redacted.join("&"))
         }
-        None => tail.to_string(),
+        None => String::new(),
     };
-    format!("{scheme}://{authority}{tail}")
+    format!("{}://{userinfo}{}{}{query}", p.scheme, p.hosts, p.path)
 }
 
 fn is_secret_option(key: &str) -> bool {
@@ -675,22 +684,59 @@ fn is_secret_option(key: &str) -> bool {
     k.contains("password") || k == "authmechanismproperties" || k.contains("secret") || k.contains("token")
 }
 
-/// Removes every occurrence of the URI's password from a free text (an error message).
-pub fn redact_text(text: &str, uri: &str) -> String {
-    let mut out = text.replace(uri, &redact_uri(uri));
-    if let Some(password) = uri_password(uri) {
-        if !password.is_empty() {
-            out = out.replace(&password, "***");
+/// Every secret a connection string carries: the password and the values of
+/// secret-bearing options, as written and percent-decoded.
+fn uri_secrets(uri: &str) -> Vec<String> {
+    let Some(p) = split_uri(uri) else { return Vec::new() };
+    let mut secrets: Vec<String> = p
+        .userinfo
+        .and_then(|info| info.split_once(':'))
+        .map(|(_, password)| password.to_string())
+        .into_iter()
+        .collect();
+    for pair in p.query.unwrap_or("").split('&') {
+        if let Some((k, v)) = pair.split_once('=') {
+            if is_secret_option(k) {
+                secrets.push(v.to_string());
+                // authMechanismProperties=NAME:value,…: each value alone too.
+                secrets.extend(v.split(',').filter_map(|kv| kv.split_once(':')).map(|(_, v)| v.to_string()));
+            }
         }
     }
-    out
+    let decoded: Vec<String> = secrets.iter().map(|s| percent_decode(s)).collect();
+    secrets.extend(decoded);
+    secrets.retain(|s| !s.is_empty());
+    // Longest first, so a secret containing another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets
 }
 
-fn uri_password(uri: &str) -> Option<String> {
-    let rest = uri.split_once("://")?.1;
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    Some(userinfo.split_once(':')?.1.to_string())
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Removes the URI and every secret it carries from a free text (an error message).
+pub fn redact_text(text: &str, uri: &str) -> String {
+    let mut out = text.replace(uri, &redact_uri(uri));
+    for secret in uri_secrets(uri) {
+        out = out.replace(&secret, "***");
+    }
+    out
 }
 
 fn serialize_redacted<S: Serializer>(uri: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -805,6 +851,26 @@ key = "participantsKey"
     }
 
     #[test]
+    fn schedule_that_never_fires_is_rejected() {
+        let e = parse(&format!("{TARGET}schedule = \"0 0 0 31 2 *\"")).unwrap_err().to_string();
+        assert!(e.contains("target[0].schedule") && e.contains("never fires"), "{e}");
+    }
+
+    #[test]
+    fn type_error_inside_a_multiline_array_names_the_field() {
+        let e = parse("[[logs]]\nname = \"x\"\npaths = [\n  \"/a\",\n  1,\n]\n").unwrap_err().to_string();
+        assert!(e.contains("logs[0].paths"), "{e}");
+    }
+
+    #[test]
+    fn typo_in_an_inline_table_target_names_the_field() {
+        let e = parse("target = [{ name = \"a\", database = \"app\", collection = \"c\", key = \"k\", sprse = true }]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("target[0]") && e.contains("unknown field `sprse`"), "{e}");
+    }
+
+    #[test]
     fn duplicate_target_names_are_rejected() {
         let e = parse(&format!("{TARGET}{TARGET}")).unwrap_err().to_string();
         assert!(e.contains("target[1].name"), "{e}");
@@ -848,6 +914,12 @@ key = "participantsKey"
             "mongodb+srv://u:***@x.example/?authMechanismProperties=***"
         );
         assert_eq!(redact_uri("mongodb://h:1"), "mongodb://h:1");
+        // No path before the options: they are still options, not part of the host.
+        assert_eq!(
+            redact_uri("mongodb://AKIA:secretkey@h:27017?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:XYZ"),
+            "mongodb://AKIA:***@h:27017?authMechanism=MONGODB-AWS&authMechanismProperties=***"
+        );
+        assert_eq!(redact_uri("mongodb://user@h/"), "mongodb://user@h/");
         assert_eq!(redact_uri("garbage"), "***");
     }
 
@@ -897,6 +969,14 @@ key = "participantsKey"
     fn redact_text_removes_password_anywhere() {
         let uri = "mongodb://u:pw123@h/";
         assert_eq!(redact_text("failed for pw123 at h", uri), "failed for *** at h");
+    }
+
+    #[test]
+    fn redact_text_removes_secret_options_and_decoded_passwords() {
+        let uri = "mongodb://u:p%40ss@h?authMechanismProperties=AWS_SESSION_TOKEN:TOKEN123";
+        let text = "auth failed: token TOKEN123, password p@ss, uri mongodb://u:p%40ss@h?x";
+        let out = redact_text(text, uri);
+        assert!(!out.contains("TOKEN123") && !out.contains("p@ss") && !out.contains("p%40ss"), "{out}");
     }
 
     // --- [[logs]] ---------------------------------------------------------
