@@ -5,12 +5,12 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 
-use crate::checks::TargetRun;
+use crate::checks::{self, TargetRun};
 use crate::config::TargetConfig;
 
 /// The overall result of a `check` pass, in exit-code order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum ExitVerdict {
     /// Every invariant holds and every check ran.
     Holds,
     /// A check proved an invariant broken (index missing or wrong, duplicates, missing keys).
@@ -19,25 +19,26 @@ pub enum Verdict {
     Incomplete,
 }
 
-impl Verdict {
+impl ExitVerdict {
     /// 0, 1 or 2: see the README's exit codes.
     pub fn exit_code(self) -> u8 {
         match self {
-            Verdict::Holds => 0,
-            Verdict::Violated => 1,
-            Verdict::Incomplete => 2,
+            ExitVerdict::Holds => 0,
+            ExitVerdict::Violated => 1,
+            ExitVerdict::Incomplete => 2,
         }
     }
 }
 
 /// A violation outranks a failed check: what was found broken is certain.
-pub fn verdict(runs: &[TargetRun]) -> Verdict {
-    if runs.iter().any(|r| !r.violations().is_empty()) {
-        Verdict::Violated
-    } else if runs.iter().any(|r| r.errors().next().is_some()) {
-        Verdict::Incomplete
+pub fn verdict(runs: &[TargetRun]) -> ExitVerdict {
+    let verdicts: Vec<checks::Verdict> = runs.iter().map(TargetRun::verdict).collect();
+    if verdicts.iter().any(|v| matches!(v, checks::Verdict::Violated(_))) {
+        ExitVerdict::Violated
+    } else if verdicts.contains(&checks::Verdict::Unknown) {
+        ExitVerdict::Incomplete
     } else {
-        Verdict::Holds
+        ExitVerdict::Holds
     }
 }
 
@@ -76,7 +77,7 @@ pub fn target_json(target: &TargetConfig, run: &TargetRun) -> Value {
 /// The whole JSON document of `check --format json`.
 pub fn check_json(targets: &[TargetConfig], runs: &[TargetRun]) -> Value {
     json!({
-        "ok": verdict(runs) == Verdict::Holds,
+        "ok": verdict(runs) == ExitVerdict::Holds,
         "targets": targets.iter().zip(runs).map(|(t, r)| target_json(t, r)).collect::<Vec<_>>(),
     })
 }
@@ -139,9 +140,9 @@ pub fn check_text(targets: &[TargetConfig], runs: &[TargetRun]) -> String {
         out,
         "{}",
         match verdict(runs) {
-            Verdict::Holds => "OK: every invariant holds",
-            Verdict::Violated => "VIOLATED: at least one invariant is broken",
-            Verdict::Incomplete => "INCOMPLETE: at least one check could not run",
+            ExitVerdict::Holds => "OK: every invariant holds",
+            ExitVerdict::Violated => "VIOLATED: at least one invariant is broken",
+            ExitVerdict::Incomplete => "INCOMPLETE: at least one check could not run",
         }
     );
     out

@@ -136,13 +136,18 @@ impl TargetRun {
         }
     }
 
-    /// Whether the run got answers from MongoDB: false when its first
-    /// query could not connect, authenticate, or finish in time.
+    /// Whether the run got answers from MongoDB: false when any check could
+    /// not connect or authenticate, or when even the first (cheapest) query
+    /// did not finish in time.
     pub fn reached_mongodb(&self) -> bool {
-        match self.result(CheckName::Index).map(|r| &r.outcome) {
-            Some(Err(e)) => !e.reason.means_down(),
-            _ => true,
-        }
+        self.results.iter().all(|r| match &r.outcome {
+            Err(e) => match e.reason {
+                FailureReason::Unreachable | FailureReason::Unauthorized => false,
+                FailureReason::Timeout => r.check != CheckName::Index,
+                FailureReason::Other => true,
+            },
+            Ok(_) => true,
+        })
     }
 
     /// The checks that could not produce a figure.
@@ -150,33 +155,56 @@ impl TargetRun {
         self.results.iter().filter_map(|r| r.outcome.as_ref().err().map(|e| (r.check, e)))
     }
 
-    /// What this run proves is wrong, in an operator's words; empty when
-    /// every figure it produced is healthy.
-    pub fn violations(&self) -> Vec<String> {
+    /// What this run proves is wrong, per check, in an operator's words;
+    /// empty when every figure it produced is healthy.
+    pub fn violations(&self) -> Vec<(CheckName, String)> {
         let mut v = Vec::new();
         if let Some(i) = self.index() {
             if !i.present {
-                v.push(format!(
-                    "unique index missing or wrong: {}",
-                    i.problem.as_deref().unwrap_or("unexpected options")
+                v.push((
+                    CheckName::Index,
+                    format!("unique index missing or wrong: {}", i.problem.as_deref().unwrap_or("unexpected options")),
                 ));
             }
         }
         if let Some(d) = self.duplicates() {
             if d.keys > 0 {
-                v.push(format!("{} duplicated keys, {} surplus documents", d.keys, d.documents));
+                v.push((CheckName::Duplicates, format!("{} duplicated keys, {} surplus documents", d.keys, d.documents)));
             }
         }
         if let Some(m) = self.missing_keys() {
             if m.absent + m.null + m.empty > 0 {
-                v.push(format!(
-                    "documents without a usable key: {} absent, {} null, {} empty",
-                    m.absent, m.null, m.empty
+                v.push((
+                    CheckName::MissingKeys,
+                    format!("documents without a usable key: {} absent, {} null, {} empty", m.absent, m.null, m.empty),
                 ));
             }
         }
         v
     }
+
+    /// What the run says about the invariant as a whole.
+    pub fn verdict(&self) -> Verdict {
+        let violations = self.violations();
+        if !violations.is_empty() {
+            Verdict::Violated(violations.into_iter().map(|(_, text)| text).collect())
+        } else if self.errors().next().is_some() {
+            Verdict::Unknown
+        } else {
+            Verdict::Holds
+        }
+    }
+}
+
+/// The invariant as one run saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Every check ran and found nothing wrong.
+    Holds,
+    /// Something is proven wrong (whatever else could not run).
+    Violated(Vec<String>),
+    /// Nothing proven wrong, but some check could not run.
+    Unknown,
 }
 
 /// What one run of the checks works with. Outcomes of earlier checks are
@@ -247,10 +275,21 @@ pub async fn run_target(target: &TargetConfig, mongo: &Mongo) -> TargetRun {
         scan: None,
     };
     let mut results = Vec::with_capacity(CHECKS.len());
+    // Once MongoDB proved unreachable or refused us, later checks fail the
+    // same way at once instead of waiting out another server selection.
+    let mut down: Option<QueryError> = None;
     for check in CHECKS {
         let at = Utc::now();
         let t0 = Instant::now();
-        let outcome = deadline.run(check.run(&mut ctx)).await;
+        let outcome = match &down {
+            Some(e) => Err(e.clone()),
+            None => deadline.run(check.run(&mut ctx)).await,
+        };
+        if let Err(e) = &outcome {
+            if matches!(e.reason, FailureReason::Unreachable | FailureReason::Unauthorized) {
+                down = Some(e.clone());
+            }
+        }
         results.push(CheckResult {
             check,
             started_at: at,
@@ -277,7 +316,7 @@ pub fn record(run: &TargetRun, previous: Option<&TargetRun>, metrics: &Metrics) 
     if was_up != Some(up) {
         if up {
             tracing::info!(target = target, "MongoDB reachable");
-        } else if let Some(Err(e)) = run.result(CheckName::Index).map(|r| &r.outcome) {
+        } else if let Some((_, e)) = run.errors().next() {
             tracing::error!(target = target, reason = %e.reason, error = %e.message, "MongoDB not reachable; checks will retry on schedule");
         }
     }
@@ -286,18 +325,42 @@ pub fn record(run: &TargetRun, previous: Option<&TargetRun>, metrics: &Metrics) 
         record_check(target, result, previous.and_then(|p| p.result(result.check)), metrics);
     }
 
-    let now = run.violations();
-    let before = previous.map(TargetRun::violations).unwrap_or_default();
-    if now != before {
-        if now.is_empty() {
-            tracing::info!(target = target, "uniqueness invariant holds");
-        } else {
+    log_verdict(run, previous);
+}
+
+/// One log line when the invariant's state changes: it starts holding, a
+/// violation appears or changes. A run that could not check everything says
+/// nothing about the invariant unless it proves something new is wrong, so an
+/// outage never reads as "holds" or as "got better".
+fn log_verdict(run: &TargetRun, previous: Option<&TargetRun>) {
+    let target = run.target.as_str();
+    let now = run.verdict();
+    let complete = run.errors().next().is_none();
+    if !worth_logging(&now, previous.map(TargetRun::verdict).as_ref(), complete) {
+        return;
+    }
+    match now {
+        Verdict::Holds => tracing::info!(target = target, "uniqueness invariant holds"),
+        Verdict::Violated(violations) => {
             let sample: Vec<String> = run
                 .duplicates()
                 .map(|d| d.sample.iter().take(5).map(|s| format!("{}×{}", s.key, s.count)).collect())
                 .unwrap_or_default();
-            tracing::warn!(target = target, violations = ?now, sample = ?sample, "uniqueness invariant violated");
+            tracing::warn!(target = target, violations = ?violations, sample = ?sample, "uniqueness invariant violated");
         }
+        Verdict::Unknown => {}
+    }
+}
+
+/// Whether a run's verdict is news: `complete` says every check of the run produced figures.
+fn worth_logging(now: &Verdict, before: Option<&Verdict>, complete: bool) -> bool {
+    match (now, before) {
+        (Verdict::Unknown, _) => false,
+        (Verdict::Holds, before) => before != Some(&Verdict::Holds),
+        (Verdict::Violated(now), Some(Verdict::Violated(was))) if complete => was != now,
+        // A partial run only tells what it saw: news if something new is wrong.
+        (Verdict::Violated(now), Some(Verdict::Violated(was))) => now.iter().any(|v| !was.contains(v)),
+        (Verdict::Violated(_), _) => true,
     }
 }
 
@@ -381,4 +444,39 @@ pub fn init_metrics(target: &str, m: &Metrics) {
         }
     }
     m.runs_skipped_total.with_label_values(&[target]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violated(items: &[&str]) -> Verdict {
+        Verdict::Violated(items.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn an_outage_after_a_violation_is_not_news() {
+        assert!(!worth_logging(&Verdict::Unknown, Some(&violated(&["dups"])), false));
+    }
+
+    #[test]
+    fn holding_is_news_after_an_outage_or_a_violation_or_at_start() {
+        assert!(worth_logging(&Verdict::Holds, Some(&Verdict::Unknown), true));
+        assert!(worth_logging(&Verdict::Holds, Some(&violated(&["dups"])), true));
+        assert!(worth_logging(&Verdict::Holds, None, true));
+        assert!(!worth_logging(&Verdict::Holds, Some(&Verdict::Holds), true));
+    }
+
+    #[test]
+    fn a_partial_run_seeing_fewer_violations_is_not_an_improvement() {
+        assert!(!worth_logging(&violated(&["index"]), Some(&violated(&["index", "dups"])), false));
+        assert!(worth_logging(&violated(&["index", "keys"]), Some(&violated(&["index"])), false));
+    }
+
+    #[test]
+    fn a_complete_run_with_changed_violations_is_news() {
+        assert!(worth_logging(&violated(&["index"]), Some(&violated(&["index", "dups"])), true));
+        assert!(!worth_logging(&violated(&["index"]), Some(&violated(&["index"])), true));
+        assert!(worth_logging(&violated(&["index"]), Some(&Verdict::Unknown), false));
+    }
 }
