@@ -11,12 +11,8 @@ cd "$(dirname "$0")/.."
 PORT=27117
 mkdir -p demo-data/db demo-data/state demo-data/logs demo-data/reports
 
-command -v python3 >/dev/null || { echo "demo: python3 is needed" >&2; exit 1; }
-if [ ! -x .venv/bin/secantusd-py ]; then
-  echo "demo: installing SecantusDB into .venv"
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check "SecantusDB==0.7.0b3"
-fi
+# SecantusDB into .venv (and the test tools, on first run only).
+scripts/setup.sh
 
 echo "demo: building uniqwatch (release)"
 cargo build --release --locked --quiet

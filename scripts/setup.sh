@@ -8,13 +8,9 @@ cd "$(dirname "$0")/.."
 
 SECANTUS="SecantusDB==0.7.0b3"
 
-if [ ! -x .venv/bin/secantusd-py ]; then
-  echo "setup: installing $SECANTUS into .venv"
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check "$SECANTUS"
-fi
-
 need=()
+# Debian's python3 makes virtualenvs only with python3-venv installed.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
@@ -29,4 +25,15 @@ if [ ${#need[@]} -gt 0 ]; then
   for svc in prometheus prometheus-alertmanager prometheus-node-exporter mtail; do
     "${sudo_cmd[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true
   done
+fi
+
+if [ ! -x .venv/bin/secantusd-py ]; then
+  echo "setup: installing $SECANTUS into .venv"
+  rm -rf .venv
+  python3 -m venv .venv
+  if ! .venv/bin/pip install --quiet --disable-pip-version-check "$SECANTUS"; then
+    rm -rf .venv
+    echo "setup: pip install $SECANTUS failed" >&2
+    exit 1
+  fi
 fi

@@ -1192,6 +1192,7 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn record_report_written(metrics: &Metrics, report: &AuditReport, paths: &[PathBuf]) {
     metrics
         .audit_last_report_timestamp_seconds
+        .with_label_values::<&str>(&[])
         .set(report.generated_at.timestamp_millis() as f64 / 1000.0);
     let files: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     tracing::info!(month = %report.month, holds = ?report.verdict.holds, files = ?files, "wrote the monthly audit report");

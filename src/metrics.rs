@@ -62,9 +62,9 @@ pub struct Metrics {
     /// Bytes the history store takes on disk (database and write-ahead log).
     pub history_size_bytes: IntGauge,
     /// When the history store last committed a write.
-    pub history_last_write_timestamp_seconds: Gauge,
+    pub history_last_write_timestamp_seconds: GaugeVec,
     /// When the last scheduled audit report was written.
-    pub audit_last_report_timestamp_seconds: Gauge,
+    pub audit_last_report_timestamp_seconds: GaugeVec,
     // --- Log tailer (src/logs). Counters move only when the checkpoint
     // holding them is committed, and resume from it after a restart. ---
     /// Log lines holding a duplicate-key error: how often the safety net fired.
@@ -151,18 +151,14 @@ impl Metrics {
                 c
             },
             build_info: int_gauge(&r, "build_info", "Always 1; the version label says which uniqwatch is running.", &["version"]),
-            start_time_seconds: {
-                let g = Gauge::with_opts(Opts::new("start_time_seconds", "Unix time the daemon started.").namespace("uniqwatch"))
-                    .expect("metric definition is valid");
-                r.register(Box::new(g.clone())).expect("metric registered once");
-                g
-            },
+            start_time_seconds: plain_gauge(&r, "start_time_seconds", "Unix time the daemon started."),
             history_up: plain_int_gauge(&r, "history_up", "1 while the history store is open and its last write succeeded; 0 when it could not be opened or a write failed."),
             history_write_failures_total: int_counter(&r, "history_write_failures_total", "Failed writes to the history store, by reason: disk_full, corrupt, read_only, busy, io, cannot_open, too_new, other.", &["reason"]),
             history_records_dropped_total: int_counter(&r, "history_records_dropped_total", "Check-run records not stored in history, by reason: queue_full (the writer lagged) or write_failed.", &["reason"]),
             history_size_bytes: plain_int_gauge(&r, "history_size_bytes", "Bytes the history store takes on disk, database and write-ahead log together."),
-            history_last_write_timestamp_seconds: plain_gauge(&r, "history_last_write_timestamp_seconds", "Unix time the history store last committed a write."),
-            audit_last_report_timestamp_seconds: plain_gauge(&r, "audit_last_report_timestamp_seconds", "Unix time the last scheduled monthly audit report was written."),
+            // Label-less vectors, so the series is absent until there is a time to report, never 0.
+            history_last_write_timestamp_seconds: gauge(&r, "history_last_write_timestamp_seconds", "Unix time the history store last committed a write; absent before the first.", &[]),
+            audit_last_report_timestamp_seconds: gauge(&r, "audit_last_report_timestamp_seconds", "Unix time the last scheduled monthly audit report was written; absent before the first.", &[]),
             duplicate_key_errors_total: int_counter(&r, "duplicate_key_errors_total", "Log lines holding a duplicate-key error (E11000), counted once per line, by the namespace and index the line names.", &["source", "namespace", "index"]),
             duplicate_key_recoveries_total: int_counter(&r, "duplicate_key_recoveries_total", "Log lines saying a duplicate-key conflict was recovered by re-reading the existing document.", &["source"]),
             log_events_total: int_counter(&r, "log_events_total", "Log lines matching a configured [[logs.events]] entry.", &["source", "event"]),

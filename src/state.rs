@@ -34,6 +34,8 @@ pub struct TargetStatus {
     pub runs: u64,
     /// Scheduled runs skipped because the previous one was still going.
     pub skipped: u64,
+    /// Ticks skipped while the current run goes on, so only the first is logged.
+    pub skipped_this_run: u64,
     /// When the run now going started, if one is.
     pub running_since: Option<DateTime<Utc>>,
     /// The last finished run.
@@ -73,10 +75,16 @@ impl TargetSlot {
         self.status.write().unwrap_or_else(|e| e.into_inner()).running_since = Some(Utc::now());
     }
 
+    /// Counts a tick that found the previous run still going; logs the first
+    /// one of a run only (the counter has the rest).
     pub fn run_skipped(&self, metrics: &Metrics) {
-        self.status.write().unwrap_or_else(|e| e.into_inner()).skipped += 1;
+        let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
+        status.skipped += 1;
+        status.skipped_this_run += 1;
         metrics.runs_skipped_total.with_label_values(&[&self.config.name]).inc();
-        tracing::warn!(target = %self.config.name, "previous run still going; this scheduled run is skipped");
+        if status.skipped_this_run == 1 {
+            tracing::warn!(target = %self.config.name, "previous run still going; scheduled runs are skipped until it ends");
+        }
     }
 
     /// Stores a finished run and records its metrics and transition logs.
@@ -87,6 +95,10 @@ impl TargetSlot {
             if r.outcome.is_ok() {
                 status.last_success.insert(r.check, r.started_at);
             }
+        }
+        if status.skipped_this_run > 0 {
+            tracing::info!(target = %self.config.name, skipped = status.skipped_this_run, "long run ended; scheduled runs resume");
+            status.skipped_this_run = 0;
         }
         status.runs += 1;
         status.running_since = None;

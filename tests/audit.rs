@@ -642,7 +642,7 @@ async fn the_audit_reads_while_the_daemon_writes() {
     trigger.trigger();
     writer.await.unwrap();
     assert_eq!(metrics.history_up.get(), 1);
-    assert!(metrics.history_last_write_timestamp_seconds.get() > 0.0);
+    assert!(metrics.history_last_write_timestamp_seconds.with_label_values::<&str>(&[]).get() > 0.0);
     let store = Store::open_read_only(&path).unwrap();
     assert_eq!(store.latest_log_totals("chat-backend").unwrap()[&("recoveries".into(), String::new(), String::new())], 6);
 }

@@ -111,6 +111,7 @@ async fn metrics_appear_after_the_first_run_and_pages_answer() {
     assert_eq!(value(&m, "uniqwatch_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
     assert!(m.contains("# HELP uniqwatch_duplicate_keys") && m.contains("not computed at scrape time"), "{m}");
     assert!(!m.contains("a_b"), "key values must never become labels");
+    assert_eq!(value(&m, "uniqwatch_audit_last_report_timestamp_seconds", &[]), None, "no report yet: absent, not 0");
 
     assert_eq!(d.get("/healthz").await.0, 200);
     assert_eq!(d.get("/readyz").await.0, 200);

@@ -218,6 +218,7 @@ impl Writer {
         self.metrics.history_up.set(1);
         self.metrics
             .history_last_write_timestamp_seconds
+            .with_label_values::<&str>(&[])
             .set(Utc::now().timestamp_millis() as f64 / 1000.0);
     }
 }
