@@ -78,6 +78,21 @@ impl QueryError {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_selection_errors_are_one_short_line() {
+        let text = "Server selection timeout: No available servers. Topology: { Type: Unknown, Servers: [ { Address: 127.0.0.1:27117, Type: Unknown, Error: Kind: I/O error: Connection refused (os error 111), labels: {\"RetryableError\"} } ] }";
+        assert_eq!(
+            shorten(text),
+            "Server selection timeout: No available servers (127.0.0.1:27117: I/O error: Connection refused (os error 111))"
+        );
+        assert_eq!(shorten("Command failed: x"), "Command failed: x");
+    }
+}
+
 /// Server error codes that mean "not allowed".
 const UNAUTHORIZED_CODES: [i32; 3] = [13, 18, 8000];
 /// `MaxTimeMSExpired`.
@@ -103,6 +118,37 @@ pub fn classify(err: &DriverError) -> FailureReason {
         ErrorKind::Command(cmd) if UNAUTHORIZED_CODES.contains(&cmd.code) => FailureReason::Unauthorized,
         _ if err.contains_label("NetworkError") => FailureReason::Unreachable,
         _ => FailureReason::Other,
+    }
+}
+
+/// A driver error in one line for logs and pages: the error kind's own text
+/// (without the driver's label and source dump), and for a failed server
+/// selection the headline plus each server's error instead of the whole
+/// topology description.
+pub fn describe(err: &DriverError) -> String {
+    shorten(&err.kind.to_string())
+}
+
+fn shorten(text: &str) -> String {
+    let Some((headline, topology)) = text.split_once(". Topology:") else {
+        return text.to_string();
+    };
+    let servers: Vec<String> = topology
+        .split("Address: ")
+        .skip(1)
+        .map(|server| {
+            let address = server.split(',').next().unwrap_or("?").trim();
+            let error = server
+                .split_once("Error: ")
+                .map(|(_, e)| e.split(", labels:").next().unwrap_or(e).trim_start_matches("Kind: ").trim())
+                .unwrap_or("no error reported");
+            format!("{address}: {error}")
+        })
+        .collect();
+    if servers.is_empty() {
+        headline.to_string()
+    } else {
+        format!("{headline} ({})", servers.join("; "))
     }
 }
 
@@ -143,9 +189,9 @@ impl Mongo {
             .await
     }
 
-    /// Wraps a driver error: classified, with credentials removed from its text.
+    /// Wraps a driver error: classified, in one short line, with credentials removed.
     pub fn error(&self, err: &DriverError) -> QueryError {
-        QueryError::new(classify(err), redact_text(&err.to_string(), &self.config.uri))
+        QueryError::new(classify(err), redact_text(&describe(err), &self.config.uri))
     }
 }
 
