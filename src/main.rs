@@ -112,6 +112,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(arg) => {
             let config = Config::load(&arg.config)?;
+            raise_open_file_limit();
             let rt = runtime()?;
             rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(config.web.listen)
@@ -120,6 +121,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 daemon::run(config, listener, daemon::signal()).await
             })?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The tailer keeps every followed file open; raise the soft limit on open
+/// files to the hard limit so hundreds of log files do not run it out.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+                let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                    tracing::debug!("cannot raise the open-file limit");
+                }
+            }
         }
     }
 }

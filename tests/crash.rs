@@ -159,3 +159,36 @@ fn kill_9_at_any_moment_neither_loses_nor_double_counts_a_line() {
         written.requests as f64
     );
 }
+
+#[test]
+fn running_out_of_file_descriptors_never_counts_a_line_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    const FILES: u64 = 120;
+    for i in 0..FILES {
+        std::fs::write(logs.join(format!("app-{i:03}.log")), "2026-11-28T10:00:02.000Z [ERROR] E11000 duplicate key error\n").unwrap();
+    }
+    let port = free_port();
+    let cfg = config(dir.path(), port);
+    // Fewer descriptors than files: listing the directory fails now and then.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n 100 && exec {BIN} run --config {} --log-level warn", cfg.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // /metrics may not accept connections while descriptors run out, so the
+    // saved checkpoint is what is checked. Longer than the quiet period after
+    // which rotated files are released and could be found again as new files.
+    std::thread::sleep(Duration::from_secs(14));
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    child.wait().unwrap();
+    let checkpoint: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("state/logs-checkpoint.json")).unwrap()).unwrap();
+    let app = &checkpoint["sources"]["app"];
+    let lines = app["totals"]["lines"].as_u64().unwrap();
+    assert!(lines > 0 && lines <= FILES, "{lines} lines counted from {FILES} one-line files");
+    assert_eq!(app["rotations"], 0, "nothing was rotated");
+}

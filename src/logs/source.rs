@@ -62,6 +62,8 @@ pub(super) struct Source {
     first_poll: bool,
     /// Per pattern, whether it matched at the last poll, to log changes once.
     pattern_matched: Vec<Option<bool>>,
+    /// Per pattern: its last listing failed, so the failure is logged once.
+    listing_failed: Vec<bool>,
     /// Files that could not be opened, to log each once.
     unreadable: HashSet<PathBuf>,
     /// Whether the error labels overflowed [`MAX_ERROR_LABEL_PAIRS`] (logged once).
@@ -170,6 +172,7 @@ impl Source {
             fresh,
             first_poll: true,
             pattern_matched: vec![None; config.paths.len()],
+            listing_failed: vec![false; config.paths.len()],
             unreadable: HashSet::new(),
             labels_overflowed: false,
             next_due: now,
@@ -183,8 +186,12 @@ impl Source {
     pub(super) fn poll(&mut self, buf: &mut [u8]) {
         self.more = false;
         self.check_open_files();
-        let seen = self.expand_patterns();
-        self.handle_unseen(&seen);
+        let (seen, complete) = self.expand_patterns();
+        // A listing that failed (out of descriptors, NFS trouble) proves
+        // nothing about files it did not list: no renames are inferred from it.
+        if complete {
+            self.handle_unseen(&seen);
+        }
         self.read_all(buf);
         self.release_drained(buf);
         self.first_poll = false;
@@ -209,19 +216,26 @@ impl Source {
     }
 
     /// Expands every pattern, follows new files and notes renames that
-    /// still match. Returns the identities found.
-    fn expand_patterns(&mut self) -> HashSet<FileId> {
+    /// still match. Returns the identities found, and whether every
+    /// directory could be listed.
+    fn expand_patterns(&mut self) -> (HashSet<FileId>, bool) {
         let mut seen = HashSet::new();
         let mut known = Vec::new();
         let mut new = Vec::new();
+        let mut complete = true;
         for i in 0..self.config.paths.len() {
             let mut matched = 0usize;
+            let mut listing_error = None;
             // Patterns were validated at load; an invalid one just matches nothing.
-            for path in glob::glob(&self.config.paths[i])
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
+            let entries = glob::glob(&self.config.paths[i]).into_iter().flatten();
+            for entry in entries {
+                let path = match entry {
+                    Ok(path) => path,
+                    Err(e) => {
+                        listing_error = Some(e);
+                        continue;
+                    }
+                };
                 let Ok(meta) = fs::metadata(&path) else {
                     continue;
                 };
@@ -238,7 +252,21 @@ impl Source {
                     }
                 }
             }
-            self.note_pattern(i, matched);
+            match listing_error {
+                Some(e) => {
+                    complete = false;
+                    if !self.listing_failed[i] {
+                        warn!(source = %self.config.name, pattern = %self.config.paths[i], error = %e, "cannot list the files of a pattern; followed files are kept as they are until it can");
+                    }
+                    self.listing_failed[i] = true;
+                }
+                None => {
+                    if std::mem::take(&mut self.listing_failed[i]) {
+                        info!(source = %self.config.name, pattern = %self.config.paths[i], "files of the pattern can be listed again");
+                    }
+                    self.note_pattern(i, matched);
+                }
+            }
         }
         // Known files first: reopening one found truncated may register its
         // copytruncate copy, which must then not count as a new file.
@@ -248,7 +276,7 @@ impl Source {
         for path in new {
             self.found_new(path, &mut seen);
         }
-        seen
+        (seen, complete)
     }
 
     /// Logs a pattern starting or stopping to match, once per change.
@@ -365,6 +393,10 @@ impl Source {
             let follower = self.files.get_mut(&id).expect("id taken from the map");
             if follower.is_open() {
                 if follower.presence != Presence::Current {
+                    continue;
+                }
+                // Still at its path: the pattern's listing missed it, it did not move.
+                if fs::metadata(&follower.path).is_ok_and(|m| FileId::of(&m) == id) {
                     continue;
                 }
                 if follower.is_unlinked() {
@@ -510,7 +542,10 @@ impl Source {
                     count,
                 }),
                 Err(e) => {
-                    warn!(source = %self.config.name, path = %follower.path.display(), error = %e, "cannot read the last line of a released log file")
+                    // Not read to its end: kept, and tried again next poll.
+                    warn!(source = %self.config.name, path = %follower.path.display(), error = %e, "cannot read the end of a rotated log file; keeping it");
+                    self.files.insert(id, follower);
+                    continue;
                 }
             }
             self.absorb(tally);
