@@ -216,6 +216,11 @@ fn default_sample_size() -> usize {
     20
 }
 
+/// The shortest history worth keeping.
+const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// With scheduled reports, the whole previous month must survive until its report.
+const MIN_RETENTION_WITH_AUDIT: Duration = Duration::from_secs(62 * 24 * 3600);
+
 /// The largest sample a run keeps; a bound on the daemon's memory per target.
 pub const MAX_SAMPLE_SIZE: usize = 1000;
 /// How many document ids a sample keeps per offending key.
@@ -567,8 +572,20 @@ impl Config {
                 ));
             }
         }
+        if self.state.retention < MIN_RETENTION {
+            return Err(field_err("state.retention", "must be at least 1 day: history younger than that would be pruned"));
+        }
         if let Some(audit) = &self.audit {
             audit.validate()?;
+            if self.state.retention < MIN_RETENTION_WITH_AUDIT {
+                return Err((
+                    "state.retention".to_string(),
+                    format!(
+                        "must be at least 62 days with [audit]: the report of a month is written after it ends, so its history must still be there; found {}",
+                        humantime::format_duration(self.state.retention)
+                    ),
+                ));
+            }
         }
         validate_logs(&self.logs)?;
         Ok(())
@@ -848,6 +865,15 @@ key = "participantsKey"
     fn nonsense_cron_is_rejected() {
         let e = parse(&format!("{TARGET}schedule = \"a b c d e f\"")).unwrap_err().to_string();
         assert!(e.contains("target[0].schedule"), "{e}");
+    }
+
+    #[test]
+    fn retention_too_short_for_the_audit_is_rejected() {
+        let e = parse("[state]\nretention = \"0s\"").unwrap_err().to_string();
+        assert!(e.contains("state.retention"), "{e}");
+        parse("[state]\nretention = \"30days\"").unwrap();
+        let e = parse("[state]\nretention = \"30days\"\n[audit]\ndir = \"/r\"").unwrap_err().to_string();
+        assert!(e.contains("state.retention") && e.contains("62 days"), "{e}");
     }
 
     #[test]
