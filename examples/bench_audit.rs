@@ -135,8 +135,8 @@ fn main() {
         .map(|n| TargetInfo { name: n.to_string(), database: "app".into(), collection: n.to_string(), key: "participantsKey".into() })
         .collect();
     let sources = vec![
-        LogSourceInfo { name: "chat-backend".into(), request_event: Some("create_or_get".into()) },
-        LogSourceInfo { name: "mongod".into(), request_event: None },
+        LogSourceInfo { name: "chat-backend".into(), request_event: Some("create_or_get".into()), tracks_recoveries: true },
+        LogSourceInfo { name: "mongod".into(), request_event: None, tracks_recoveries: false },
     ];
     let current: BTreeMap<String, CurrentState> = TARGETS
         .iter()

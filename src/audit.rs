@@ -196,6 +196,14 @@ pub struct LogSourceInfo {
     /// The `[[logs.events]]` whose count stands for requests, for the error
     /// ratio; none means the report gives no ratio.
     pub request_event: Option<String>,
+    /// The source has recovery markers. Without them (mongod's log) errors
+    /// are reported but "every error recovered?" is not asked.
+    #[serde(default = "yes")]
+    pub tracks_recoveries: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What a fresh check at report time found for one target.
@@ -570,6 +578,8 @@ pub struct LogReport {
     pub recoveries: u64,
     /// Errors beyond the recoveries: errors − recoveries, at least 0.
     pub unrecovered: u64,
+    /// Whether the source counts recoveries at all (it has recovery markers).
+    pub tracks_recoveries: bool,
     /// Days the store holds totals for (the source was being followed).
     pub days_watched: u64,
     /// Every day of the period, watched or not.
@@ -894,7 +904,12 @@ fn log_report(
 ) -> Result<LogReport, AuditError> {
     let request_event = info.and_then(|s| s.request_event.clone());
     let rows = store.log_days(name, month.first_day(), month.next().first_day())?;
-    let mut report = LogReport { configured: info.is_some(), request_event: request_event.clone(), ..Default::default() };
+    let mut report = LogReport {
+        configured: info.is_some(),
+        tracks_recoveries: info.is_none_or(|s| s.tracks_recoveries),
+        request_event: request_event.clone(),
+        ..Default::default()
+    };
     let mut days: BTreeMap<NaiveDate, LogDayReport> = BTreeMap::new();
     let mut by_index: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut requests = 0;
@@ -926,7 +941,9 @@ fn log_report(
     report.days_watched = days.len() as u64;
     report.duplicate_key_errors = days.values().map(|d| d.duplicate_key_errors).sum();
     report.recoveries = days.values().map(|d| d.recoveries).sum();
-    report.unrecovered = report.duplicate_key_errors.saturating_sub(report.recoveries);
+    if report.tracks_recoveries {
+        report.unrecovered = report.duplicate_key_errors.saturating_sub(report.recoveries);
+    }
     report.worst_day = days
         .values()
         .filter(|d| d.duplicate_key_errors > 0)
@@ -1041,7 +1058,7 @@ fn verdict(targets: &[TargetReport], logs: &BTreeMap<String, LogReport>) -> Verd
             },
         });
     }
-    for (name, l) in logs {
+    for (name, l) in logs.iter().filter(|(_, l)| l.tracks_recoveries) {
         items.push(VerdictItem {
             subject: name.clone(),
             question: "Every duplicate-key error recovered?".into(),

@@ -86,6 +86,7 @@ fn log_sources(config: &Config) -> Vec<LogSourceInfo> {
         .map(|s| LogSourceInfo {
             name: s.name.clone(),
             request_event: s.request_event.clone(),
+            tracks_recoveries: !s.recovery_markers.is_empty(),
         })
         .collect()
 }

@@ -214,8 +214,8 @@ fn targets() -> Vec<TargetInfo> {
 
 fn sources() -> Vec<LogSourceInfo> {
     vec![
-        LogSourceInfo { name: "chat-backend".into(), request_event: Some("create_or_get".into()) },
-        LogSourceInfo { name: "mongod".into(), request_event: None },
+        LogSourceInfo { name: "chat-backend".into(), request_event: Some("create_or_get".into()), tracks_recoveries: true },
+        LogSourceInfo { name: "mongod".into(), request_event: None, tracks_recoveries: false },
     ]
 }
 
@@ -358,10 +358,13 @@ fn every_section_matches_what_was_injected() {
     );
     assert_eq!(j["logs"]["mongod"]["days_watched"], 0);
 
-    // The verdict, in order: three questions per target, then one per source.
+    assert_eq!(j["logs"]["mongod"]["tracks_recoveries"], false);
+
+    // The verdict, in order: three questions per target, then one per source
+    // that counts recoveries (mongod's log has no recovery markers: no question).
     let items = j["verdict"]["items"].as_array().unwrap();
     let statuses: Vec<&str> = items.iter().map(|i| i["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["fail", "fail", "fail", "pass", "pass", "pass", "fail", "no_data"]);
+    assert_eq!(statuses, ["fail", "fail", "fail", "pass", "pass", "pass", "fail"]);
     assert!(items[0]["figure"].as_str().unwrap().contains("missing or wrong in 144 of 4452 index runs"));
     assert!(items[1]["figure"].as_str().unwrap().contains("up to 3 surplus documents on 2 keys"));
     assert!(items[4]["figure"].as_str().unwrap().contains("now: not checked"));

@@ -326,8 +326,16 @@ fn log_section(doc: &mut Vec<Block>, r: &AuditReport, name: &str, l: &LogReport)
     }
     let mut items = vec![
         format!("Duplicate-key errors: {}", l.duplicate_key_errors),
-        format!("Recoveries: {}", l.recoveries),
-        format!("Not recovered: {}", l.unrecovered),
+        if l.tracks_recoveries {
+            format!("Recoveries: {}", l.recoveries)
+        } else {
+            "Recoveries: not counted (the source has no recovery markers)".to_string()
+        },
+        if l.tracks_recoveries {
+            format!("Not recovered: {}", l.unrecovered)
+        } else {
+            "Not recovered: not applicable".to_string()
+        },
         match &l.worst_day {
             Some(w) => format!("Worst day: {} ({})", w.date, plural(w.duplicate_key_errors, "duplicate-key error")),
             None => "Worst day: none (no duplicate-key errors)".to_string(),
