@@ -118,12 +118,21 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
 /// Finished runs waiting for the history writer; a full queue drops (and counts) a run.
 const HISTORY_QUEUE: usize = 1024;
 
-/// Opens (creating or migrating) the history store under `[state] dir`.
+/// Opens (creating or migrating) the history store under `[state] dir`, and
+/// records as counted before history began whatever the log checkpoint holds
+/// that the store has never seen (a new store beside an old checkpoint).
 async fn open_history(config: &Config) -> Result<store::Store, store::StoreError> {
-    let path = store::history_path(&config.state.dir);
-    tokio::task::spawn_blocking(move || store::Store::open(&path))
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    let dir = config.state.dir.clone();
+    let tails_logs = !config.logs.is_empty();
+    tokio::task::spawn_blocking(move || {
+        let mut store = store::Store::open(&store::history_path(&dir))?;
+        if tails_logs {
+            store.record_log_baseline(chrono::Utc::now(), &logs::checkpoint::peek_totals(&dir))?;
+        }
+        Ok(store)
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -132,6 +132,22 @@ pub fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
     bytes
 }
 
+/// The totals the checkpoint in `dir` holds, read without changing anything
+/// (a corrupt file is left for [`load`] to set aside): what the tailer will
+/// resume from. Empty when there is no usable checkpoint.
+pub fn peek_totals(dir: &Path) -> crate::logs::LogTotals {
+    let read = |name| fs::read(dir.join(name)).ok().and_then(|bytes| decode(&bytes).ok());
+    let newest = match (read(FILE_NAME), read(TEMP_FILE_NAME)) {
+        (Some(stable), Some(temp)) => Some(if temp.generation > stable.generation { temp } else { stable }),
+        (stable, temp) => stable.or(temp),
+    };
+    crate::logs::LogTotals {
+        sources: newest
+            .map(|c| c.sources.into_iter().map(|(name, source)| (name, source.totals)).collect())
+            .unwrap_or_default(),
+    }
+}
+
 /// Reads the checkpoint in `dir`, preferring the newer valid one of the
 /// stable and temp files. Only an I/O error other than "not found" fails:
 /// starting afresh then could overwrite totals that are merely unreadable.

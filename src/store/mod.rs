@@ -615,6 +615,37 @@ impl Store {
         result.map_err(|e| self.classify(e, doing))
     }
 
+    /// Records totals counted before history began (the tailer's checkpoint
+    /// at start-up): every series the store has no row of gets one for the
+    /// day of `at` that starts at its total, so those lines count on no day.
+    /// Series the store already follows are left alone. Call it before the
+    /// first [`Store::record_log_totals`] of a run.
+    pub fn record_log_baseline(&mut self, at: DateTime<Utc>, totals: &LogTotals) -> Result<usize, StoreError> {
+        let day = day_text(at.date_naive());
+        let updated_ms = at.timestamp_millis();
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            let mut written = 0;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO log_days
+                       (source, counter, label, sub_label, day, start_value, end_value, carried, updated_ms)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?6, 0, ?7
+                     WHERE NOT EXISTS (SELECT 1 FROM log_days
+                                       WHERE source = ?1 AND counter = ?2 AND label = ?3 AND sub_label = ?4)",
+                )?;
+                for (key, value) in log_series(totals) {
+                    written += insert.execute(params![
+                        key.source, key.counter, key.label, key.sub_label, day, value, updated_ms
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(written)
+        })();
+        result.map_err(|e| self.classify(e, "recording log totals counted before history began"))
+    }
+
     /// Deletes check runs that started before `older_than` and daily log
     /// totals of days before its date. Returns the rows deleted. Freed pages
     /// are reused by later writes, so the file stops growing once retention
@@ -861,5 +892,22 @@ mod tests {
         // One check run and the first day's 3 series (recoveries, lines, bytes).
         assert_eq!(store.prune(at(10, 0)).unwrap(), 4);
         assert_eq!(store.prune(at(10, 0)).unwrap(), 0);
+    }
+
+    #[test]
+    fn totals_counted_before_history_began_count_on_no_day() {
+        let mut store = Store::open_in_memory().unwrap();
+        let mut totals = LogTotals::default();
+        totals.sources.insert("app".into(), SourceTotals { recoveries: 5, ..Default::default() });
+        // A new store beside a checkpoint that already counted 5 recoveries.
+        assert_eq!(store.record_log_baseline(at(20, 0), &totals).unwrap(), 3);
+        totals.sources.get_mut("app").unwrap().recoveries = 7;
+        store.record_log_totals(at(20, 5), &totals).unwrap();
+        // A restart: the baseline leaves series the store follows alone.
+        assert_eq!(store.record_log_baseline(at(20, 6), &totals).unwrap(), 0);
+        let from = at(1, 0).date_naive();
+        let days = store.log_days("app", from, at(30, 0).date_naive()).unwrap();
+        let recoveries: u64 = days.iter().filter(|d| d.counter == "recoveries").map(|d| d.count).sum();
+        assert_eq!(recoveries, 2, "{days:?}");
     }
 }
