@@ -380,6 +380,18 @@ fn day_text(day: NaiveDate) -> String {
     day.format("%Y-%m-%d").to_string()
 }
 
+/// The write-ahead log beside a store file.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// A path as the path part of an SQLite `file:` URI.
+fn uri_escape(path: &str) -> String {
+    path.replace('%', "%25").replace('?', "%3f").replace('#', "%23")
+}
+
 /// An open history store. Not `Sync`: one owner writes (the [`writer`]
 /// task); the audit opens its own handle.
 pub struct Store {
@@ -422,10 +434,24 @@ impl Store {
             return Err(StoreError::Missing { path: path.to_path_buf() });
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn =
-            Connection::open_with_flags(path, flags).map_err(|source| open_error(path, source))?;
-        let store = Store { conn, path: path.to_path_buf(), target_ids: HashMap::new() };
-        store.configure(false)?;
+        let open = |target: &str, flags: OpenFlags| -> Result<Store, StoreError> {
+            let conn = Connection::open_with_flags(target, flags).map_err(|source| open_error(path, source))?;
+            let store = Store { conn, path: path.to_path_buf(), target_ids: HashMap::new() };
+            store.configure(false)?;
+            store.schema_version()?;
+            Ok(store)
+        };
+        let store = match open(&path.to_string_lossy(), flags) {
+            Ok(store) => store,
+            // WAL mode needs the -shm file, which a reader that cannot write
+            // the directory cannot create. With no -wal file no writer is
+            // running, so the file can be read as immutable instead.
+            Err(e) if !wal_path(path).exists() => {
+                let uri = format!("file:{}?immutable=1", uri_escape(&path.to_string_lossy()));
+                open(&uri, flags | OpenFlags::SQLITE_OPEN_URI).map_err(|_| e)?
+            }
+            Err(e) => return Err(e),
+        };
         let found = store.schema_version()?;
         if found > schema::CURRENT_VERSION {
             return Err(StoreError::TooNew {
