@@ -1,4 +1,12 @@
-//! Durable file replacement, shared by the log checkpoint and `audit --out`.
+//! Durable file writes, shared by the log checkpoint, `audit --out` and the
+//! scheduled audit reports.
+//!
+//! Both ways of writing go through a temporary file in the same directory
+//! that is fsynced before it takes the real name, and both fsync the
+//! directory after, so a crash at any instant leaves either no file, the old
+//! one, or the new one whole, never a mix. They differ only in what happens
+//! when the name is taken: [`replace_atomically`] replaces it,
+//! [`create_new_durably`] fails with `AlreadyExists`.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -6,15 +14,34 @@ use std::path::Path;
 
 /// Replaces `path` with `bytes` atomically and durably: writes `temp` (which
 /// must be in the same directory), fsyncs it, renames it over `path`, and
-/// fsyncs the directory, so a crash at any instant leaves either the old
-/// file or the new one, never a mix.
+/// fsyncs the directory.
 pub fn replace_atomically(path: &Path, temp: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = File::create(temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
+    write_synced(temp, bytes)?;
     std::fs::rename(temp, path)?;
-    // The rename is only durable once the directory entry is on disk.
+    sync_parent(path)
+}
+
+/// Creates `path` holding `bytes`, durably, and only if no file has that
+/// name: writes `temp` (same directory), fsyncs it, then hard-links it to
+/// `path`, which fails with `AlreadyExists` rather than replace a file that
+/// appeared meanwhile. `temp` is removed whatever happens.
+pub fn create_new_durably(path: &Path, temp: &Path, bytes: &[u8]) -> io::Result<()> {
+    let linked = write_synced(temp, bytes).and_then(|()| std::fs::hard_link(temp, path));
+    // The temporary name is not needed once linked, nor after a failure.
+    let _ = std::fs::remove_file(temp);
+    linked?;
+    sync_parent(path)
+}
+
+/// Writes `bytes` to a new (or truncated) `path` and fsyncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// A new or renamed name is only durable once its directory entry is on disk.
+fn sync_parent(path: &Path) -> io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     File::open(dir)?.sync_all()
 }
@@ -31,6 +58,20 @@ mod tests {
         std::fs::write(&path, b"old").unwrap();
         replace_atomically(&path, &temp, b"new").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert!(!temp.exists());
+    }
+
+    #[test]
+    fn create_new_never_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let temp = dir.path().join(".f.tmp");
+        create_new_durably(&path, &temp, b"first").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        assert!(!temp.exists());
+        let e = create_new_durably(&path, &temp, b"second").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
         assert!(!temp.exists());
     }
 }
