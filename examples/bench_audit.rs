@@ -15,9 +15,11 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
-use uniqwatch::audit::{build_report, CurrentDuplicates, CurrentState, LogSourceInfo, MissingCounts, Month, TargetInfo};
+use uniqwatch::audit::{build_report, CurrentDuplicates, CurrentState, DuplicateSample, LogSourceInfo, MissingCounts, Month, TargetInfo};
+use uniqwatch::checks::{DuplicatesOutcome, Figures, IndexOutcome, Method, MissingKeysOutcome, CHECKS};
 use uniqwatch::logs::{ErrorTotal, LogTotals, SourceTotals};
-use uniqwatch::store::{RunRecord, Store};
+use uniqwatch::mongo::FailureReason;
+use uniqwatch::store::{RunOutcome, RunRecord, Store};
 
 const TARGETS: [&str; 3] = ["chats", "users", "orders"];
 const DAYS: i64 = 365;
@@ -26,26 +28,57 @@ fn runs_at(target: &str, at: DateTime<Utc>, minute_of_year: i64) -> Vec<RunRecor
     // A few hours of MongoDB outage every 30 days, duplicates for a day every 45.
     let outage = minute_of_year % (30 * 1440) < 120;
     let duplicated = minute_of_year % (45 * 1440) < 1440;
-    let rec = |check: &str, figures: serde_json::Value| RunRecord {
+    let rec = |outcome| RunRecord {
         at,
         target: target.to_string(),
-        check: check.to_string(),
-        success: !outage,
-        reason: outage.then(|| "unreachable".to_string()),
-        duration_seconds: 0.012,
-        figures: (!outage).then_some(figures),
+        duration: std::time::Duration::from_millis(12),
+        outcome,
+    };
+    if outage {
+        return CHECKS
+            .iter()
+            .map(|&check| rec(RunOutcome::Failed { check, reason: FailureReason::Unreachable }))
+            .collect();
+    }
+    let offender = |key: &str, ids: &[&str]| DuplicateSample {
+        key: json!(key),
+        count: ids.len() as u64,
+        ids: ids.iter().map(|id| json!(id)).collect(),
     };
     let duplicates = if duplicated {
-        json!({"keys": 2, "documents": 3, "method": "group", "sample": [
-            {"key": "userA_userB", "count": 3, "ids": ["65f0a1", "65f0a2", "65f0a3"]},
-            {"key": "userC_userD", "count": 2, "ids": ["65f0b1", "65f0b2"]}]})
+        DuplicatesOutcome {
+            keys: 2,
+            documents: 3,
+            method: Method::Aggregation,
+            sample: vec![
+                offender("userA_userB", &["65f0a1", "65f0a2", "65f0a3"]),
+                offender("userC_userD", &["65f0b1", "65f0b2"]),
+            ],
+        }
     } else {
-        json!({"keys": 0, "documents": 0, "method": "unique_index", "sample": []})
+        DuplicatesOutcome { keys: 0, documents: 0, method: Method::UniqueIndex, sample: Vec::new() }
+    };
+    let index = IndexOutcome {
+        present: true,
+        name: Some("participantsKey_1".into()),
+        unique: true,
+        sparse: true,
+        hidden: false,
+        problem: None,
+        guarantees_uniqueness: true,
+        queryable: None,
+    };
+    let missing = MissingKeysOutcome {
+        absent: 12,
+        null: (minute_of_year % 3) as u64,
+        empty: 0,
+        documents: 1_000_000 + minute_of_year as u64,
+        method: Method::IndexCounts,
     };
     vec![
-        rec("index", json!({"present": true, "name": "participantsKey_1", "unique": true, "sparse": true, "hidden": false})),
-        rec("duplicates", duplicates),
-        rec("missing_keys", json!({"absent": 12, "null": minute_of_year % 3, "empty": 0, "documents": 1_000_000 + minute_of_year, "method": "index"})),
+        rec(RunOutcome::Succeeded(Figures::Index(index))),
+        rec(RunOutcome::Succeeded(Figures::Duplicates(duplicates))),
+        rec(RunOutcome::Succeeded(Figures::MissingKeys(missing))),
     ]
 }
 

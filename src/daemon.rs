@@ -13,9 +13,9 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::audit;
 use crate::checks;
 use crate::config::{redact_uri, Config};
-use crate::history;
 use crate::http::{self, AppState};
 use crate::logs::{self, LogTotals};
 use crate::metrics::Metrics;
@@ -86,7 +86,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
         scheduler
             .add_job("the monthly audit report", &audit.schedule, move || {
                 let (config, mongo, metrics) = (Arc::clone(&config), Arc::clone(&mongo), metrics.clone());
-                async move { history::write_scheduled_report(&config, &mongo, &metrics).await }
+                async move { audit::write_scheduled_report(&config, &mongo, &metrics).await }
             })
             .await?;
     }

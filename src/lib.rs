@@ -21,10 +21,9 @@
 //! - [`cli`] declares the command line; `main.rs` maps errors to exit codes.
 //! - [`logs`] follows log files for E11000 errors and their recoveries,
 //!   counting each line exactly once across rotation and restarts.
-//! - [`history`] turns finished runs into history records and builds the
-//!   audit report; [`store`] keeps the history of every check run and the daily log
-//!   totals on disk (SQLite); [`audit`] turns a month of it into the
-//!   monthly audit report.
+//! - [`store`] keeps the history of every check run (typed records made
+//!   from the checks' outcomes) and the daily log totals on disk (SQLite);
+//!   [`audit`] builds, renders and writes the monthly audit report from it.
 
 pub mod audit;
 pub mod checks;
@@ -32,7 +31,6 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod fsutil;
-pub mod history;
 pub mod http;
 pub mod logs;
 pub mod metrics;

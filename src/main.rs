@@ -12,7 +12,7 @@ use uniqwatch::cli::{Cli, Command, ConfigCommand, LogFormat, OutputFormat};
 use uniqwatch::config::{Config, ConfigError};
 use uniqwatch::mongo::Mongo;
 use uniqwatch::audit::Month;
-use uniqwatch::{checks, daemon, history, report};
+use uniqwatch::{audit, checks, daemon, report};
 
 /// Our own messages at info; the cron library's start-up chatter only when it warns.
 const DEFAULT_LOG_FILTER: &str = "info,tokio_cron_scheduler=warn";
@@ -96,7 +96,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             let report = rt.block_on(async {
                 let mongo = Mongo::new(config.mongodb.clone());
-                history::build(&config, &mongo, month, now).await
+                audit::build(&config, &mongo, month, now).await
             })?;
             let text = report.render(format);
             match out {

@@ -14,11 +14,10 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use crate::checks;
-use crate::history;
 use crate::metrics::Metrics;
 use crate::mongo::Mongo;
 use crate::state::State;
-use crate::store::RunRecord;
+use crate::store::{self, RunRecord};
 
 /// A cron job could not be set up (the expression was validated with the config).
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +58,7 @@ impl Runner {
             slot.run_started();
             let run = checks::run_target(&slot.config, &runner.mongo).await;
             if let Some(tx) = &runner.finished {
-                if tx.try_send(history::records(&run)).is_err() {
+                if tx.try_send(store::records(&run)).is_err() {
                     runner.metrics.history_records_dropped_total.with_label_values(&["queue_full"]).inc_by(run.results.len() as u64);
                     tracing::warn!(target = %slot.config.name, "history writer is behind; this run is not recorded in history");
                 }

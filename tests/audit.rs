@@ -12,9 +12,11 @@ use uniqwatch::audit::{
     build_report, write_report_files, AuditReport, CurrentDuplicates, CurrentState, DuplicateSample,
     LogSourceInfo, MissingCounts, Month, TargetInfo,
 };
+use uniqwatch::checks::{CheckName, DuplicatesOutcome, Figures, IndexOutcome, Method, MissingKeysOutcome, CHECKS};
 use uniqwatch::logs::{ErrorTotal, LogTotals, SourceTotals};
 use uniqwatch::metrics::Metrics;
-use uniqwatch::store::{schema, spawn_writer, RunRecord, Store, StoreError};
+use uniqwatch::mongo::FailureReason;
+use uniqwatch::store::{schema, spawn_writer, RunOutcome, RunRecord, Store, StoreError};
 
 fn utc(m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, m, d, h, min, 0).unwrap()
@@ -24,32 +26,54 @@ fn october() -> Month {
     "2026-10".parse().unwrap()
 }
 
-fn record(target: &str, check: &str, at: DateTime<Utc>, figures: Value) -> RunRecord {
+fn record(target: &str, at: DateTime<Utc>, figures: Figures) -> RunRecord {
     RunRecord {
         at,
         target: target.into(),
-        check: check.into(),
-        success: true,
-        reason: None,
-        duration_seconds: 0.05,
-        figures: Some(figures),
+        duration: Duration::from_millis(50),
+        outcome: RunOutcome::Succeeded(figures),
     }
 }
 
-fn failure(target: &str, check: &str, at: DateTime<Utc>, reason: &str) -> RunRecord {
+fn failure(target: &str, check: CheckName, at: DateTime<Utc>, reason: FailureReason) -> RunRecord {
     RunRecord {
         at,
         target: target.into(),
-        check: check.into(),
-        success: false,
-        reason: Some(reason.into()),
-        duration_seconds: 30.0,
-        figures: None,
+        duration: Duration::from_secs(30),
+        outcome: RunOutcome::Failed { check, reason },
     }
 }
 
-fn no_duplicates() -> Value {
-    json!({"keys": 0, "documents": 0, "method": "unique_index", "sample": []})
+/// What the index check reports: `name` and the options are those of the
+/// closest candidate, if any.
+fn index(present: bool, name: Option<&str>, unique: bool, sparse: bool) -> Figures {
+    Figures::Index(IndexOutcome {
+        present,
+        name: name.map(str::to_string),
+        unique,
+        sparse,
+        hidden: false,
+        problem: (!present).then(|| "missing or wrong".to_string()),
+        guarantees_uniqueness: unique,
+        queryable: None,
+    })
+}
+
+fn duplicates(keys: u64, documents: u64, sample: Vec<DuplicateSample>) -> Figures {
+    let method = if keys == 0 { Method::UniqueIndex } else { Method::Aggregation };
+    Figures::Duplicates(DuplicatesOutcome { keys, documents, method, sample })
+}
+
+fn offender(key: &str, ids: &[&str]) -> DuplicateSample {
+    DuplicateSample { key: json!(key), count: ids.len() as u64, ids: ids.iter().map(|id| json!(id)).collect() }
+}
+
+fn no_duplicates() -> Figures {
+    duplicates(0, 0, Vec::new())
+}
+
+fn missing_keys(absent: u64, null: u64, empty: u64, documents: u64) -> Figures {
+    Figures::MissingKeys(MissingKeysOutcome { absent, null, empty, documents, method: Method::Aggregation })
 }
 
 /// The runs of `chats` at one instant, following the month's story:
@@ -61,38 +85,31 @@ fn no_duplicates() -> Value {
 /// - MongoDB unreachable 10-10 03:00 to 04:50, duplicates timing out at 10-12 08:00.
 fn chats_runs(at: DateTime<Utc>) -> Vec<RunRecord> {
     if at >= utc(10, 10, 3, 0) && at < utc(10, 10, 5, 0) {
-        return ["index", "duplicates", "missing_keys"]
-            .iter()
-            .map(|c| failure("chats", c, at, "unreachable"))
-            .collect();
+        return CHECKS.iter().map(|&c| failure("chats", c, at, FailureReason::Unreachable)).collect();
     }
     let index = if at >= utc(10, 5, 10, 0) && at < utc(10, 5, 22, 0) {
-        json!({"present": false, "name": null, "unique": null, "sparse": null, "hidden": null})
+        index(false, None, false, false)
     } else if at >= utc(10, 5, 22, 0) && at < utc(10, 6, 10, 0) {
-        json!({"present": false, "name": "participantsKey_1", "unique": false, "sparse": true, "hidden": false})
+        index(false, Some("participantsKey_1"), false, true)
     } else {
-        json!({"present": true, "name": "participantsKey_1", "unique": true, "sparse": true, "hidden": false})
+        index(true, Some("participantsKey_1"), true, true)
     };
     let duplicates = if at >= utc(10, 6, 0, 0) && at < utc(10, 8, 0, 0) {
-        json!({"keys": 2, "documents": 3, "method": "group", "sample": [
-            {"key": "userA_userB", "count": 3, "ids": ["id1", "id2", "id3"]},
-            {"key": "userC_userD", "count": 2, "ids": ["id4", "id5"]}]})
+        duplicates(2, 3, vec![offender("userA_userB", &["id1", "id2", "id3"]), offender("userC_userD", &["id4", "id5"])])
     } else if at >= utc(10, 5, 12, 0) && at < utc(10, 6, 0, 0) {
-        json!({"keys": 1, "documents": 1, "method": "group", "sample": [
-            {"key": "userA_userB", "count": 2, "ids": ["id1", "id2"]}]})
+        duplicates(1, 1, vec![offender("userA_userB", &["id1", "id2"])])
     } else {
         no_duplicates()
     };
     let empty = u64::from(at >= utc(10, 15, 0, 0) && at < utc(10, 16, 0, 0));
     let nulls = if at >= utc(10, 20, 0, 0) { 2 } else { 0 };
-    let missing = json!({"absent": 10, "null": nulls, "empty": empty, "documents": 10_000, "method": "scan"});
     let mut runs = vec![
-        record("chats", "index", at, index),
-        record("chats", "duplicates", at, duplicates),
-        record("chats", "missing_keys", at, missing),
+        record("chats", at, index),
+        record("chats", at, duplicates),
+        record("chats", at, missing_keys(10, nulls, empty, 10_000)),
     ];
     if at == utc(10, 12, 8, 0) {
-        runs[1] = failure("chats", "duplicates", at, "timeout");
+        runs[1] = failure("chats", CheckName::Duplicates, at, FailureReason::Timeout);
     }
     runs
 }
@@ -100,9 +117,9 @@ fn chats_runs(at: DateTime<Utc>) -> Vec<RunRecord> {
 /// `users` is clean all month.
 fn users_runs(at: DateTime<Utc>) -> Vec<RunRecord> {
     vec![
-        record("users", "index", at, json!({"present": true, "name": "email_1", "unique": true, "sparse": false, "hidden": false})),
-        record("users", "duplicates", at, no_duplicates()),
-        record("users", "missing_keys", at, json!({"absent": 0, "null": 0, "empty": 0, "documents": 500, "method": "scan"})),
+        record("users", at, index(true, Some("email_1"), true, false)),
+        record("users", at, no_duplicates()),
+        record("users", at, missing_keys(0, 0, 0, 500)),
     ]
 }
 
@@ -120,12 +137,12 @@ fn seed_runs(store: &mut Store) {
         }
         store.record_runs(&batch).unwrap();
     }
-    let outside = json!({"keys": 50, "documents": 99, "method": "group", "sample": [{"key": "sept", "count": 100, "ids": [1]}]});
+    let outside = duplicates(50, 99, vec![DuplicateSample { key: json!("sept"), count: 100, ids: vec![json!(1)] }]);
     store
         .record_runs(&[
-            record("chats", "duplicates", utc(9, 30, 23, 59), outside.clone()),
-            record("chats", "duplicates", utc(11, 1, 0, 0), outside),
-            record("chats", "index", utc(11, 1, 0, 0), json!({"present": false})),
+            record("chats", utc(9, 30, 23, 59), outside.clone()),
+            record("chats", utc(11, 1, 0, 0), outside),
+            record("chats", utc(11, 1, 0, 0), index(false, None, false, false)),
         ])
         .unwrap();
 }
@@ -376,7 +393,7 @@ fn history_and_persisted_totals_agree() {
     let dir = tempfile::tempdir().unwrap();
     let (store, totals) = seeded_store(dir.path());
     let source = &totals.sources["chat-backend"];
-    let latest = store.latest_log_totals("chat-backend").unwrap();
+    let latest = latest_totals(&dir.path().join("history.sqlite3"), "chat-backend");
     let key = |c: &str, l: &str, s: &str| (c.to_string(), l.to_string(), s.to_string());
     assert_eq!(latest[&key("recoveries", "", "")], source.recoveries);
     assert_eq!(latest[&key("event", "create_or_get", "")], source.events["create_or_get"]);
@@ -391,6 +408,20 @@ fn history_and_persisted_totals_agree() {
     assert_eq!(sum("recoveries"), source.recoveries);
     assert_eq!(sum("duplicate_key_errors"), source.duplicate_key_errors.iter().map(|e| e.count).sum::<u64>());
     assert_eq!(sum("lines"), source.lines);
+}
+
+/// The latest stored cumulative total of each series of a source, as
+/// (counter, label, sub_label) → total, read from the file itself.
+fn latest_totals(path: &Path, source: &str) -> BTreeMap<(String, String, String), u64> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT counter, label, sub_label, end_value, MAX(day) FROM log_days
+             WHERE source = ?1 GROUP BY counter, label, sub_label",
+        )
+        .unwrap();
+    let rows = stmt.query_map([source], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get::<_, i64>(3)? as u64)));
+    rows.unwrap().collect::<Result<_, _>>().unwrap()
 }
 
 /// Strips the escapes Markdown needs, so a figure can be looked up in it.
@@ -646,8 +677,7 @@ async fn the_audit_reads_while_the_daemon_writes() {
     writer.await.unwrap();
     assert_eq!(metrics.history_up.get(), 1);
     assert!(metrics.history_last_write_timestamp_seconds.with_label_values::<&str>(&[]).get() > 0.0);
-    let store = Store::open_read_only(&path).unwrap();
-    assert_eq!(store.latest_log_totals("chat-backend").unwrap()[&("recoveries".into(), String::new(), String::new())], 6);
+    assert_eq!(latest_totals(&path, "chat-backend")[&("recoveries".into(), String::new(), String::new())], 6);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::store::CheckKind;
+use crate::checks::CHECKS;
 
 use super::{plural, AuditReport, DuplicateSample, LogReport, OptionalMissing, Status, TargetReport, Trend};
 
@@ -300,7 +300,7 @@ fn target_section(doc: &mut Vec<Block>, r: &AuditReport, t: &TargetReport) {
     ]));
     doc.push(Block::Table {
         head: ["Check", "Runs", "Failed", "Failures by reason", "Longest gap without success"].map(String::from).to_vec(),
-        rows: CheckKind::ALL
+        rows: CHECKS
             .iter()
             .filter_map(|check| c.by_check.get(check.as_str()).map(|k| (check.as_str(), k)))
             .map(|(name, k)| vec![name.to_string(), k.runs.to_string(), k.failed.to_string(), reasons(&k.failures_by_reason), gap(&k.longest_gap)])

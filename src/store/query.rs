@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use super::{day_text, CheckKind, Store, StoreError};
+use super::{schema, Store, StoreError};
+use crate::checks::scan::DuplicateSample;
+use crate::checks::{CheckName, CHECKS};
 
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -72,8 +74,8 @@ pub struct DuplicatesDay {
 /// One distinct duplicate sample and the runs that reported it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleSeen {
-    /// The sample as stored: JSON `[{key, count, ids}]`.
-    pub sample: String,
+    /// The offending keys the runs named, as the duplicates check reported them.
+    pub sample: Vec<DuplicateSample>,
     /// Runs that reported exactly this sample.
     pub runs: u64,
     /// First of those runs.
@@ -173,21 +175,6 @@ pub struct HistorySpan {
     pub last: DateTime<Utc>,
 }
 
-/// The count of one log counter on one UTC day.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogDayCount {
-    /// The day.
-    pub date: NaiveDate,
-    /// duplicate_key_errors, recoveries, event, lines or bytes.
-    pub counter: String,
-    /// Namespace for errors, event name for events, else empty.
-    pub label: String,
-    /// Index for errors, else empty.
-    pub sub_label: String,
-    /// Lines counted that day: an exact difference of the tailer's totals.
-    pub count: u64,
-}
-
 fn time(ms: i64) -> DateTime<Utc> {
     // Stored times were written from valid DateTimes, hence in range.
     DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MIN_UTC)
@@ -197,7 +184,7 @@ fn date_of_day_number(day: i64) -> NaiveDate {
     time(day * MS_PER_DAY).date_naive()
 }
 
-fn count(n: Option<i64>) -> u64 {
+pub(super) fn count(n: Option<i64>) -> u64 {
     n.unwrap_or(0).max(0) as u64
 }
 
@@ -225,17 +212,6 @@ impl Store {
         read().map_err(|e| self.classify(e, "listing targets"))
     }
 
-    /// Every log source the store has daily totals for, sorted.
-    pub fn log_source_names(&self) -> Result<Vec<String>, StoreError> {
-        let read = || -> rusqlite::Result<Vec<String>> {
-            self.conn
-                .prepare_cached("SELECT DISTINCT source FROM log_days ORDER BY source")?
-                .query_map([], |r| r.get(0))?
-                .collect()
-        };
-        read().map_err(|e| self.classify(e, "listing log sources"))
-    }
-
     /// The earliest and latest instants the store holds anything for.
     pub fn history_span(&self) -> Result<Option<HistorySpan>, StoreError> {
         let read = || -> rusqlite::Result<Option<(i64, i64)>> {
@@ -258,9 +234,10 @@ impl Store {
                 "SELECT MAX(at_ms) FROM check_runs WHERE target_id = ?1 AND check_kind = ?2",
             )?;
             for id in ids {
-                for kind in CheckKind::ALL {
-                    let lo: Option<i64> = min.query_row(params![id, kind.code()], |r| r.get(0))?;
-                    let hi: Option<i64> = max.query_row(params![id, kind.code()], |r| r.get(0))?;
+                for check in CHECKS {
+                    let kind = schema::check_kind(check);
+                    let lo: Option<i64> = min.query_row(params![id, kind], |r| r.get(0))?;
+                    let hi: Option<i64> = max.query_row(params![id, kind], |r| r.get(0))?;
                     widen(lo, hi);
                 }
             }
@@ -294,7 +271,7 @@ impl Store {
     pub fn run_counts(
         &self,
         target: &str,
-        check: CheckKind,
+        check: CheckName,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<RunCounts, StoreError> {
@@ -308,7 +285,7 @@ impl Store {
                  GROUP BY success, COALESCE(reason, 'other')",
             )?;
             let mut rows =
-                stmt.query(params![id, check.code(), from.timestamp_millis(), to.timestamp_millis()])?;
+                stmt.query(params![id, schema::check_kind(check), from.timestamp_millis(), to.timestamp_millis()])?;
             while let Some(r) = rows.next()? {
                 let success: bool = r.get(0)?;
                 let n = count(r.get(2)?);
@@ -348,7 +325,7 @@ impl Store {
                        AND success = 1",
                 )?
                 .query_row(
-                    params![id, CheckKind::Index.code(), from.timestamp_millis(), to.timestamp_millis()],
+                    params![id, schema::check_kind(CheckName::Index), from.timestamp_millis(), to.timestamp_millis()],
                     |r| {
                         Ok(IndexHistory {
                             runs: count(r.get(0)?),
@@ -386,7 +363,7 @@ impl Store {
                      GROUP BY day ORDER BY day",
                 )?
                 .query_map(
-                    params![id, CheckKind::Duplicates.code(), from.timestamp_millis(), to.timestamp_millis()],
+                    params![id, schema::check_kind(CheckName::Duplicates), from.timestamp_millis(), to.timestamp_millis()],
                     |r| {
                         Ok(DuplicatesDay {
                             date: date_of_day_number(r.get(0)?),
@@ -405,14 +382,16 @@ impl Store {
     }
 
     /// The distinct duplicate samples reported in `[from, to)`. Identical
-    /// samples (the same duplicates seen run after run) come back once.
+    /// samples (the same duplicates seen run after run) come back once. A
+    /// stored sample that does not read back as the check's sample (written
+    /// by a newer or broken uniqwatch) is left out; its runs' counts stand.
     pub fn duplicate_samples(
         &self,
         target: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<SampleSeen>, StoreError> {
-        let read = || -> rusqlite::Result<Vec<SampleSeen>> {
+        let read = || -> rusqlite::Result<Vec<(String, SampleSeen)>> {
             let Some(id) = self.lookup_target(target)? else { return Ok(Vec::new()) };
             self.conn
                 .prepare_cached(
@@ -423,19 +402,24 @@ impl Store {
                      GROUP BY sample ORDER BY MIN(at_ms)",
                 )?
                 .query_map(
-                    params![id, CheckKind::Duplicates.code(), from.timestamp_millis(), to.timestamp_millis()],
+                    params![id, schema::check_kind(CheckName::Duplicates), from.timestamp_millis(), to.timestamp_millis()],
                     |r| {
-                        Ok(SampleSeen {
-                            sample: r.get(0)?,
+                        let seen = SampleSeen {
+                            sample: Vec::new(),
                             runs: count(r.get(1)?),
                             first_seen: time(r.get(2)?),
                             last_seen: time(r.get(3)?),
-                        })
+                        };
+                        Ok((r.get(0)?, seen))
                     },
                 )?
                 .collect()
         };
-        read().map_err(|e| self.classify(e, "reading duplicate samples"))
+        let rows = read().map_err(|e| self.classify(e, "reading duplicate samples"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(text, seen)| Some(SampleSeen { sample: serde_json::from_str(&text).ok()?, ..seen }))
+            .collect())
     }
 
     /// Per UTC day in `[from, to)`: the most documents without a key.
@@ -458,7 +442,7 @@ impl Store {
                      GROUP BY day ORDER BY day",
                 )?
                 .query_map(
-                    params![id, CheckKind::MissingKeys.code(), from.timestamp_millis(), to.timestamp_millis()],
+                    params![id, schema::check_kind(CheckName::MissingKeys), from.timestamp_millis(), to.timestamp_millis()],
                     |r| {
                         Ok(MissingDay {
                             date: date_of_day_number(r.get(0)?),
@@ -494,7 +478,7 @@ impl Store {
                          ORDER BY at_ms {order} LIMIT 1"
                     ))?
                     .query_row(
-                        params![id, CheckKind::MissingKeys.code(), from.timestamp_millis(), to.timestamp_millis()],
+                        params![id, schema::check_kind(CheckName::MissingKeys), from.timestamp_millis(), to.timestamp_millis()],
                         |r| {
                             Ok(MissingAt {
                                 at: time(r.get(0)?),
@@ -516,7 +500,7 @@ impl Store {
     pub fn longest_gap(
         &self,
         target: &str,
-        check: CheckKind,
+        check: CheckName,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Option<Gap>, StoreError> {
@@ -530,7 +514,7 @@ impl Store {
                      ORDER BY at_ms",
                 )?;
                 let mut rows =
-                    stmt.query(params![id, check.code(), from.timestamp_millis(), to.timestamp_millis()])?;
+                    stmt.query(params![id, schema::check_kind(check), from.timestamp_millis(), to.timestamp_millis()])?;
                 while let Some(r) = rows.next()? {
                     finder.success(time(r.get(0)?));
                 }
@@ -538,61 +522,6 @@ impl Store {
             Ok(finder.finish(to))
         };
         read().map_err(|e| self.classify(e, "finding gaps between successful runs"))
-    }
-
-    /// Daily counts of one log source for the days in `[from, to)`.
-    /// A day with a row was watched, even when its counts are zero.
-    pub fn log_days(
-        &self,
-        source: &str,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> Result<Vec<LogDayCount>, StoreError> {
-        let read = || -> rusqlite::Result<Vec<LogDayCount>> {
-            self.conn
-                .prepare_cached(
-                    "SELECT day, counter, label, sub_label, carried + end_value - start_value
-                     FROM log_days
-                     WHERE source = ?1 AND day >= ?2 AND day < ?3
-                     ORDER BY day, counter, label, sub_label",
-                )?
-                .query_map(params![source, day_text(from), day_text(to)], |r| {
-                    let day: String = r.get(0)?;
-                    let date = NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-                    })?;
-                    Ok(LogDayCount {
-                        date,
-                        counter: r.get(1)?,
-                        label: r.get(2)?,
-                        sub_label: r.get(3)?,
-                        count: count(r.get(4)?),
-                    })
-                })?
-                .collect()
-        };
-        read().map_err(|e| self.classify(e, "reading daily log totals"))
-    }
-
-    /// The latest stored cumulative total of each series of a source, as
-    /// (counter, label, sub_label) → total: what the tailer had persisted
-    /// at the store's last write.
-    pub fn latest_log_totals(
-        &self,
-        source: &str,
-    ) -> Result<BTreeMap<(String, String, String), u64>, StoreError> {
-        let read = || -> rusqlite::Result<BTreeMap<(String, String, String), u64>> {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT counter, label, sub_label, end_value, MAX(day)
-                 FROM log_days WHERE source = ?1
-                 GROUP BY counter, label, sub_label",
-            )?;
-            let rows = stmt.query_map(params![source], |r| {
-                Ok(((r.get(0)?, r.get(1)?, r.get(2)?), count(r.get(3)?)))
-            })?;
-            rows.collect()
-        };
-        read().map_err(|e| self.classify(e, "reading log totals"))
     }
 }
 
@@ -633,5 +562,39 @@ mod tests {
             g.success(t(h, m));
         }
         assert_eq!(g.finish(t(2, 0)), Some(Gap { from: t(0, 10), to: t(1, 40) }));
+    }
+
+    #[test]
+    fn samples_come_back_typed_and_unreadable_ones_are_left_out() {
+        use crate::checks::{DuplicatesOutcome, Figures, Method};
+        use crate::store::{RunOutcome, RunRecord};
+        let mut store = Store::open_in_memory().unwrap();
+        let sample = vec![DuplicateSample { key: serde_json::json!("a_b"), count: 2, ids: vec![1.into(), 2.into()] }];
+        let run = |at| RunRecord {
+            at,
+            target: "chats".into(),
+            duration: std::time::Duration::from_millis(5),
+            outcome: RunOutcome::Succeeded(Figures::Duplicates(DuplicatesOutcome {
+                keys: 1,
+                documents: 1,
+                method: Method::Aggregation,
+                sample: sample.clone(),
+            })),
+        };
+        store.record_runs(&[run(t(1, 0)), run(t(2, 0))]).unwrap();
+        // A row as a newer or broken writer might have left it.
+        store
+            .conn
+            .execute(
+                "INSERT INTO check_runs (target_id, check_kind, at_ms, success, duration_us, duplicate_keys, duplicate_documents, sample)
+                 VALUES (1, ?1, ?2, 1, 1, 1, 1, 'not json')",
+                params![schema::check_kind(CheckName::Duplicates), t(3, 0).timestamp_millis()],
+            )
+            .unwrap();
+        let seen = store.duplicate_samples("chats", t(0, 0), t(4, 0)).unwrap();
+        assert_eq!(seen, vec![SampleSeen { sample, runs: 2, first_seen: t(1, 0), last_seen: t(2, 0) }]);
+        // The unreadable run still counts.
+        let days = store.duplicates_by_day("chats", t(0, 0), t(4, 0)).unwrap();
+        assert_eq!(days[0].runs_with_duplicates, 3);
     }
 }

@@ -8,9 +8,24 @@
 //!
 //! Migrations are append-only: once released, a migration is never edited;
 //! a change to the schema is a new entry at the end of [`MIGRATIONS`].
+//!
+//! [`check_kind`] is the one place that maps a check to the integer its rows
+//! carry in `check_runs.check_kind`.
+
+use crate::checks::CheckName;
 
 /// The schema version this build writes and reads.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// The stored code of a check (`check_runs.check_kind`). Codes are on disk:
+/// a new check takes the next unused number, and a number is never reused.
+pub fn check_kind(check: CheckName) -> i64 {
+    match check {
+        CheckName::Index => 1,
+        CheckName::Duplicates => 2,
+        CheckName::MissingKeys => 3,
+    }
+}
 
 /// Migration `i` (0-based) takes a store from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
