@@ -275,7 +275,7 @@ fn target_report(
         absent: m.absent,
         null: m.null,
         empty: m.empty,
-        total: m.absent + m.null + m.empty,
+        total: MissingCounts { absent: m.absent, null: m.null, empty: m.empty }.total(),
     };
     let first_last = store.missing_first_last(name, from, to)?;
     let (first, last) = match first_last {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{plural, render, LogReport, Status, TargetReport, Verdict, VerdictItem};
+use super::{plural, render, LogReport, MissingCounts, Status, TargetReport, Verdict, VerdictItem};
 
 pub(super) fn verdict(targets: &[TargetReport], logs: &BTreeMap<String, LogReport>) -> Verdict {
     let mut items = Vec::new();
@@ -62,7 +62,7 @@ pub(super) fn verdict(targets: &[TargetReport], logs: &BTreeMap<String, LogRepor
         });
         let m = &t.missing;
         let missing_now = match (m.current.absent, m.current.null, m.current.empty) {
-            (Some(a), Some(n), Some(e)) => Some(format!("{}", a + n + e)),
+            (Some(absent), Some(null), Some(empty)) => Some(MissingCounts { absent, null, empty }.total().to_string()),
             _ => None,
         };
         items.push(VerdictItem {
