@@ -1,7 +1,7 @@
 //! Building a report: a fresh check of every target, then one month of the
 //! history store, combined into an [`AuditReport`].
 //!
-//! [`build`] is what `uniqwatch audit` and the scheduled job call: it checks
+//! [`fn@build`] is what `uniqwatch audit` and the scheduled job call: it checks
 //! every target now (the report's "now" figures), then reads the store on a
 //! blocking thread. [`build_report`] is the pure part: the same store
 //! contents and arguments give the same report. A store that does not exist

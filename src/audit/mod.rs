@@ -5,13 +5,13 @@
 //!   inputs a report is built from ([`TargetInfo`], [`LogSourceInfo`],
 //!   [`CurrentState`]), and the formats it renders to.
 //! - [`month`] holds [`Month`], the calendar month (UTC) a report covers.
-//! - [`build`] makes a report: [`build_report`] reads one month of the
+//! - [`mod@build`] makes a report: [`build_report`] reads one month of the
 //!   history [`store`](crate::store) and combines it with the figures of a
 //!   fresh check made at report time (passed in as [`CurrentState`], so the
-//!   building itself never talks to MongoDB); [`build`](build::build) makes
+//!   building itself never talks to MongoDB); [`fn@build`] makes
 //!   that fresh check and reads the store off the runtime's threads.
-//! - [`verdict`](mod@verdict) turns the sections into the verdict's questions.
-//! - [`render`] writes Markdown for a ticket or a wiki and self-contained
+//! - `verdict` turns the sections into the verdict's questions.
+//! - `render` writes Markdown for a ticket or a wiki and self-contained
 //!   HTML with inline SVG charts; JSON (the contract of issue 5, with more
 //!   fields) is the model serialised.
 //! - [`files`] writes all three for the scheduled job, never overwriting a

@@ -2,7 +2,7 @@
 //! takes, made from a finished [`TargetRun`], and its flattening into the
 //! columns of `check_runs`.
 //!
-//! The record holds the checks' own outcome types, and [`run_row`] takes
+//! The record holds the checks' own outcome types, and `run_row` takes
 //! every one of them apart field by field, so a new check (a new
 //! [`Figures`] variant) or a new figure (a new outcome field) does not
 //! compile until the store either gives it a column or says here that it is
