@@ -17,6 +17,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -635,7 +636,10 @@ async fn alerts_reach_alertmanager_and_dashboards_query_prometheus() {
     check_dashboards(&stack).await;
     stack.check_alive();
 
-    eprintln!(
+    // Figures, not bounds: straight to stderr, which libtest does not
+    // capture, so every run shows them.
+    let _ = writeln!(
+        std::io::stderr(),
         "e2e: healthy phase {:.1?}, alerts paged {:.1?} after the break, whole test {:.1?}",
         healthy_done,
         broken_done - healthy_done,
