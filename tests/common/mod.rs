@@ -234,8 +234,6 @@ impl Drop for Process {
 pub struct Server {
     pub port: u16,
     process: Process,
-    /// Holds the server's log, which reports the port it bound.
-    _log_dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -269,11 +267,10 @@ impl Server {
             Duration::from_secs(60),
             secantus_listening_port,
         );
-        Server {
-            port,
-            process,
-            _log_dir: log_dir,
-        }
+        // The log was only for the port (it used to go nowhere); the shared
+        // server is never dropped, so its directory goes now.
+        drop(log_dir);
+        Server { port, process }
     }
 
     pub fn uri(&self) -> String {
