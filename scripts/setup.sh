@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests, the demo and the benchmarks need, on a bare Debian
 # machine with Rust and Python 3: SecantusDB (a MongoDB wire-protocol server)
-# in ./.venv, and Prometheus, Alertmanager, wrk and mtail from Debian.
+# in ./.venv, and Prometheus (with promtool), Alertmanager (with amtool), wrk
+# and mtail from Debian.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,8 @@ need=()
 # Debian's python3 makes virtualenvs only with python3-venv installed.
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
-command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# The same package ships the Alertmanager and amtool (the alert tests use both).
+{ command -v prometheus-alertmanager && command -v amtool; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v mtail >/dev/null 2>&1 || need+=(mtail)
 if [ ${#need[@]} -gt 0 ]; then

@@ -184,8 +184,9 @@ async fn missing_collection_is_reported_not_failed() {
 
 #[tokio::test]
 async fn unreachable_server_fails_every_check_as_unreachable() {
+    let closed = ClosedPort::new();
     let text = target_toml(
-        &format!("mongodb://127.0.0.1:{}/", free_port()),
+        &format!("mongodb://127.0.0.1:{}/", closed.port),
         "x",
         "app",
         "chats",

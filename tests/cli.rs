@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -108,7 +107,8 @@ async fn check_exits_1_on_duplicates_and_prints_the_json_contract() {
 #[test]
 fn check_exits_2_when_mongodb_is_unreachable_and_hides_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let uri = format!("mongodb://watcher:pa55word@127.0.0.1:{}/", free_port());
+    let closed = ClosedPort::new();
+    let uri = format!("mongodb://watcher:pa55word@127.0.0.1:{}/", closed.port);
     let cfg = write_config(dir.path(), &target_toml(&uri, "chats", "app", "chats", "participantsKey", true, "0 */5 * * * *"));
     let out = uniqwatch(&["check", "--config", &cfg, "--format", "json"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -185,18 +185,14 @@ fn help_texts_explain_exit_codes() {
 #[test]
 fn sigterm_stops_the_daemon_with_exit_0() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let text = target_toml(&shared_uri(), "chats", "app", "chats", "participantsKey", true, "* * * * * *")
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let text = target_toml(&shared_uri(), "chats", "app", "chats", "participantsKey", true, "* * * * * *");
     let cfg = write_config(dir.path(), &text);
     let mut child = Command::new(BIN)
         .args(["run", "--config", &cfg, "--log-format", "json"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_port(port, Duration::from_secs(20));
-    let stderr = child.stderr.take().unwrap();
-    let lines = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let output = DaemonOutput::watch(&mut child, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(1500));
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
@@ -209,7 +205,7 @@ fn sigterm_stops_the_daemon_with_exit_0() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(code, Some(0));
-    let lines = lines.join().unwrap();
+    let lines = output.lines();
     for line in &lines {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }

@@ -209,8 +209,8 @@ async fn refused_authentication_shows_as_unauthorized() {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("db");
     let storage = storage.to_str().unwrap();
-    let port = free_port();
-    let server = Server::start_with(&["--storage-path", storage], port);
+    let server = Server::start_with(&["--storage-path", storage], 0);
+    let port = server.port;
     command(
         &server.uri(),
         "admin",

@@ -17,6 +17,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -141,8 +143,9 @@ impl Drop for Webhook {
     }
 }
 
-/// uniqwatch, Prometheus and Alertmanager, each on its own free port with
-/// its files in one scratch directory. Dropping it ends them all; when
+/// uniqwatch, Prometheus and Alertmanager, each on a port it chose itself
+/// (port 0, read back from its log) with its files in one scratch
+/// directory. Dropping it ends them all; when
 /// dropped during a panic it prints their logs first.
 struct Stack {
     dir: tempfile::TempDir,
@@ -160,10 +163,10 @@ impl Stack {
         let alertmanager = required_tool("prometheus-alertmanager", "prometheus-alertmanager");
         let uniqwatch = PathBuf::from(env!("CARGO_BIN_EXE_uniqwatch"));
         let dir = tempfile::tempdir().expect("a scratch directory can be made");
-        let stack = Stack {
-            uniqwatch_port: free_port(),
-            prometheus_port: free_port(),
-            alertmanager_port: free_port(),
+        let mut stack = Stack {
+            uniqwatch_port: 0,
+            prometheus_port: 0,
+            alertmanager_port: 0,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -182,37 +185,35 @@ impl Stack {
             "participantsKey",
             true,
             "* * * * * *",
-        )
-        .replace(
-            "127.0.0.1:0",
-            &format!("127.0.0.1:{}", stack.uniqwatch_port),
         );
         let config_path = stack.write("uniqwatch.toml", &config);
-        stack.spawn(
-            "uniqwatch",
-            &uniqwatch,
-            &["run".into(), "--config".into(), config_path],
-        );
+        let args = ["run", "--config", &config_path, "--log-level", "info"].map(String::from);
+        stack.uniqwatch_port = stack
+            .spawn("uniqwatch", &uniqwatch, &args, daemon_listening_address)
+            .port();
 
         let am_config = stack.write("alertmanager.yml", &alertmanager_config(webhook));
-        let listen = format!("--web.listen-address=127.0.0.1:{}", stack.alertmanager_port);
         let storage = format!("--storage.path={}", stack.path("alertmanager-data"));
         let args = [
             format!("--config.file={am_config}"),
             storage,
-            listen,
+            "--web.listen-address=127.0.0.1:0".into(),
             "--cluster.listen-address=".into(),
         ];
-        stack.spawn("alertmanager", &alertmanager, &args);
+        stack.alertmanager_port = stack
+            .spawn("alertmanager", &alertmanager, &args, exporter_listening_address)
+            .port();
 
         let prom_config = stack.write("prometheus.yml", &stack.prometheus_config());
-        let listen = format!("--web.listen-address=127.0.0.1:{}", stack.prometheus_port);
         let storage = format!("--storage.tsdb.path={}", stack.path("prometheus-data"));
-        stack.spawn(
-            "prometheus",
-            &prometheus,
-            &[format!("--config.file={prom_config}"), storage, listen],
-        );
+        let args = [
+            format!("--config.file={prom_config}"),
+            storage,
+            "--web.listen-address=127.0.0.1:0".into(),
+        ];
+        stack.prometheus_port = stack
+            .spawn("prometheus", &prometheus, &args, exporter_listening_address)
+            .port();
 
         let uniqwatch_ready = format!("http://127.0.0.1:{}/readyz", stack.uniqwatch_port);
         let prometheus_ready = format!("{}/-/ready", stack.prometheus());
@@ -242,14 +243,26 @@ impl Stack {
         path
     }
 
-    /// Starts `program`, its output going to `<name>.log` in the scratch directory.
-    fn spawn(&self, name: &'static str, program: &Path, args: &[String]) {
+    /// Starts `program`, its output going to `<name>.log` in the scratch
+    /// directory, and returns the address `listening` finds in that log.
+    fn spawn(
+        &self,
+        name: &'static str,
+        program: &Path,
+        args: &[String],
+        listening: fn(&str) -> Option<SocketAddr>,
+    ) -> SocketAddr {
         let log = self.dir.path().join(format!("{name}.log"));
-        let process = Process::start(program, args, Some(&log));
+        let mut process = Process::start(program, args, Some(&log));
+        // Blocking while the other worker thread serves the webhook.
+        let addr = tokio::task::block_in_place(|| {
+            process.wait_for_line(&format!("where {name} listens"), STEP, listening)
+        });
         self.processes
             .lock()
             .expect("no panic while holding the lock")
             .push((name, process));
+        addr
     }
 
     fn prometheus(&self) -> String {
@@ -623,7 +636,10 @@ async fn alerts_reach_alertmanager_and_dashboards_query_prometheus() {
     check_dashboards(&stack).await;
     stack.check_alive();
 
-    eprintln!(
+    // Figures, not bounds: straight to stderr, which libtest does not
+    // capture, so every run shows them.
+    let _ = writeln!(
+        std::io::stderr(),
         "e2e: healthy phase {:.1?}, alerts paged {:.1?} after the break, whole test {:.1?}",
         healthy_done,
         broken_done - healthy_done,

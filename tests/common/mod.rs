@@ -12,11 +12,12 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::ffi::OsStr;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use mongodb::bson::Document;
@@ -31,13 +32,36 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port this test holds bound but never listens on, so a
+/// connection to it is refused for as long as the value lives. Unlike a
+/// port found free and then let go, no other process can take it meanwhile.
+pub struct ClosedPort {
+    /// Held only to keep the port bound.
+    _socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket can be made");
+        socket
+            .bind("127.0.0.1:0".parse().expect("a literal address"))
+            .expect("binding port 0 on loopback");
+        let port = socket
+            .local_addr()
+            .expect("a bound socket has an address")
+            .port();
+        ClosedPort {
+            _socket: socket,
+            port,
+        }
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The `secantusd-py` command, installing SecantusDB into `.venv` when missing.
@@ -114,6 +138,8 @@ impl Drop for FileLock {
 /// which ends the program first.
 pub struct Process {
     child: Child,
+    /// Where its output goes, read by [`Process::wait_for_line`].
+    log: Option<PathBuf>,
 }
 
 impl Process {
@@ -145,12 +171,48 @@ kill $child 2>/dev/null; wait $child"#;
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        Process { child }
+        Process {
+            child,
+            log: log.map(Path::to_path_buf),
+        }
     }
 
     /// True while the program (or rather its watchdog) still runs.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The first value `find` draws from a line of the program's log, such
+    /// as the port it reports having bound. Fails when the program exits
+    /// first or `limit` passes, showing the log.
+    pub fn wait_for_line<T>(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        find: impl Fn(&str) -> Option<T>,
+    ) -> T {
+        let log = self
+            .log
+            .clone()
+            .expect("wait_for_line needs a process started with a log file");
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(found) = text.lines().find_map(&find) {
+                return found;
+            }
+            assert!(
+                self.running(),
+                "{} exited before its log showed {what}; its log:\n{text}",
+                log.display()
+            );
+            assert!(
+                start.elapsed() < limit,
+                "{} did not show {what} within {limit:?}; its log:\n{text}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn kill(&mut self) {
@@ -175,27 +237,40 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on a free port with in-memory storage.
+    /// Starts a server on a port of its choosing with in-memory storage.
     pub fn start() -> Self {
-        Self::start_with(&["--storage-path", ":memory:"], free_port())
+        Self::start_with(&["--storage-path", ":memory:"], 0)
     }
 
-    /// Starts a server with extra arguments on `port`, and waits until it answers.
+    /// Starts a server with extra arguments on `port`, or on a port it
+    /// chooses when `port` is 0, and waits until it listens. (A nonzero port
+    /// is for restarting a server on the port it chose before.)
     pub fn start_with(args: &[&str], port: u16) -> Self {
         let port_text = port.to_string();
+        // INFO is the level of the one line saying where it listens; the
+        // server logs nothing else at INFO in normal operation.
         let mut all = vec![
             "--host",
             "127.0.0.1",
             "--port",
             &port_text,
             "--log-level",
-            "WARNING",
+            "INFO",
         ];
         all.extend_from_slice(args);
-        let process = Process::start(&secantusd(), &all, None);
-        let server = Server { port, process };
-        wait_for_port(port, Duration::from_secs(60));
-        server
+        let log_dir = tempfile::tempdir().expect("a scratch directory can be made");
+        let log = log_dir.path().join("secantusd.log");
+        let mut process = Process::start(&secantusd(), &all, Some(&log));
+        // Logged once the socket listens and the accept loop runs.
+        let port = process.wait_for_line(
+            "secantus listening on <address>",
+            Duration::from_secs(60),
+            secantus_listening_port,
+        );
+        // The log was only for the port (it used to go nowhere); the shared
+        // server is never dropped, so its directory goes now.
+        drop(log_dir);
+        Server { port, process }
     }
 
     pub fn uri(&self) -> String {
@@ -207,6 +282,92 @@ impl Server {
     }
 }
 
+/// The port of SecantusDB's `secantus listening on HOST:PORT` log line.
+pub fn secantus_listening_port(line: &str) -> Option<u16> {
+    let (_, address) = line.split_once("secantus listening on ")?;
+    address.trim().rsplit_once(':')?.1.parse().ok()
+}
+
+/// The address of Prometheus' or Alertmanager's `msg="Listening on"
+/// address=HOST:PORT` log line (exporter-toolkit), which names the port
+/// bound when the flag asked for port 0.
+pub fn exporter_listening_address(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once(r#"msg="Listening on""#)?;
+    let (_, address) = rest.split_once("address=")?;
+    address.split_whitespace().next()?.parse().ok()
+}
+
+/// The address in uniqwatch's start-up line (`url=http://ADDR/` in the
+/// human format, `"url":"http://ADDR/"` in JSON): where `[web] listen`
+/// bound, port 0 included.
+pub fn daemon_listening_address(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line
+        .split_once("url=http://")
+        .or_else(|| line.split_once(r#""url":"http://"#))?;
+    rest.split('/').next()?.parse().ok()
+}
+
+/// The stderr of a `uniqwatch run` child (started with stderr piped and a
+/// log level showing INFO), read on a thread: the address the daemon
+/// reports having bound, and every line it wrote.
+pub struct DaemonOutput {
+    pub addr: SocketAddr,
+    lines: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl DaemonOutput {
+    /// Waits until the daemon reports its address; fails when its stderr
+    /// ends first (it exited) or after `limit`.
+    pub fn watch(child: &mut Child, limit: Duration) -> Self {
+        let stderr: ChildStderr = child
+            .stderr
+            .take()
+            .expect("the daemon is started with stderr piped");
+        let (tx, rx) = mpsc::channel();
+        let lines = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = daemon_listening_address(&line) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        match rx.recv_timeout(limit) {
+            Ok(addr) => DaemonOutput { addr, lines },
+            Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                "the daemon's stderr ended before it reported its address:\n{}",
+                lines.join().unwrap_or_default().join("\n")
+            ),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the daemon did not report its address within {limit:?}")
+            }
+        }
+    }
+
+    /// Every line the daemon wrote to stderr, once it has exited.
+    pub fn lines(self) -> Vec<String> {
+        self.lines.join().expect("the stderr reader does not panic")
+    }
+}
+
+/// A port nothing listened on a moment ago. Racy: another process may
+/// take it before the test binds it. Kept only until its last callers in
+/// tests/crash.rs move to port 0 with [`DaemonOutput`]; do not add callers.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binding port 0 on loopback")
+        .local_addr()
+        .expect("a bound listener has an address")
+        .port()
+}
+
+/// Waits until something accepts connections on `port`. Kept with
+/// [`free_port`]; a server on port 0 says where it listens instead.
 pub fn wait_for_port(port: u16, limit: Duration) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -216,6 +377,21 @@ pub fn wait_for_port(port: u16, limit: Duration) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// True when running under CI: `CI` is set to anything but `false` or `0`.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Reports that `test` is skipped because of `reason` with a `SKIP:` line
+/// that shows even when the test passes; under CI, where scripts/setup.sh
+/// installs every tool, fails instead. A test calls it, then returns.
+pub fn skip(test: &str, reason: &str) {
+    assert!(!in_ci(), "{test}: {reason} (CI is set: nothing may be skipped)");
+    // Straight to the process's stderr: libtest captures eprintln! of a passing test.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP: {test}: {reason}");
 }
 
 /// The URI of the server shared by every test of this binary.
