@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::checks;
-use crate::config::{redact_uri, Config};
+use crate::{config::Config, redact::redact_uri};
 use crate::history;
 use crate::http::{self, AppState};
 use crate::logs::{self, LogTotals};
