@@ -10,10 +10,9 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use proptest::prelude::*;
-use uniqwatch::config::{Config, MongoConfig};
+use uniqwatch::config::{Config, LogSourceConfig, MongoConfig, StateConfig, WebConfig};
 use uniqwatch::redact::{parse_uri, redact_uri};
 
 const BIN: &str = env!("CARGO_BIN_EXE_uniqwatch");
@@ -80,9 +79,9 @@ proptest! {
         let (section, key, min, max) = [
             ("mongodb", "query_timeout", MongoConfig::QUERY_TIMEOUT.min, MongoConfig::QUERY_TIMEOUT.max),
             ("mongodb", "connect_timeout", MongoConfig::CONNECT_TIMEOUT.min, MongoConfig::CONNECT_TIMEOUT.max),
-            ("web", "shutdown_grace", Duration::ZERO, Duration::from_secs(3600)),
-            ("state", "retention", Duration::from_secs(86_400), Duration::from_secs(36_525 * 86_400)),
-            ("logs", "poll_interval", Duration::from_millis(10), Duration::from_secs(1)),
+            ("web", "shutdown_grace", WebConfig::SHUTDOWN_GRACE.min, WebConfig::SHUTDOWN_GRACE.max),
+            ("state", "retention", StateConfig::RETENTION.min, StateConfig::RETENTION.max),
+            ("logs", "poll_interval", LogSourceConfig::POLL_INTERVAL.min, LogSourceConfig::POLL_INTERVAL.max),
         ][field];
         let toml = if section == "logs" {
             format!("[[logs]]\nname = \"l\"\npaths = [\"/p\"]\n{key} = {}\n", quoted(&text))
