@@ -1,5 +1,9 @@
 //! The MongoDB side: building the client, deadlines, and sorting driver
-//! errors into the four bounded failure reasons the metrics use.
+//! errors into the bounded failure reasons the metrics use. Errors are
+//! described from their kind and structured fields ([`describe`]), never
+//! from the driver's text, and the client is built from a connection string
+//! checked and parsed by [`crate::redact::parse_uri`], so neither a panic
+//! inside the driver's parser nor a quoted secret can come out of here.
 //!
 //! The client is built lazily on first use and kept, so a daemon started while
 //! MongoDB is down (or while an SRV record does not resolve) starts anyway
