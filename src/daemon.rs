@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::audit;
 use crate::checks;
-use crate::config::{redact_uri, Config};
+use crate::config::Config;
+use crate::redact::redact_uri;
 use crate::http::{self, AppState};
 use crate::logs::{self, LogTotals};
 use crate::metrics::Metrics;

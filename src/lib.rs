@@ -10,7 +10,9 @@
 //!   `missing_keys`), one file each, the explicit list of them, and the
 //!   runner that times them and records their outcomes.
 //! - [`mongo`] builds the client, classifies driver errors into bounded
-//!   failure reasons, and keeps credentials out of everything it prints.
+//!   failure reasons, and describes them from their kind, never their text.
+//! - [`redact`] shows a connection string by its parts, never its secrets,
+//!   and checks one before the driver's parser sees it.
 //! - [`state`] keeps the last outcome of every check, for the landing page,
 //!   `/readyz` and `check --format json`.
 //! - [`metrics`] owns the registry and every metric family.
@@ -35,6 +37,7 @@ pub mod http;
 pub mod logs;
 pub mod metrics;
 pub mod mongo;
+pub mod redact;
 pub mod report;
 pub mod scheduler;
 pub mod shutdown;

@@ -1,5 +1,9 @@
 //! The MongoDB side: building the client, deadlines, and sorting driver
-//! errors into the four bounded failure reasons the metrics use.
+//! errors into the bounded failure reasons the metrics use. Errors are
+//! described from their kind and structured fields ([`describe`]), never
+//! from the driver's text, and the client is built from a connection string
+//! checked and parsed by [`crate::redact::parse_uri`], so neither a panic
+//! inside the driver's parser nor a quoted secret can come out of here.
 //!
 //! The client is built lazily on first use and kept, so a daemon started while
 //! MongoDB is down (or while an SRV record does not resolve) starts anyway
@@ -15,7 +19,8 @@ use mongodb::options::ClientOptions;
 use mongodb::Client;
 use tokio::sync::OnceCell;
 
-use crate::config::{redact_text, MongoConfig};
+use crate::config::MongoConfig;
+use crate::redact::parse_uri;
 
 /// Why a check could not produce a figure. The label values of
 /// `uniqwatch_check_failures_total{reason}`.
@@ -78,21 +83,6 @@ impl QueryError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_selection_errors_are_one_short_line() {
-        let text = "Server selection timeout: No available servers. Topology: { Type: Unknown, Servers: [ { Address: 127.0.0.1:27117, Type: Unknown, Error: Kind: I/O error: Connection refused (os error 111), labels: {\"RetryableError\"} } ] }";
-        assert_eq!(
-            shorten(text),
-            "Server selection timeout: No available servers (127.0.0.1:27117: I/O error: Connection refused (os error 111))"
-        );
-        assert_eq!(shorten("Command failed: x"), "Command failed: x");
-    }
-}
-
 /// Server error codes that mean "not allowed".
 const UNAUTHORIZED_CODES: [i32; 3] = [13, 18, 8000];
 /// `MaxTimeMSExpired`.
@@ -121,28 +111,74 @@ pub fn classify(err: &DriverError) -> FailureReason {
     }
 }
 
-/// A driver error in one line for logs and pages: the error kind's own text
-/// (without the driver's label and source dump), and for a failed server
-/// selection the headline plus each server's error instead of the whole
-/// topology description.
+/// A driver error in one short line for logs and pages, built from its
+/// kind and structured fields only: the driver's text may quote the
+/// connection string or a value it was given, so it is never printed.
 pub fn describe(err: &DriverError) -> String {
-    shorten(&err.kind.to_string())
+    match err.kind.as_ref() {
+        ErrorKind::Authentication { .. } => "authentication failed".to_string(),
+        ErrorKind::ServerSelection { message, .. } => describe_server_selection(message),
+        ErrorKind::Io(io) => format!("I/O error: {}", describe_io(io)),
+        ErrorKind::Command(cmd) => format!("command failed: {} (code {})", safe_word(&cmd.code_name), cmd.code),
+        ErrorKind::DnsResolve { .. } => "DNS resolution of the hosts failed".to_string(),
+        ErrorKind::ConnectionPoolCleared { .. } => "connection pool cleared after a connection failed".to_string(),
+        ErrorKind::InvalidArgument { .. } => "the driver rejected an argument".to_string(),
+        ErrorKind::InvalidResponse { .. } => "the server sent an invalid reply".to_string(),
+        ErrorKind::InvalidTlsConfig { .. } => "invalid TLS configuration".to_string(),
+        ErrorKind::IncompatibleServer { .. } => "the server does not support this operation".to_string(),
+        ErrorKind::BsonDeserialization(_) => "a reply could not be decoded (BSON)".to_string(),
+        ErrorKind::Internal { .. } => "internal driver error".to_string(),
+        ErrorKind::Shutdown => "the client was shut down".to_string(),
+        _ => "driver error".to_string(),
+    }
 }
 
-fn shorten(text: &str) -> String {
-    let Some((headline, topology)) = text.split_once(". Topology:") else {
-        return text.to_string();
+/// An I/O error by its OS error code (as `Connection refused (os error 111)`) or its kind.
+fn describe_io(io: &std::io::Error) -> String {
+    match io.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => io.kind().to_string(),
+    }
+}
+
+/// A server-supplied name (`codeName`) if it is one word, else `unnamed`.
+fn safe_word(word: &str) -> &str {
+    if !word.is_empty() && word.len() <= 64 && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        word
+    } else {
+        "unnamed"
+    }
+}
+
+/// Whether `address` looks like `host:port` (or an IPv6 literal), and nothing else.
+fn is_address(address: &str) -> bool {
+    !address.is_empty()
+        && address.len() <= 255
+        && address.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
+}
+
+/// A failed server selection: the driver gives only text (a topology
+/// dump), so it is read for the server addresses and each server's error,
+/// and rebuilt from a fixed vocabulary: an address, then an OS error looked
+/// up by its code, or a word for its class.
+fn describe_server_selection(message: &str) -> String {
+    let headline = if message.contains("No available servers") {
+        "server selection timeout: no available servers"
+    } else if message.contains("None of the available servers suitable") {
+        "server selection timeout: no server matches the read preference"
+    } else {
+        "server selection failed: no compatible server"
     };
-    let servers: Vec<String> = topology
+    let servers: Vec<String> = message
         .split("Address: ")
         .skip(1)
         .map(|server| {
-            let address = server.split(',').next().unwrap_or("?").trim();
-            let error = server
-                .split_once("Error: ")
-                .map(|(_, e)| e.split(", labels:").next().unwrap_or(e).trim_start_matches("Kind: ").trim())
-                .unwrap_or("no error reported");
-            format!("{address}: {error}")
+            let address = server.split(',').next().unwrap_or("").trim();
+            let address = if is_address(address) { address } else { "?" };
+            let Some((_, error)) = server.split_once("Error: ") else {
+                return format!("{address}: no error reported");
+            };
+            format!("{address}: {}", classify_server_error(error))
         })
         .collect();
     if servers.is_empty() {
@@ -150,6 +186,31 @@ fn shorten(text: &str) -> String {
     } else {
         format!("{headline} ({})", servers.join("; "))
     }
+}
+
+fn classify_server_error(error: &str) -> String {
+    let os_error = error
+        .split_once("(os error ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(code, _)| code.parse::<i32>().ok());
+    if let Some(code) = os_error {
+        return format!("I/O error: {}", std::io::Error::from_raw_os_error(code));
+    }
+    let lower = error.to_ascii_lowercase();
+    let class = if lower.contains("authentication") {
+        "authentication failed"
+    } else if lower.contains("dns") {
+        "DNS resolution failed"
+    } else if lower.contains("tls") || lower.contains("certificate") {
+        "TLS error"
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        "timed out"
+    } else if lower.starts_with("kind: i/o error") || lower.starts_with("i/o error") {
+        "I/O error"
+    } else {
+        "error"
+    };
+    class.to_string()
 }
 
 /// The client shared by every target, built on first use.
@@ -175,9 +236,12 @@ impl Mongo {
     pub async fn client(&self) -> Result<&Client, QueryError> {
         self.client
             .get_or_try_init(|| async {
-                let mut opts = ClientOptions::parse(&self.config.uri)
-                    .await
-                    .map_err(|e| self.error(&e))?;
+                // Checked first and parsed under catch_unwind: the driver's own
+                // parser panics on some malformed input, and its errors quote it.
+                let conn_str = parse_uri(&self.config.uri).map_err(|problem| {
+                    QueryError::new(FailureReason::Other, format!("mongodb.uri: {problem}"))
+                })?;
+                let mut opts = ClientOptions::parse(conn_str).await.map_err(|e| self.error(&e))?;
                 let connect = self.config.connect_timeout.min(self.config.query_timeout);
                 opts.app_name.get_or_insert_with(|| "uniqwatch".to_string());
                 opts.connect_timeout = Some(connect);
@@ -189,9 +253,9 @@ impl Mongo {
             .await
     }
 
-    /// Wraps a driver error: classified, in one short line, with credentials removed.
+    /// Wraps a driver error: classified, in one short line built from its kind.
     pub fn error(&self, err: &DriverError) -> QueryError {
-        QueryError::new(classify(err), redact_text(&describe(err), &self.config.uri))
+        QueryError::new(classify(err), describe(err))
     }
 }
 
@@ -242,5 +306,52 @@ impl Deadline {
                 "abandoned: no answer within query_timeout",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_selection_errors_are_one_short_line() {
+        let text = "Server selection timeout: No available servers. Topology: { Type: Unknown, Servers: [ { Address: 127.0.0.1:27117, Type: Unknown, Error: Kind: I/O error: Connection refused (os error 111), labels: {\"RetryableError\"} } ] }";
+        assert_eq!(
+            describe_server_selection(text),
+            "server selection timeout: no available servers (127.0.0.1:27117: I/O error: Connection refused (os error 111))"
+        );
+    }
+
+    /// Issue 13 item 12: masking a one-character password turned every
+    /// message into an oracle (`SCRAM f***ilure`); and driver text that
+    /// quotes its input must not be printed at all.
+    #[test]
+    fn messages_come_from_the_error_kind_not_its_text() {
+        let auth = DriverError::from(ErrorKind::Io(std::sync::Arc::new(std::io::Error::other("password hunter2 leaked"))));
+        assert_eq!(describe(&auth), "I/O error: other error");
+        let text = "Server selection timeout: No available servers. Topology: { Type: Unknown, Servers: [ { Address: db1:27017, Type: Unknown, Error: Kind: SCRAM failure: Authentication failed for p4ss, labels: {} } ] }";
+        let line = describe_server_selection(text);
+        assert_eq!(line, "server selection timeout: no available servers (db1:27017: authentication failed)");
+        let forged = "Server selection timeout: No available servers. Topology: { Servers: [ { Address: u:s3cret/x@y z, Error: boom } ] }";
+        assert!(!describe_server_selection(forged).contains("s3cret"));
+    }
+
+    #[test]
+    fn command_errors_give_code_and_code_name() {
+        let cmd: mongodb::error::CommandError =
+            mongodb::bson::from_document(mongodb::bson::doc! {"code": 50, "codeName": "MaxTimeMSExpired", "errmsg": "secret value x"}).unwrap();
+        let err = DriverError::from(ErrorKind::Command(cmd));
+        assert_eq!(describe(&err), "command failed: MaxTimeMSExpired (code 50)");
+        assert_eq!(classify(&err), FailureReason::Timeout);
+    }
+
+    /// A runtime client built from a URI the driver would panic on fails the run instead.
+    #[tokio::test]
+    async fn a_uri_the_driver_cannot_parse_fails_the_run_without_a_panic() {
+        let mongo = Mongo::new(MongoConfig { uri: "mongodb://u:p%aé@h/".into(), ..MongoConfig::default() });
+        let err = mongo.client().await.err().unwrap();
+        assert_eq!(err.reason, FailureReason::Other);
+        assert!(err.message.contains("invalid percent-encoding in the password"), "{}", err.message);
+        assert!(!err.message.contains("p%a"), "{}", err.message);
     }
 }

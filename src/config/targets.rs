@@ -1,0 +1,193 @@
+//! `[[target]]`: the collections whose key must be unique.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::duration::{check_all, Bounded, Bounds};
+use super::{validate_name, validate_schedule};
+
+/// `[[target]]`: one collection whose key must be unique.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// The `target` label on every metric of this collection, and its key in
+    /// state files: letters, digits, `_`, `-`, `.`, not starting with `.`; unique.
+    pub name: String,
+    /// Database holding the collection.
+    pub database: String,
+    /// Collection to watch.
+    pub collection: String,
+    /// Field whose values must be unique, e.g. `participantsKey`. Dotted paths are allowed.
+    pub key: String,
+    /// Whether the unique index is expected to be sparse (or partial on
+    /// `{key: {$exists: true}}`); `false` expects a plain unique index.
+    #[serde(default = "default_true")]
+    pub sparse: bool,
+    /// Cron expression with a seconds field, in UTC: `sec min hour day month weekday`.
+    /// `* * * * * *` is every second. Every target also runs once at start-up.
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    /// How many offending keys (with their document ids) a run keeps as a
+    /// sample for logs and `check --format json`. Never exported as labels.
+    #[serde(default = "default_sample_size")]
+    pub sample_size: usize,
+}
+
+/// The largest sample a run keeps; a bound on the daemon's memory per target.
+pub const MAX_SAMPLE_SIZE: usize = 1000;
+/// How many document ids a sample keeps per offending key.
+pub const SAMPLE_IDS_PER_KEY: usize = 20;
+
+impl TargetConfig {
+    /// Range of `sample_size`.
+    pub const SAMPLE_SIZE: Bounds<usize> = Bounds {
+        min: 0,
+        max: MAX_SAMPLE_SIZE,
+        why: "the sample is kept in memory for every target",
+    };
+
+    /// Every bounded field with its value.
+    pub fn bounded(&self) -> [(&'static str, Bounded); 1] {
+        [("sample_size", Bounded::Count(self.sample_size, Self::SAMPLE_SIZE))]
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_schedule() -> String {
+    "0 */5 * * * *".to_string()
+}
+fn default_sample_size() -> usize {
+    20
+}
+
+/// Checks every `[[target]]`, returning the field and the problem.
+pub(super) fn validate_targets(targets: &[TargetConfig]) -> Result<(), (String, String)> {
+    let mut names = HashSet::new();
+    for (i, t) in targets.iter().enumerate() {
+        let at = |f: &str| format!("target[{i}].{f}");
+        validate_name(&t.name).map_err(|problem| (at("name"), problem))?;
+        if !names.insert(t.name.as_str()) {
+            return Err((at("name"), format!("{:?} is used by another target", t.name)));
+        }
+        if t.database.is_empty() || t.database.contains(['/', '\\', '.', ' ', '"', '$']) {
+            return Err((at("database"), format!("expected a MongoDB database name, found {:?}", t.database)));
+        }
+        if t.collection.is_empty() || t.collection.starts_with("system.") || t.collection.contains('$') {
+            return Err((at("collection"), format!("expected a MongoDB collection name, found {:?}", t.collection)));
+        }
+        if t.key.is_empty() || t.key.starts_with('$') || t.key.split('.').any(|part| part.is_empty()) {
+            return Err((
+                at("key"),
+                format!("expected a field name or dotted path such as \"participantsKey\", found {:?}", t.key),
+            ));
+        }
+        validate_schedule(&t.schedule).map_err(|problem| (at("schedule"), problem))?;
+        check_all(&format!("target[{i}]."), t.bounded())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Config, ConfigError};
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"), None)
+    }
+
+    const TARGET: &str = r#"
+[[target]]
+name = "chats"
+database = "app"
+collection = "chats"
+key = "participantsKey"
+"#;
+
+    #[test]
+    fn target_defaults() {
+        let c = parse(TARGET).unwrap();
+        let t = &c.targets[0];
+        assert!(t.sparse);
+        assert_eq!(t.schedule, "0 */5 * * * *");
+        assert_eq!(t.sample_size, 20);
+    }
+
+    #[test]
+    fn type_errors_in_arrays_of_tables_name_the_element() {
+        let second = TARGET.replace("name = \"chats\"", "name = \"b\"");
+        let e = parse(&format!("{TARGET}{second}sparse = \"yes\"")).unwrap_err().to_string();
+        assert!(e.contains("field `target[1].sparse`"), "{e}");
+    }
+
+    #[test]
+    fn every_second_schedule_is_accepted() {
+        parse(&format!("{TARGET}schedule = \"* * * * * *\"")).unwrap();
+    }
+
+    #[test]
+    fn five_field_cron_is_rejected_with_the_field() {
+        let e = parse(&format!("{TARGET}schedule = \"*/5 * * * *\"")).unwrap_err().to_string();
+        assert!(e.contains("target[0].schedule"), "{e}");
+        assert!(e.contains("6 fields"), "{e}");
+    }
+
+    #[test]
+    fn nonsense_cron_is_rejected() {
+        let e = parse(&format!("{TARGET}schedule = \"a b c d e f\"")).unwrap_err().to_string();
+        assert!(e.contains("target[0].schedule"), "{e}");
+    }
+
+    #[test]
+    fn schedule_that_never_fires_is_rejected() {
+        let e = parse(&format!("{TARGET}schedule = \"0 0 0 31 2 *\"")).unwrap_err().to_string();
+        assert!(e.contains("target[0].schedule") && e.contains("never fires"), "{e}");
+    }
+
+    #[test]
+    fn typo_in_an_inline_table_target_names_the_field() {
+        let e = parse("target = [{ name = \"a\", database = \"app\", collection = \"c\", key = \"k\", sprse = true }]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("target[0]") && e.contains("unknown field `sprse`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_target_names_are_rejected() {
+        let e = parse(&format!("{TARGET}{TARGET}")).unwrap_err().to_string();
+        assert!(e.contains("target[1].name"), "{e}");
+    }
+
+    /// Target names are state-file keys like log source names: one rule, a leading '.' refused.
+    #[test]
+    fn target_names_follow_the_log_source_rule() {
+        for bad in [".hidden", "..", "a b", ""] {
+            let e = parse(&TARGET.replace("name = \"chats\"", &format!("name = {bad:?}"))).unwrap_err().to_string();
+            assert!(e.contains("target[0].name"), "{e}");
+            assert!(bad.is_empty() || e.contains("not starting with '.'"), "{e}");
+        }
+        parse(&TARGET.replace("name = \"chats\"", "name = \"a.b-c_1\"")).unwrap();
+    }
+
+    #[test]
+    fn missing_required_field_is_named() {
+        let e = parse("[[target]]\nname = \"x\"\ndatabase = \"app\"\ncollection = \"c\"").unwrap_err().to_string();
+        assert!(e.contains("missing field `key`"), "{e}");
+    }
+
+    #[test]
+    fn bad_key_is_rejected() {
+        let e = parse(&TARGET.replace("participantsKey", "$bad")).unwrap_err().to_string();
+        assert!(e.contains("target[0].key"), "{e}");
+    }
+
+    #[test]
+    fn sample_size_is_bounded() {
+        let e = parse(&format!("{TARGET}sample_size = 1001")).unwrap_err().to_string();
+        assert!(e.contains("field `target[0].sample_size`") && e.contains("0 to 1000"), "{e}");
+    }
+}
