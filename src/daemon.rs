@@ -135,26 +135,33 @@ async fn open_history(config: &Config) -> Result<store::Store, store::StoreError
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// The stop signal of `uniqwatch run`: resolves on SIGTERM or SIGINT.
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled, so a signal that arrives while the daemon starts is not
+/// lost and cannot kill it. SIGHUP, whose default action ends the process,
+/// is caught and logged: reloading the config is not supported yet.
+pub fn signal() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        Ok(async move {
+            loop {
                 tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
+                    _ = term.recv() => return,
+                    _ = int.recv() => return,
+                    _ = hup.recv() => tracing::warn!("reload is not supported yet; SIGHUP ignored"),
                 }
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

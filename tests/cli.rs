@@ -217,6 +217,114 @@ fn sigterm_stops_the_daemon_with_exit_0() {
     assert!(lines.iter().any(|l| l.contains("\"stopped\"")), "{lines:?}");
 }
 
+/// The daemon binary started with `config`, its stderr lines arriving on a channel.
+struct RunningDaemon {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line received so far, for failure messages.
+    seen: Vec<String>,
+}
+
+impl RunningDaemon {
+    fn start(cfg: &str) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["run", "--config", cfg, "--log-format", "json"])
+            .env_remove("UNIQWATCH_MONGODB_URI")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        RunningDaemon { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a stderr line containing `text`; fails after a generous bound.
+    fn wait_for_line(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {text:?} on stderr; saw:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// The exit code, waiting a generous bound for it.
+    fn exit_code(&mut self) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "daemon did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RunningDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config for the daemon on a port of its own, with `state` as its state dir.
+fn daemon_config(dir: &Path, state: &Path) -> (String, u16) {
+    let port = free_port();
+    let text = target_toml(&shared_uri(), "chats", "app", "chats", "participantsKey", true, "0 0 0 1 1 *")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let text = text
+        .lines()
+        .map(|l| if l.starts_with("dir = ") { format!("dir = \"{}\"", state.display()) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (write_config(dir, &text), port)
+}
+
+/// Issue 13: SIGHUP killed the daemon (exit 129, no log line).
+#[test]
+fn sighup_is_logged_and_ignored_and_sigterm_still_stops_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = daemon_config(dir.path(), &dir.path().join("state"));
+    let mut daemon = RunningDaemon::start(&cfg);
+    daemon.wait_for_line("listening");
+    wait_for_port(port, Duration::from_secs(20));
+    daemon.signal("HUP");
+    let line = daemon.wait_for_line("SIGHUP ignored");
+    assert!(line.contains("reload is not supported yet"), "{line}");
+    assert!(daemon.child.try_wait().unwrap().is_none(), "the daemon must survive SIGHUP");
+    // Still serving after the signal.
+    let answer = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+        use std::io::{Read, Write};
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body)
+    });
+    assert!(answer.as_deref().unwrap_or_default().starts_with("HTTP/1.1 200"), "{answer:?}");
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(), Some(0));
+}
+
 #[test]
 fn shipped_example_configs_are_valid() {
     let dir = repo_root().join("examples");
