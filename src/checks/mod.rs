@@ -136,13 +136,34 @@ impl TargetRun {
         }
     }
 
+    /// A run that panicked: every check failed with `internal`. The panic's
+    /// message is not kept (it may hold configuration values), and the run
+    /// counts as not having reached MongoDB, so it pages like an outage.
+    pub fn panicked(target: &str, started_at: DateTime<Utc>) -> Self {
+        let duration = (Utc::now() - started_at).to_std().unwrap_or_default();
+        TargetRun {
+            target: target.to_string(),
+            started_at,
+            results: CHECKS
+                .iter()
+                .map(|&check| CheckResult {
+                    check,
+                    started_at,
+                    duration,
+                    outcome: Err(QueryError::new(FailureReason::Internal, PANICKED)),
+                })
+                .collect(),
+        }
+    }
+
     /// Whether the run got answers from MongoDB: false when any check could
-    /// not connect or authenticate, or when even the first (cheapest) query
-    /// did not finish in time.
+    /// not connect or authenticate, when even the first (cheapest) query
+    /// did not finish in time, or when the run panicked (nothing it got can
+    /// be trusted).
     pub fn reached_mongodb(&self) -> bool {
         self.results.iter().all(|r| match &r.outcome {
             Err(e) => match e.reason {
-                FailureReason::Unreachable | FailureReason::Unauthorized => false,
+                FailureReason::Unreachable | FailureReason::Unauthorized | FailureReason::Internal => false,
                 FailureReason::Timeout => r.check != CheckName::Index,
                 FailureReason::Other => true,
             },
@@ -195,6 +216,9 @@ impl TargetRun {
         }
     }
 }
+
+/// The message of a check that failed because its run panicked.
+const PANICKED: &str = "a check panicked";
 
 /// The invariant as one run saw it.
 #[derive(Debug, Clone, PartialEq)]
@@ -316,7 +340,8 @@ pub fn record(run: &TargetRun, previous: Option<&TargetRun>, metrics: &Metrics) 
     if was_up != Some(up) {
         if up {
             tracing::info!(target = target, "MongoDB reachable");
-        } else if let Some((_, e)) = run.errors().next() {
+        } else if let Some((_, e)) = run.errors().find(|(_, e)| e.reason != FailureReason::Internal) {
+            // A panicked run is logged by each check (below), not as an outage.
             tracing::error!(target = target, reason = %e.reason, error = %e.message, "MongoDB not reachable; checks will retry on schedule");
         }
     }
@@ -393,7 +418,11 @@ fn record_check(target: &str, result: &CheckResult, previous: Option<&CheckResul
             withdraw_figures(target, result.check, metrics);
             let same_as_before = matches!(previous.map(|p| &p.outcome), Some(Err(p)) if p.reason == e.reason);
             if !same_as_before {
-                tracing::warn!(target = target, check = check, reason = %e.reason, error = %e.message, "check failed");
+                if e.reason == FailureReason::Internal {
+                    tracing::error!(target = target, check = check, reason = %e.reason, "a check panicked");
+                } else {
+                    tracing::warn!(target = target, check = check, reason = %e.reason, error = %e.message, "check failed");
+                }
             }
         }
     }
