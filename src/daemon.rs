@@ -6,7 +6,10 @@
 //! fails only for what an operator must fix (the schedule cannot be set up);
 //! MongoDB being down is a metric and a log line, never a start-up failure.
 
+use std::fs::{File, OpenOptions};
 use std::future::Future;
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -163,5 +166,72 @@ pub fn signal() -> std::io::Result<impl Future<Output = ()>> {
         Ok(async {
             let _ = tokio::signal::ctrl_c().await;
         })
+    }
+}
+
+/// The advisory lock on `[state] dir`, held for the life of `uniqwatch run`.
+///
+/// Two daemons sharing a state dir would each count every log line and
+/// write the same history and temp files. The first takes an exclusive
+/// `flock` on `<dir>/lock` and writes its pid there; a second one finds the
+/// lock taken and stops, naming the holder. The kernel releases the lock
+/// when the process ends, however it ends. `uniqwatch audit` only reads and
+/// takes no lock.
+#[derive(Debug)]
+pub struct StateLock {
+    /// The open lock file; the lock lasts as long as it stays open. `None`
+    /// when the state dir or the lock file could not be made: nothing else
+    /// can be written there either, which the history and the tailer report.
+    _file: Option<File>,
+}
+
+/// Another daemon holds the state dir.
+#[derive(Debug, thiserror::Error)]
+#[error("state dir {dir} is in use by another uniqwatch daemon ({holder}); two daemons must not share [state] dir: stop the other one or give this one a dir of its own")]
+pub struct StateDirInUse {
+    dir: PathBuf,
+    /// "pid N", or why the pid is not known.
+    holder: String,
+}
+
+impl StateLock {
+    /// Takes the lock on `dir`, creating the dir when missing.
+    pub fn acquire(dir: &Path) -> Result<Self, StateDirInUse> {
+        let unlocked = |what: &str, e: std::io::Error| {
+            tracing::error!(dir = %dir.display(), error = %e, "{what}; running without the state dir lock");
+            Ok(StateLock { _file: None })
+        };
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return unlocked("cannot create the state dir", e);
+        }
+        let path = dir.join("lock");
+        let mut file = match OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path) {
+            Ok(file) => file,
+            Err(e) => return unlocked("cannot open the state dir's lock file", e),
+        };
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let holder = match file.read_to_string(&mut text) {
+                    Ok(_) => match text.trim().parse::<u32>() {
+                        Ok(pid) => format!("pid {pid}"),
+                        Err(_) => "pid not yet written".to_string(),
+                    },
+                    Err(e) => format!("pid unreadable: {e}"),
+                };
+                return Err(StateDirInUse { dir: dir.to_path_buf(), holder });
+            }
+            Err(fs4::TryLockError::Error(e)) => return unlocked("cannot lock the state dir", e),
+        }
+        // The pid is for people; the lock itself is the flock.
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()));
+        if let Err(e) = written {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the pid into the state dir's lock file; the lock holds anyway");
+        }
+        Ok(StateLock { _file: Some(file) })
     }
 }

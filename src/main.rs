@@ -113,6 +113,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(arg) => {
             let config = Config::load(&arg.config)?;
+            // Held until the daemon has stopped.
+            let _lock = daemon::StateLock::acquire(&config.state.dir)?;
             raise_open_file_limit();
             let rt = runtime()?;
             rt.block_on(async {

@@ -325,6 +325,41 @@ fn sighup_is_logged_and_ignored_and_sigterm_still_stops_the_daemon() {
     assert_eq!(daemon.exit_code(), Some(0));
 }
 
+/// Issue 13 item 7: two daemons on one state dir each counted every log
+/// line and wrote the same files.
+#[test]
+fn a_second_daemon_on_the_same_state_dir_exits_2_naming_the_holder_and_audit_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let first_dir = dir.path().join("first");
+    let second_dir = dir.path().join("second");
+    std::fs::create_dir_all(&first_dir).unwrap();
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let (first_cfg, _) = daemon_config(&first_dir, &state);
+    let (second_cfg, _) = daemon_config(&second_dir, &state);
+    let mut first = RunningDaemon::start(&first_cfg);
+    first.wait_for_line("listening");
+
+    let out = uniqwatch(&["run", "--config", &second_cfg]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("pid {}", first.child.id())), "{err}");
+    assert!(err.contains(state.to_str().unwrap()), "{err}");
+    assert_eq!(std::fs::read_to_string(state.join("lock")).unwrap().trim(), first.child.id().to_string());
+
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let out = uniqwatch(&["audit", "--config", &first_cfg, "--month", &month, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "the audit reads without the lock: {}", stderr(&out));
+
+    first.signal("TERM");
+    assert_eq!(first.exit_code(), Some(0));
+    // The lock goes with the process: the dir can be used again.
+    let mut again = RunningDaemon::start(&second_cfg);
+    again.wait_for_line("listening");
+    again.signal("TERM");
+    assert_eq!(again.exit_code(), Some(0));
+}
+
 #[test]
 fn shipped_example_configs_are_valid() {
     let dir = repo_root().join("examples");
