@@ -9,10 +9,12 @@
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{Read as _, Seek as _, Write as _};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -25,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::mongo::Mongo;
 use crate::scheduler::Scheduler;
 use crate::shutdown;
-use crate::state::State;
+use crate::state::{Component, Readiness, State};
 use crate::store;
 
 /// Runs the daemon until `stop` resolves, then shuts down gracefully.
@@ -44,6 +46,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
     let addr = listener.local_addr().context("listener has no local address")?;
     let app = http::router(AppState {
         metrics: metrics.clone(),
+        readiness: Arc::new(readiness(&config, &state, &metrics)),
         state: Arc::clone(&state),
         log_sources: config.logs.iter().map(|s| s.name.clone()).collect(),
         log_totals: totals_rx.clone(),
@@ -76,9 +79,20 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
 
     let tailer = (!config.logs.is_empty()).then(|| {
         let run = logs::run(config.logs.clone(), config.state.dir.clone(), metrics.clone(), totals_tx, shutdown.clone());
+        let tailer_up = metrics.log_tailer_up.with_label_values::<&str>(&[]);
+        tailer_up.set(1);
         tokio::spawn(async move {
-            if let Err(e) = run.await {
-                tracing::error!(error = %e, "log tailing stopped; the checks go on");
+            match AssertUnwindSafe(run).catch_unwind().await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tailer_up.set(0);
+                    tracing::error!(error = %e, "log tailing stopped; the checks go on");
+                }
+                // The payload is dropped unread: it may echo configuration values.
+                Err(_) => {
+                    tailer_up.set(0);
+                    tracing::error!("the log tailer panicked; log tailing stopped, the checks go on");
+                }
             }
         })
     });
@@ -116,6 +130,29 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `/readyz` asks, each in turn: every target has finished a first
+/// run, the history store is open and writing, and the log tailer (when
+/// `[[logs]]` are configured) runs. A component of another module plugs in
+/// here as one more closure.
+fn readiness(config: &Config, state: &Arc<State>, metrics: &Metrics) -> Readiness {
+    let mut components: Vec<Component> = Vec::new();
+    let targets = Arc::clone(state);
+    components.push(Box::new(move || targets.waiting_for_first_run()));
+    let history = metrics.clone();
+    components.push(Box::new(move || {
+        (history.history_up.get() != 1)
+            .then(|| "the history store is not open or its last write failed (uniqwatch_history_up 0; see uniqwatch_history_write_failures_total)".to_string())
+    }));
+    if !config.logs.is_empty() {
+        let tailer = metrics.clone();
+        components.push(Box::new(move || {
+            (tailer.log_tailer_up.with_label_values::<&str>(&[]).get() != 1)
+                .then(|| "the log tailer is not running (uniqwatch_log_tailer_up 0; see the log)".to_string())
+        }));
+    }
+    Readiness::new(components)
 }
 
 /// Finished runs waiting for the history writer; a full queue drops (and counts) a run.

@@ -20,13 +20,15 @@ use tokio::sync::watch;
 use crate::checks::{CheckName, Figures, CHECKS};
 use crate::logs::LogTotals;
 use crate::metrics::Metrics;
-use crate::state::State;
+use crate::state::{Readiness, State};
 
 /// What the handlers read.
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: Metrics,
     pub state: Arc<State>,
+    /// What `/readyz` asks.
+    pub readiness: Arc<Readiness>,
     /// Configured `[[logs]]` source names, in config order.
     pub log_sources: Vec<String>,
     /// The tailer's committed totals.
@@ -55,21 +57,11 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(AxumState(app): AxumState<AppState>) -> Response {
-    let waiting: Vec<&str> = app
-        .state
-        .targets
-        .iter()
-        .filter(|t| t.status().runs == 0)
-        .map(|t| t.config.name.as_str())
-        .collect();
-    if waiting.is_empty() {
+    let problems = app.readiness.problems();
+    if problems.is_empty() {
         (StatusCode::OK, "ready\n".to_string()).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("waiting for the first run of: {}\n", waiting.join(", ")),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", problems.join("\n"))).into_response()
     }
 }
 

@@ -299,3 +299,54 @@ async fn log_sources_are_tailed_by_the_daemon_and_shown_on_the_landing_page() {
     assert!(page.contains("Log sources") && page.contains("chat-backend"), "{page}");
     d.stop().await;
 }
+
+/// Issue 13 item 4: with a state dir that cannot be created, the tailer
+/// never started, no log series existed and /readyz said 200.
+#[tokio::test]
+async fn readiness_reflects_a_state_dir_that_cannot_be_created() {
+    let scratch = tempfile::tempdir().unwrap();
+    let blocker = scratch.path().join("not-a-dir");
+    std::fs::write(&blocker, "a file where the state dir's parent should be").unwrap();
+    let state = blocker.join("state");
+    let logs = tempfile::tempdir().unwrap();
+    std::fs::write(logs.path().join("app.log"), "hello\n").unwrap();
+    let toml = target_toml(&shared_uri(), "chats", &unique_db("d_nostate"), "chats", "participantsKey", true, "0 0 0 1 1 *")
+        .lines()
+        .map(|l| if l.starts_with("dir = ") { format!("dir = \"{}\"", state.display()) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let toml = format!(
+        "{toml}\n[[logs]]\nname = \"app\"\npaths = [\"{}/*.log\"]\nstart_at = \"beginning\"\npoll_interval = \"50ms\"\n",
+        logs.path().display()
+    );
+    let d = Daemon::start(&toml).await;
+    let m = wait_metric(&d, "the first run and the tailer's end", |m| {
+        value(m, "uniqwatch_up", &t("chats")).is_some() && value(m, "uniqwatch_log_tailer_up", &[]) == Some(0.0)
+    })
+    .await;
+    assert_eq!(value(&m, "uniqwatch_history_up", &[]), Some(0.0));
+    assert!(value(&m, "uniqwatch_history_write_failures_total", &[("reason", "cannot_open")]).unwrap_or(0.0) >= 1.0, "{m}");
+    let (status, body) = d.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("log tailer") && body.contains("history store"), "{body}");
+    assert!(!body.contains("first run"), "the target did run: {body}");
+    assert_eq!(d.get("/healthz").await.0, 200, "the daemon keeps serving");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_needs_the_tailer_and_the_history_when_they_work() {
+    let logs = tempfile::tempdir().unwrap();
+    std::fs::write(logs.path().join("app.log"), "hello\n").unwrap();
+    let toml = format!(
+        "{}\n[[logs]]\nname = \"app\"\npaths = [\"{}/*.log\"]\nstart_at = \"beginning\"\npoll_interval = \"50ms\"\n",
+        target_toml(&shared_uri(), "chats", &unique_db("d_ready_all"), "chats", "participantsKey", true, "0 0 0 1 1 *"),
+        logs.path().display()
+    );
+    let d = Daemon::start(&toml).await;
+    wait_metric(&d, "the first run", |m| value(m, "uniqwatch_up", &t("chats")).is_some() && value(m, "uniqwatch_history_up", &[]) == Some(1.0)).await;
+    let (status, body) = d.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(value(&d.metrics().await, "uniqwatch_log_tailer_up", &[]), Some(1.0));
+    d.stop().await;
+}
