@@ -52,11 +52,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
         log_totals: totals_rx.clone(),
     });
     let http_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_shutdown.wait().await })
-            .await
-    });
+    let server = tokio::spawn(http::serve(listener, app, http::ServeLimits::default(), http_shutdown));
     tracing::info!(
         url = %format!("http://{addr}/"),
         mongodb = %redact_uri(&config.mongodb.uri),
@@ -123,10 +119,8 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
             }
         }
     }
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),
-        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    if server.await.is_err() {
+        tracing::warn!("HTTP server task failed");
     }
     tracing::info!("stopped");
     Ok(())
