@@ -26,7 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::checks::{CheckName, Figures, CHECKS};
+use crate::checks::{CheckName, CHECKS};
+use crate::html::escape;
 use crate::logs::LogTotals;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -146,44 +147,9 @@ async fn readyz(AxumState(app): AxumState<AppState>) -> Response {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 fn when(t: DateTime<Utc>) -> String {
     let ago = (Utc::now() - t).num_seconds().max(0);
     format!("{} ({ago}s ago)", t.format("%Y-%m-%d %H:%M:%S UTC"))
-}
-
-/// One line of figures for a successful check, without key values.
-fn summary(figures: &Figures) -> (bool, String) {
-    match figures {
-        Figures::Index(i) if i.present => (
-            true,
-            format!(
-                "{} (unique{}{})",
-                i.name.as_deref().unwrap_or("?"),
-                if i.sparse { ", sparse" } else { "" },
-                if i.hidden { ", hidden" } else { "" }
-            ),
-        ),
-        Figures::Index(i) => (false, i.problem.clone().unwrap_or_else(|| "unexpected options".into())),
-        Figures::Duplicates(d) => (
-            d.keys == 0,
-            format!("{} duplicated keys, {} surplus documents ({})", d.keys, d.documents, d.method.as_str()),
-        ),
-        Figures::MissingKeys(m) => (
-            m.absent + m.null + m.empty == 0,
-            format!(
-                "{} absent, {} null, {} empty of {} documents ({})",
-                m.absent,
-                m.null,
-                m.empty,
-                m.documents,
-                m.method.as_str()
-            ),
-        ),
-    }
 }
 
 async fn landing(AxumState(app): AxumState<AppState>) -> Html<String> {
@@ -232,10 +198,7 @@ th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b0002
                 None => ("muted", "not run yet".to_string(), String::new(), String::new()),
                 Some(r) => {
                     let (class, text) = match &r.outcome {
-                        Ok(f) => {
-                            let (good, text) = summary(f);
-                            (if good { "ok" } else { "bad" }, text)
-                        }
+                        Ok(f) => (if f.healthy() { "ok" } else { "bad" }, f.summary()),
                         Err(e) => ("fail", format!("failed ({}): {}", e.reason, e.message)),
                     };
                     (class, text, when(r.started_at), format!("{:.1} ms", r.duration.as_secs_f64() * 1000.0))

@@ -14,6 +14,7 @@
 //! - [`state`] keeps the last outcome of every check, for the landing page,
 //!   `/readyz` and `check --format json`.
 //! - [`metrics`] owns the registry and every metric family.
+//! - [`html`] escapes text for the landing page and the audit's HTML.
 //! - [`http`] serves `/metrics`, `/healthz`, `/readyz` and the landing page
 //!   from [`state`] and [`metrics`]; it never touches MongoDB.
 //! - [`daemon`] wires them together for `uniqwatch run`, and [`shutdown`]
@@ -33,6 +34,7 @@ pub mod config;
 pub mod daemon;
 pub mod fsutil;
 pub mod history;
+pub mod html;
 pub mod http;
 pub mod logs;
 pub mod metrics;

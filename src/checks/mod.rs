@@ -92,6 +92,42 @@ pub enum Figures {
     MissingKeys(MissingKeysOutcome),
 }
 
+impl Figures {
+    /// Whether the figures show the invariant holding for this check.
+    pub fn healthy(&self) -> bool {
+        match self {
+            Figures::Index(i) => i.present,
+            Figures::Duplicates(d) => d.keys == 0,
+            Figures::MissingKeys(m) => m.total() == 0,
+        }
+    }
+
+    /// The figures in one line, without key values: what the landing page
+    /// and `check`'s table show.
+    pub fn summary(&self) -> String {
+        match self {
+            Figures::Index(i) if i.present => format!(
+                "{} (unique{}{})",
+                i.name.as_deref().unwrap_or("?"),
+                if i.sparse { ", sparse" } else { "" },
+                if i.hidden { ", hidden" } else { "" }
+            ),
+            Figures::Index(i) => i.problem.clone().unwrap_or_else(|| "unexpected options".into()),
+            Figures::Duplicates(d) => {
+                format!("{} duplicated keys, {} surplus documents ({})", d.keys, d.documents, d.method.as_str())
+            }
+            Figures::MissingKeys(m) => format!(
+                "{} absent, {} null, {} empty of {} documents ({})",
+                m.absent,
+                m.null,
+                m.empty,
+                m.documents,
+                m.method.as_str()
+            ),
+        }
+    }
+}
+
 /// One check's part of a run.
 #[derive(Debug, Clone)]
 pub struct CheckResult {
@@ -194,7 +230,7 @@ impl TargetRun {
             }
         }
         if let Some(m) = self.missing_keys() {
-            if m.absent + m.null + m.empty > 0 {
+            if m.total() > 0 {
                 v.push((
                     CheckName::MissingKeys,
                     format!("documents without a usable key: {} absent, {} null, {} empty", m.absent, m.null, m.empty),
