@@ -262,6 +262,14 @@ impl RunningDaemon {
         }
     }
 
+    /// Every stderr line, once the process has ended.
+    fn rest_of_stderr(&mut self) -> String {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(30)) {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
     fn signal(&self, name: &str) {
         let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
@@ -340,9 +348,9 @@ fn a_second_daemon_on_the_same_state_dir_exits_2_naming_the_holder_and_audit_sti
     let mut first = RunningDaemon::start(&first_cfg);
     first.wait_for_line("listening");
 
-    let out = uniqwatch(&["run", "--config", &second_cfg]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let err = stderr(&out);
+    let mut second = RunningDaemon::start(&second_cfg);
+    assert_eq!(second.exit_code(), Some(2), "the second daemon must not run");
+    let err = second.rest_of_stderr();
     assert!(err.contains(&format!("pid {}", first.child.id())), "{err}");
     assert!(err.contains(state.to_str().unwrap()), "{err}");
     assert_eq!(std::fs::read_to_string(state.join("lock")).unwrap().trim(), first.child.id().to_string());
