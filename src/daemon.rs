@@ -62,13 +62,20 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
     );
 
     let (history_tx, history_writer) = match open_history(&config).await {
-        Ok(store) => {
+        Ok(Ok(store)) => {
             let (tx, rx) = mpsc::channel(HISTORY_QUEUE);
             let writer = store::spawn_writer(store, metrics.clone(), config.state.retention, rx, totals_rx, shutdown.clone());
             (Some(tx), Some(writer))
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             store::record_open_failure(&metrics, &e);
+            (None, None)
+        }
+        // The payload is dropped unread: it may echo configuration values.
+        Err(_panicked) => {
+            metrics.history_write_failures_total.with_label_values(&["other"]).inc();
+            metrics.history_up.set(0);
+            tracing::error!("opening the history store panicked; running without history");
             (None, None)
         }
     };
@@ -99,7 +106,13 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
         scheduler
             .add_job("the monthly audit report", &audit.schedule, move || {
                 let (config, mongo, metrics) = (Arc::clone(&config), Arc::clone(&mongo), metrics.clone());
-                async move { history::write_scheduled_report(&config, &mongo, &metrics).await }
+                async move {
+                    let job = history::write_scheduled_report(&config, &mongo, &metrics);
+                    // The payload is dropped unread: it may echo configuration values.
+                    if AssertUnwindSafe(job).catch_unwind().await.is_err() {
+                        tracing::error!("the monthly audit report job panicked; no report was written");
+                    }
+                }
             })
             .await?;
     }
@@ -155,7 +168,8 @@ const HISTORY_QUEUE: usize = 1024;
 /// Opens (creating or migrating) the history store under `[state] dir`, and
 /// records as counted before history began whatever the log checkpoint holds
 /// that the store has never seen (a new store beside an old checkpoint).
-async fn open_history(config: &Config) -> Result<store::Store, store::StoreError> {
+/// `Err` when the opening thread panicked.
+async fn open_history(config: &Config) -> Result<Result<store::Store, store::StoreError>, tokio::task::JoinError> {
     let dir = config.state.dir.clone();
     let tails_logs = !config.logs.is_empty();
     tokio::task::spawn_blocking(move || {
@@ -166,7 +180,6 @@ async fn open_history(config: &Config) -> Result<store::Store, store::StoreError
         Ok(store)
     })
     .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 /// The stop signal of `uniqwatch run`: resolves on SIGTERM or SIGINT.

@@ -2,10 +2,12 @@
 //! and map every error to an exit code in one place.
 
 use std::io::IsTerminal;
+use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
+use futures_util::FutureExt as _;
 use tracing_subscriber::EnvFilter;
 
 use uniqwatch::cli::{Cli, Command, ConfigCommand, LogFormat, OutputFormat};
@@ -77,7 +79,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mongo = Mongo::new(config.mongodb.clone());
                 let mut runs = Vec::with_capacity(config.targets.len());
                 for target in &config.targets {
-                    runs.push(checks::run_target(target, &mongo).await);
+                    let started_at = chrono::Utc::now();
+                    // A panicking run is a failed run (exit 2), as in the daemon.
+                    let run = AssertUnwindSafe(checks::run_target(target, &mongo))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| checks::TargetRun::panicked(&target.name, started_at));
+                    runs.push(run);
                 }
                 runs
             });
