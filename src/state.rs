@@ -3,6 +3,10 @@
 //!
 //! Locks are held only to copy or swap a run, never across an await, so a
 //! page or a scrape never waits on a check.
+//!
+//! [`Readiness`] is what `/readyz` asks: a list of components (the first
+//! runs here, the history store, the log tailer), each a closure saying
+//! what keeps it from being ready, so another part plugs in as one more.
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
