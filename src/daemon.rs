@@ -6,10 +6,15 @@
 //! fails only for what an operator must fix (the schedule cannot be set up);
 //! MongoDB being down is a metric and a log line, never a start-up failure.
 
+use std::fs::{File, OpenOptions};
 use std::future::Future;
+use std::io::{Read as _, Seek as _, Write as _};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -23,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::mongo::Mongo;
 use crate::scheduler::Scheduler;
 use crate::shutdown;
-use crate::state::State;
+use crate::state::{Component, Readiness, State};
 use crate::store;
 
 /// Runs the daemon until `stop` resolves, then shuts down gracefully.
@@ -42,16 +47,13 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
     let addr = listener.local_addr().context("listener has no local address")?;
     let app = http::router(AppState {
         metrics: metrics.clone(),
+        readiness: Arc::new(readiness(&config, &state, &metrics)),
         state: Arc::clone(&state),
         log_sources: config.logs.iter().map(|s| s.name.clone()).collect(),
         log_totals: totals_rx.clone(),
     });
     let http_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_shutdown.wait().await })
-            .await
-    });
+    let server = tokio::spawn(http::serve(listener, app, http::ServeLimits::default(), http_shutdown));
     tracing::info!(
         url = %format!("http://{addr}/"),
         mongodb = %redact_uri(&config.mongodb.uri),
@@ -61,22 +63,42 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
     );
 
     let (history_tx, history_writer) = match open_history(&config).await {
-        Ok(store) => {
+        Ok(Ok(store)) => {
             let (tx, rx) = mpsc::channel(HISTORY_QUEUE);
             let writer = store::spawn_writer(store, metrics.clone(), config.state.retention, rx, totals_rx, shutdown.clone());
             (Some(tx), Some(writer))
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             store::record_open_failure(&metrics, &e);
+            (None, None)
+        }
+        // The payload is dropped unread: it may echo configuration values.
+        Err(_panicked) => {
+            metrics.history_write_failures_total.with_label_values(&["other"]).inc();
+            metrics.history_up.set(0);
+            tracing::error!("opening the history store panicked; running without history");
             (None, None)
         }
     };
 
     let tailer = (!config.logs.is_empty()).then(|| {
         let run = logs::run(config.logs.clone(), config.state.dir.clone(), metrics.clone(), totals_tx, shutdown.clone());
+        let tailer_up = metrics.log_tailer_up.with_label_values::<&str>(&[]);
+        tailer_up.set(1);
         tokio::spawn(async move {
-            if let Err(e) = run.await {
-                tracing::error!(error = %e, "log tailing stopped; the checks go on");
+            match AssertUnwindSafe(run).catch_unwind().await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if !matches!(e, logs::LogsError::Task(_)) => {
+                    tailer_up.set(0);
+                    tracing::error!(error = %e, "log tailing stopped; the checks go on");
+                }
+                // A pass that panicked (its JoinError text holds the panic
+                // message), or the tailer itself: the message is not printed,
+                // it may echo configuration values.
+                Ok(Err(_)) | Err(_) => {
+                    tailer_up.set(0);
+                    tracing::error!("the log tailer panicked; log tailing stopped, the checks go on");
+                }
             }
         })
     });
@@ -87,7 +109,13 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
         scheduler
             .add_job("the monthly audit report", &audit.schedule, move || {
                 let (config, mongo, metrics) = (Arc::clone(&config), Arc::clone(&mongo), metrics.clone());
-                async move { audit::write_scheduled_report(&config, &mongo, &metrics).await }
+                async move {
+                    let job = audit::write_scheduled_report(&config, &mongo, &metrics);
+                    // The payload is dropped unread: it may echo configuration values.
+                    if AssertUnwindSafe(job).catch_unwind().await.is_err() {
+                        tracing::error!("the monthly audit report job panicked; no report was written");
+                    }
+                }
             })
             .await?;
     }
@@ -107,13 +135,34 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
             }
         }
     }
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),
-        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    if server.await.is_err() {
+        tracing::warn!("HTTP server task failed");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `/readyz` asks, each in turn: every target has finished a first
+/// run, the history store is open and writing, and the log tailer (when
+/// `[[logs]]` are configured) runs. A component of another module plugs in
+/// here as one more closure.
+fn readiness(config: &Config, state: &Arc<State>, metrics: &Metrics) -> Readiness {
+    let mut components: Vec<Component> = Vec::new();
+    let targets = Arc::clone(state);
+    components.push(Box::new(move || targets.waiting_for_first_run()));
+    let history = metrics.clone();
+    components.push(Box::new(move || {
+        (history.history_up.get() != 1)
+            .then(|| "the history store is not open or its last write failed (uniqwatch_history_up 0; see uniqwatch_history_write_failures_total)".to_string())
+    }));
+    if !config.logs.is_empty() {
+        let tailer = metrics.clone();
+        components.push(Box::new(move || {
+            (tailer.log_tailer_up.with_label_values::<&str>(&[]).get() != 1)
+                .then(|| "the log tailer is not running (uniqwatch_log_tailer_up 0; see the log)".to_string())
+        }));
+    }
+    Readiness::new(components)
 }
 
 /// Finished runs waiting for the history writer; a full queue drops (and counts) a run.
@@ -122,7 +171,8 @@ const HISTORY_QUEUE: usize = 1024;
 /// Opens (creating or migrating) the history store under `[state] dir`, and
 /// records as counted before history began whatever the log checkpoint holds
 /// that the store has never seen (a new store beside an old checkpoint).
-async fn open_history(config: &Config) -> Result<store::Store, store::StoreError> {
+/// `Err` when the opening thread panicked.
+async fn open_history(config: &Config) -> Result<Result<store::Store, store::StoreError>, tokio::task::JoinError> {
     let dir = config.state.dir.clone();
     let tails_logs = !config.logs.is_empty();
     tokio::task::spawn_blocking(move || {
@@ -133,29 +183,102 @@ async fn open_history(config: &Config) -> Result<store::Store, store::StoreError
         Ok(store)
     })
     .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// The stop signal of `uniqwatch run`: resolves on SIGTERM or SIGINT.
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled, so a signal that arrives while the daemon starts is not
+/// lost and cannot kill it. SIGHUP, whose default action ends the process,
+/// is caught and logged: reloading the config is not supported yet.
+pub fn signal() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        Ok(async move {
+            loop {
                 tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
+                    _ = term.recv() => return,
+                    _ = int.recv() => return,
+                    _ = hup.recv() => tracing::warn!("reload is not supported yet; SIGHUP ignored"),
                 }
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}
+
+/// The advisory lock on `[state] dir`, held for the life of `uniqwatch run`.
+///
+/// Two daemons sharing a state dir would each count every log line and
+/// write the same history and temp files. The first takes an exclusive
+/// `flock` on `<dir>/lock` and writes its pid there; a second one finds the
+/// lock taken and stops, naming the holder. The kernel releases the lock
+/// when the process ends, however it ends. `uniqwatch audit` only reads and
+/// takes no lock.
+#[derive(Debug)]
+pub struct StateLock {
+    /// The open lock file; the lock lasts as long as it stays open. `None`
+    /// when the state dir or the lock file could not be made: nothing else
+    /// can be written there either, which the history and the tailer report.
+    _file: Option<File>,
+}
+
+/// Another daemon holds the state dir.
+#[derive(Debug, thiserror::Error)]
+#[error("state dir {dir} is in use by another uniqwatch daemon ({holder}); two daemons must not share [state] dir: stop the other one or give this one a dir of its own")]
+pub struct StateDirInUse {
+    dir: PathBuf,
+    /// "pid N", or why the pid is not known.
+    holder: String,
+}
+
+impl StateLock {
+    /// Takes the lock on `dir`, creating the dir when missing.
+    pub fn acquire(dir: &Path) -> Result<Self, StateDirInUse> {
+        let unlocked = |what: &str, e: std::io::Error| {
+            tracing::error!(dir = %dir.display(), error = %e, "{what}; running without the state dir lock");
+            Ok(StateLock { _file: None })
+        };
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return unlocked("cannot create the state dir", e);
+        }
+        let path = dir.join("lock");
+        let mut file = match OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path) {
+            Ok(file) => file,
+            Err(e) => return unlocked("cannot open the state dir's lock file", e),
+        };
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let holder = match file.read_to_string(&mut text) {
+                    Ok(_) => match text.trim().parse::<u32>() {
+                        Ok(pid) => format!("pid {pid}"),
+                        Err(_) => "pid not yet written".to_string(),
+                    },
+                    Err(e) => format!("pid unreadable: {e}"),
+                };
+                return Err(StateDirInUse { dir: dir.to_path_buf(), holder });
+            }
+            Err(fs4::TryLockError::Error(e)) => return unlocked("cannot lock the state dir", e),
+        }
+        // The pid is for people; the lock itself is the flock.
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()));
+        if let Err(e) = written {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the pid into the state dir's lock file; the lock holds anyway");
+        }
+        Ok(StateLock { _file: Some(file) })
     }
 }

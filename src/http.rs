@@ -4,9 +4,14 @@
 //! them touches MongoDB, so a scrape is as fast when the database is down or
 //! slow as when it is healthy. The landing page shows counts and verdicts,
 //! never key values, document ids or credentials.
+//!
+//! [`serve`] bounds what clients can hold: the time to send a request's
+//! headers and the connections served at once, so half-sent requests cannot
+//! use up the daemon's descriptors and keep the scrape out.
 
 use std::fmt::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State as AxumState;
 use axum::http::{header, StatusCode};
@@ -15,18 +20,26 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 
-use tokio::sync::watch;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
-use crate::checks::{CheckName, Figures, CHECKS};
+use crate::checks::{CheckName, CHECKS};
+use crate::html::escape;
 use crate::logs::LogTotals;
 use crate::metrics::Metrics;
-use crate::state::State;
+use crate::shutdown::Shutdown;
+use crate::state::{Readiness, State};
 
 /// What the handlers read.
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: Metrics,
     pub state: Arc<State>,
+    /// What `/readyz` asks.
+    pub readiness: Arc<Readiness>,
     /// Configured `[[logs]]` source names, in config order.
     pub log_sources: Vec<String>,
     /// The tailer's committed totals.
@@ -42,6 +55,77 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
+/// What a client may hold of the server, so slow or idle clients cannot
+/// starve the scrape.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// A request whose headers have not all arrived within this time is
+    /// closed (a half-sent request held a connection for minutes before).
+    pub header_read_timeout: Duration,
+    /// Connections served at once. Beyond it new connections wait in the
+    /// kernel's accept queue, taking no descriptor of the daemon's, until a
+    /// connection ends (at the latest after `header_read_timeout` for one
+    /// that sends nothing): the descriptors are the scrape's to keep.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 64,
+        }
+    }
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown`, then lets
+/// the requests in flight finish (for at most another `header_read_timeout`).
+pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits, shutdown: Shutdown) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.wait() => break,
+            // The semaphore is never closed.
+            permit = Arc::clone(&permits).acquire_owned() => permit.expect("the connection semaphore stays open"),
+        };
+        let stream = tokio::select! {
+            _ = shutdown.wait() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it was
+                    // taken: wait a moment instead of spinning on the error.
+                    tracing::debug!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stop.wait() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(permit);
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.header_read_timeout, drain).await.is_err() {
+        connections.abort_all();
+    }
+}
+
 async fn metrics(AxumState(app): AxumState<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
@@ -55,62 +139,17 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(AxumState(app): AxumState<AppState>) -> Response {
-    let waiting: Vec<&str> = app
-        .state
-        .targets
-        .iter()
-        .filter(|t| t.status().runs == 0)
-        .map(|t| t.config.name.as_str())
-        .collect();
-    if waiting.is_empty() {
+    let problems = app.readiness.problems();
+    if problems.is_empty() {
         (StatusCode::OK, "ready\n".to_string()).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("waiting for the first run of: {}\n", waiting.join(", ")),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", problems.join("\n"))).into_response()
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn when(t: DateTime<Utc>) -> String {
     let ago = (Utc::now() - t).num_seconds().max(0);
     format!("{} ({ago}s ago)", t.format("%Y-%m-%d %H:%M:%S UTC"))
-}
-
-/// One line of figures for a successful check, without key values.
-fn summary(figures: &Figures) -> (bool, String) {
-    match figures {
-        Figures::Index(i) if i.present => (
-            true,
-            format!(
-                "{} (unique{}{})",
-                i.name.as_deref().unwrap_or("?"),
-                if i.sparse { ", sparse" } else { "" },
-                if i.hidden { ", hidden" } else { "" }
-            ),
-        ),
-        Figures::Index(i) => (false, i.problem.clone().unwrap_or_else(|| "unexpected options".into())),
-        Figures::Duplicates(d) => (
-            d.keys == 0,
-            format!("{} duplicated keys, {} surplus documents ({})", d.keys, d.documents, d.method.as_str()),
-        ),
-        Figures::MissingKeys(m) => (
-            m.absent + m.null + m.empty == 0,
-            format!(
-                "{} absent, {} null, {} empty of {} documents ({})",
-                m.absent,
-                m.null,
-                m.empty,
-                m.documents,
-                m.method.as_str()
-            ),
-        ),
-    }
 }
 
 async fn landing(AxumState(app): AxumState<AppState>) -> Html<String> {
@@ -159,10 +198,7 @@ th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b0002
                 None => ("muted", "not run yet".to_string(), String::new(), String::new()),
                 Some(r) => {
                     let (class, text) = match &r.outcome {
-                        Ok(f) => {
-                            let (good, text) = summary(f);
-                            (if good { "ok" } else { "bad" }, text)
-                        }
+                        Ok(f) => (if f.healthy() { "ok" } else { "bad" }, f.summary()),
                         Err(e) => ("fail", format!("failed ({}): {}", e.reason, e.message)),
                     };
                     (class, text, when(r.started_at), format!("{:.1} ms", r.duration.as_secs_f64() * 1000.0))

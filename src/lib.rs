@@ -14,12 +14,13 @@
 //! - [`redact`] shows a connection string by its parts, never its secrets,
 //!   and checks one before the driver's parser sees it.
 //! - [`state`] keeps the last outcome of every check, for the landing page,
-//!   `/readyz` and `check --format json`.
+//!   and the list of components `/readyz` asks.
 //! - [`metrics`] owns the registry and every metric family.
+//! - [`html`] escapes text for the landing page and the audit's HTML.
 //! - [`http`] serves `/metrics`, `/healthz`, `/readyz` and the landing page
 //!   from [`state`] and [`metrics`]; it never touches MongoDB.
-//! - [`daemon`] wires them together for `uniqwatch run`, and [`shutdown`]
-//!   carries SIGTERM/SIGINT to every task.
+//! - [`daemon`] wires them together for `uniqwatch run` (and locks the state
+//!   dir), and [`shutdown`] carries SIGTERM/SIGINT to every task.
 //! - [`cli`] declares the command line; `main.rs` maps errors to exit codes.
 //! - [`logs`] follows log files for E11000 errors and their recoveries,
 //!   counting each line exactly once across rotation and restarts.
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod fsutil;
+pub mod html;
 pub mod http;
 pub mod logs;
 pub mod metrics;

@@ -2,10 +2,12 @@
 //! and map every error to an exit code in one place.
 
 use std::io::IsTerminal;
+use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
+use futures_util::FutureExt as _;
 use tracing_subscriber::EnvFilter;
 
 use uniqwatch::cli::{Cli, Command, ConfigCommand, LogFormat, OutputFormat};
@@ -21,6 +23,7 @@ const DEFAULT_LOG_FILTER: &str = "info,tokio_cron_scheduler=warn";
 const EXIT_TROUBLE: u8 = 2;
 
 fn main() -> ExitCode {
+    install_panic_hook();
     let cli = Cli::parse();
     init_logging(&cli);
     match dispatch(cli) {
@@ -76,7 +79,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mongo = Mongo::new(config.mongodb.clone());
                 let mut runs = Vec::with_capacity(config.targets.len());
                 for target in &config.targets {
-                    runs.push(checks::run_target(target, &mongo).await);
+                    let started_at = chrono::Utc::now();
+                    // A panicking run is a failed run (exit 2), as in the daemon.
+                    let run = AssertUnwindSafe(checks::run_target(target, &mongo))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| checks::TargetRun::panicked(&target.name, started_at));
+                    runs.push(run);
                 }
                 runs
             });
@@ -112,13 +121,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(arg) => {
             let config = Config::load(&arg.config)?;
+            // Held until the daemon has stopped.
+            let _lock = daemon::StateLock::acquire(&config.state.dir)?;
             raise_open_file_limit();
             let rt = runtime()?;
             rt.block_on(async {
+                let stop = daemon::signal().context("cannot install the signal handlers")?;
                 let listener = tokio::net::TcpListener::bind(config.web.listen)
                     .await
                     .with_context(|| format!("cannot listen on {} ([web] listen)", config.web.listen))?;
-                daemon::run(config, listener, daemon::signal()).await
+                daemon::run(config, listener, stop).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -130,15 +142,61 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 fn raise_open_file_limit() {
     #[cfg(unix)]
     {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer.
-        unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-                let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
-                    tracing::debug!("cannot raise the open-file limit");
-                }
+        use rlimit::Resource;
+        if let Ok((soft, hard)) = Resource::NOFILE.get() {
+            if soft < hard && Resource::NOFILE.set(hard, hard).is_err() {
+                tracing::debug!("cannot raise the open-file limit");
             }
         }
+    }
+}
+
+/// Replaces the default panic message, which prints the payload: a panic
+/// message may echo a configuration value (a URI, a password), so only
+/// where the panic happened is printed. The task that panicked is caught
+/// and counted by its owner (a run panicking is a failure with
+/// `reason="internal"`).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("{}", panic_line(info.location()));
+    }));
+}
+
+/// What the panic hook prints: the location only, never the payload.
+fn panic_line(location: Option<&std::panic::Location<'_>>) -> String {
+    let thread = std::thread::current();
+    let thread = thread.name().unwrap_or("unnamed");
+    match location {
+        Some(at) => format!(
+            "uniqwatch: a panic in thread '{thread}' at {}:{}:{} (its message is not printed: it may hold configuration values)",
+            at.file(),
+            at.line(),
+            at.column()
+        ),
+        None => format!("uniqwatch: a panic in thread '{thread}' (its message is not printed: it may hold configuration values)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Issue 13: a panic message may echo a secret; the hook prints where, not what.
+    #[test]
+    fn the_panic_hook_prints_the_location_and_never_the_payload() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            sink.lock().unwrap().push(panic_line(info.location()));
+        }));
+        let result = std::panic::catch_unwind(|| panic!("password=hunter2"));
+        std::panic::set_hook(previous);
+        assert!(result.is_err());
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].contains("main.rs:"), "{}", seen[0]);
+        assert!(!seen[0].contains("hunter2"), "{}", seen[0]);
     }
 }

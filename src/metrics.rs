@@ -89,6 +89,9 @@ pub struct Metrics {
     pub log_lag_bytes: IntGaugeVec,
     /// Failures to load or save the log checkpoint; while saving fails, log counters stand still.
     pub log_checkpoint_failures_total: IntCounterVec,
+    /// 1 while the log tailer runs, 0 once it could not start or stopped;
+    /// absent without `[[logs]]`. No label: one tailer follows every source.
+    pub log_tailer_up: IntGaugeVec,
 }
 
 fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -170,6 +173,7 @@ impl Metrics {
             log_files: int_gauge(&r, "log_files", "Log files being followed, including rotated files still being drained.", &["source"]),
             log_lag_bytes: int_gauge(&r, "log_lag_bytes", "Bytes written to followed log files but not yet read.", &["source"]),
             log_checkpoint_failures_total: int_counter(&r, "log_checkpoint_failures_total", "Failures to load or save the log checkpoint, by operation; log counters stand still while saving fails.", &["operation"]),
+            log_tailer_up: int_gauge(&r, "log_tailer_up", "1 while the log tailer runs, 0 when it could not start (state dir, checkpoint, pattern) or stopped; absent without [[logs]].", &[]),
             registry: r,
         };
         metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);

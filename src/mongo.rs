@@ -35,14 +35,18 @@ pub enum FailureReason {
     Unauthorized,
     /// Anything else: a server error, an unexpected reply.
     Other,
+    /// The run panicked: a bug in uniqwatch (or a library it uses), not an
+    /// answer from MongoDB. Every check of the run counts it.
+    Internal,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 4] = [
+    pub const ALL: [FailureReason; 5] = [
         FailureReason::Timeout,
         FailureReason::Unreachable,
         FailureReason::Unauthorized,
         FailureReason::Other,
+        FailureReason::Internal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,12 +55,8 @@ impl FailureReason {
             FailureReason::Unreachable => "unreachable",
             FailureReason::Unauthorized => "unauthorized",
             FailureReason::Other => "other",
+            FailureReason::Internal => "internal",
         }
-    }
-
-    /// Whether a failure for this reason means the run never really reached MongoDB.
-    pub fn means_down(self) -> bool {
-        !matches!(self, FailureReason::Other)
     }
 }
 

@@ -91,47 +91,15 @@ pub fn check_text(targets: &[TargetConfig], runs: &[TargetRun]) -> String {
             let ms = r.duration.as_secs_f64() * 1000.0;
             let line = match &r.outcome {
                 Err(e) => format!("FAILED   {}", e),
-                Ok(_) => match r.check {
-                    crate::checks::CheckName::Index => {
-                        let i = run.index().expect("index outcome is Ok");
-                        if i.present {
-                            format!(
-                                "ok       {} (unique{}{})",
-                                i.name.as_deref().unwrap_or("?"),
-                                if i.sparse { ", sparse" } else { "" },
-                                if i.hidden { ", hidden" } else { "" }
-                            )
-                        } else {
-                            format!("VIOLATED {}", i.problem.as_deref().unwrap_or("unexpected options"))
-                        }
-                    }
-                    crate::checks::CheckName::Duplicates => {
-                        let d = run.duplicates().expect("duplicates outcome is Ok");
-                        let mut s = format!(
-                            "{} {} duplicated keys, {} surplus documents [{}]",
-                            if d.keys > 0 { "VIOLATED" } else { "ok      " },
-                            d.keys,
-                            d.documents,
-                            d.method.as_str()
-                        );
+                Ok(figures) => {
+                    let mut line = format!("{} {}", if figures.healthy() { "ok      " } else { "VIOLATED" }, figures.summary());
+                    if let checks::Figures::Duplicates(d) = figures {
                         for sample in d.sample.iter().take(5) {
-                            let _ = write!(s, "\n{:>26}{} held by {} documents", "", sample.key, sample.count);
+                            let _ = write!(line, "\n{:>26}{} held by {} documents", "", sample.key, sample.count);
                         }
-                        s
                     }
-                    crate::checks::CheckName::MissingKeys => {
-                        let m = run.missing_keys().expect("missing_keys outcome is Ok");
-                        format!(
-                            "{} {} absent, {} null, {} empty of {} documents [{}]",
-                            if m.absent + m.null + m.empty > 0 { "VIOLATED" } else { "ok      " },
-                            m.absent,
-                            m.null,
-                            m.empty,
-                            m.documents,
-                            m.method.as_str()
-                        )
-                    }
-                },
+                    line
+                }
             };
             let _ = writeln!(out, "  {:<13}{:>8.1}ms  {}", r.check.as_str(), ms, line);
         }

@@ -5,15 +5,24 @@
 //! that finds the previous run still going is skipped and counted, so runs
 //! of one target never overlap. Every target also runs once at start-up.
 //! On shutdown, no new run starts and in-flight runs get a grace period.
+//!
+//! A run that panics (in a check, or while its outcome is recorded) is
+//! caught at the task boundary and recorded as a failure of every check of
+//! the run with `reason="internal"`: `uniqwatch_up` goes to 0 and
+//! `check_success` to 0, so the usual alerts page, and the next tick runs
+//! again. The panic's message is never read: it may hold configuration values.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::{BoxFuture, FutureExt as _};
 use tokio::sync::{mpsc, Mutex};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
-use crate::checks;
+use crate::checks::{self, TargetRun};
+use crate::config::TargetConfig;
 use crate::metrics::Metrics;
 use crate::mongo::Mongo;
 use crate::state::State;
@@ -28,8 +37,18 @@ pub struct ScheduleError {
     source: JobSchedulerError,
 }
 
+/// Runs every check of a target once: [`checks::run_target`] in the
+/// daemon; unit tests put a fault here (nothing in the config can).
+type RunChecks = for<'a> fn(&'a TargetConfig, &'a Mongo) -> BoxFuture<'a, TargetRun>;
+
+fn run_checks<'a>(target: &'a TargetConfig, mongo: &'a Mongo) -> BoxFuture<'a, TargetRun> {
+    Box::pin(checks::run_target(target, mongo))
+}
+
 /// What every tick needs, shared by all jobs.
 struct Runner {
+    /// What a run does.
+    run_checks: RunChecks,
     state: Arc<State>,
     mongo: Arc<Mongo>,
     metrics: Metrics,
@@ -56,16 +75,31 @@ impl Runner {
         tokio::spawn(async move {
             let slot = &runner.state.targets[i];
             slot.run_started();
-            let run = checks::run_target(&slot.config, &runner.mongo).await;
-            if let Some(tx) = &runner.finished {
-                if tx.try_send(store::records(&run)).is_err() {
-                    runner.metrics.history_records_dropped_total.with_label_values(&["queue_full"]).inc_by(run.results.len() as u64);
-                    tracing::warn!(target = %slot.config.name, "history writer is behind; this run is not recorded in history");
-                }
+            let started_at = chrono::Utc::now();
+            let done = AssertUnwindSafe(async {
+                let run = (runner.run_checks)(&slot.config, &runner.mongo).await;
+                runner.record(i, run);
+            })
+            .catch_unwind()
+            .await;
+            // The payload is dropped unread: it may echo a URI or a password.
+            if done.is_err() {
+                runner.record(i, TargetRun::panicked(&slot.config.name, started_at));
             }
-            slot.run_finished(run, &runner.metrics);
             drop(guard);
         });
+    }
+
+    /// Sends a finished run to the history and stores it in the state (with its metrics).
+    fn record(&self, i: usize, run: TargetRun) {
+        let slot = &self.state.targets[i];
+        if let Some(tx) = &self.finished {
+            if tx.try_send(store::records(&run)).is_err() {
+                self.metrics.history_records_dropped_total.with_label_values(&["queue_full"]).inc_by(run.results.len() as u64);
+                tracing::warn!(target = %slot.config.name, "history writer is behind; this run is not recorded in history");
+            }
+        }
+        slot.run_finished(run, &self.metrics);
     }
 }
 
@@ -83,11 +117,22 @@ impl Scheduler {
         metrics: Metrics,
         finished: Option<mpsc::Sender<Vec<RunRecord>>>,
     ) -> Result<Self, ScheduleError> {
+        Self::start_with(state, mongo, metrics, finished, run_checks).await
+    }
+
+    async fn start_with(
+        state: Arc<State>,
+        mongo: Arc<Mongo>,
+        metrics: Metrics,
+        finished: Option<mpsc::Sender<Vec<RunRecord>>>,
+        run_checks: RunChecks,
+    ) -> Result<Self, ScheduleError> {
         let err = |target: &str| {
             let target = target.to_string();
             move |source| ScheduleError { target, source }
         };
         let runner = Arc::new(Runner {
+            run_checks,
             locks: state.targets.iter().map(|_| Arc::new(Mutex::new(()))).collect(),
             state,
             mongo,
@@ -146,5 +191,86 @@ impl Scheduler {
             }
         };
         tokio::time::timeout(grace, all_idle).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::path::Path;
+    use std::sync::Mutex as StdMutex;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// Log output captured for assertions.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<StdMutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    /// The fault: a run that panics with a secret in its message, as the
+    /// redaction code did on a URI with `%` before a non-ASCII character.
+    fn panicking<'a>(_: &'a TargetConfig, _: &'a Mongo) -> BoxFuture<'a, TargetRun> {
+        Box::pin(async { panic!("cannot redact mongodb://u:hunter2@db/") })
+    }
+
+    async fn runs_finished(state: &State, n: u64) {
+        for _ in 0..2000 {
+            if state.targets[0].status().runs >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("run {n} never finished");
+    }
+
+    /// Issue 13 item 1: a panicking run stalled its target forever, exported
+    /// nothing and counted nothing.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panicking_run_is_an_internal_failure_of_every_check_logged_once_without_its_message() {
+        let logs = Captured::default();
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || sink.clone()).with_ansi(false).finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        let toml = "[mongodb]\nuri = \"mongodb://u:hunter2@db/\"\n[[target]]\nname = \"chats\"\ndatabase = \"app\"\ncollection = \"chats\"\nkey = \"k\"\nschedule = \"0 0 0 1 1 *\"\n";
+        let config = Config::from_toml(toml, Path::new("test.toml"), None).unwrap();
+        let state = Arc::new(State::new(&config.targets));
+        let metrics = Metrics::new();
+        checks::init_metrics("chats", &metrics);
+        let mongo = Arc::new(Mongo::new(config.mongodb.clone()));
+        let scheduler = Scheduler::start_with(Arc::clone(&state), mongo, metrics.clone(), None, panicking).await.unwrap();
+        runs_finished(&state, 1).await;
+        // The target is not stalled: the next tick runs (and panics) again.
+        scheduler.runner.fire(0);
+        runs_finished(&state, 2).await;
+        assert!(scheduler.stop(Duration::from_secs(5)).await);
+
+        assert_eq!(metrics.up.with_label_values(&["chats"]).get(), 0, "a panicked run pages as down");
+        for check in checks::CHECKS {
+            let labels = ["chats", check.as_str()];
+            assert_eq!(metrics.check_success.with_label_values(&labels).get(), 0, "{check:?}");
+            let internal = metrics.check_failures_total.with_label_values(&["chats", check.as_str(), "internal"]).get();
+            assert_eq!(internal, 2, "{check:?}");
+        }
+        let text = logs.text();
+        assert_eq!(text.matches("a check panicked").count(), checks::CHECKS.len(), "once per check, not per run:\n{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("check=\"missing_keys\"") || text.contains("check=missing_keys"), "{text}");
     }
 }

@@ -3,6 +3,10 @@
 //!
 //! Locks are held only to copy or swap a run, never across an await, so a
 //! page or a scrape never waits on a check.
+//!
+//! [`Readiness`] is what `/readyz` asks: a list of components (the first
+//! runs here, the history store, the log tailer), each a closure saying
+//! what keeps it from being ready, so another part plugs in as one more.
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -58,9 +62,37 @@ impl State {
         }
     }
 
-    /// True once every target has finished its first run.
-    pub fn ready(&self) -> bool {
-        self.targets.iter().all(|t| t.status().runs > 0)
+    /// The targets still waiting for their first run to finish, as a
+    /// readiness problem; `None` once every target has run once.
+    pub fn waiting_for_first_run(&self) -> Option<String> {
+        let waiting: Vec<&str> = self
+            .targets
+            .iter()
+            .filter(|t| t.status().runs == 0)
+            .map(|t| t.config.name.as_str())
+            .collect();
+        (!waiting.is_empty()).then(|| format!("waiting for the first run of: {}", waiting.join(", ")))
+    }
+}
+
+/// One part of the daemon `/readyz` asks: `None` when it is ready, or
+/// what is wrong, in one line without configuration values.
+pub type Component = Box<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// `/readyz`: ready when every component is.
+#[derive(Default)]
+pub struct Readiness {
+    components: Vec<Component>,
+}
+
+impl Readiness {
+    pub fn new(components: Vec<Component>) -> Self {
+        Self { components }
+    }
+
+    /// What keeps the daemon from being ready; empty when it is.
+    pub fn problems(&self) -> Vec<String> {
+        self.components.iter().filter_map(|c| c()).collect()
     }
 }
 

@@ -36,6 +36,8 @@ const ALERTS: &[(&str, &str)] = &[
     ("UniqwatchCheckFailing", "warning"),
     ("UniqwatchDown", "critical"),
     ("UniqwatchAbsent", "critical"),
+    ("UniqwatchLogTailerStalled", "warning"),
+    ("UniqwatchHistoryFailing", "warning"),
 ];
 
 /// The prefix every runbook_url shares, so an operator rewrites it in one

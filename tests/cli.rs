@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::Path;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -211,6 +212,157 @@ fn sigterm_stops_the_daemon_with_exit_0() {
     }
     assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("\"stopped\"")), "{lines:?}");
+}
+
+/// The daemon binary started with `config`, its stderr lines arriving on a channel.
+struct RunningDaemon {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line received so far, for failure messages.
+    seen: Vec<String>,
+}
+
+impl RunningDaemon {
+    fn start(cfg: &str) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["run", "--config", cfg, "--log-format", "json"])
+            .env_remove("UNIQWATCH_MONGODB_URI")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        RunningDaemon { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a stderr line containing `text`; fails after a generous bound.
+    fn wait_for_line(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {text:?} on stderr; saw:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Every stderr line, once the process has ended.
+    fn rest_of_stderr(&mut self) -> String {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(30)) {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// The exit code, waiting a generous bound for it.
+    fn exit_code(&mut self) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "daemon did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RunningDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config for the daemon on a port of its own, with `state` as its state dir.
+fn daemon_config(dir: &Path, state: &Path) -> (String, u16) {
+    let port = free_port();
+    let text = target_toml(&shared_uri(), "chats", "app", "chats", "participantsKey", true, "0 0 0 1 1 *")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let text = text
+        .lines()
+        .map(|l| if l.starts_with("dir = ") { format!("dir = \"{}\"", state.display()) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (write_config(dir, &text), port)
+}
+
+/// Issue 13: SIGHUP killed the daemon (exit 129, no log line).
+#[test]
+fn sighup_is_logged_and_ignored_and_sigterm_still_stops_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = daemon_config(dir.path(), &dir.path().join("state"));
+    let mut daemon = RunningDaemon::start(&cfg);
+    daemon.wait_for_line("listening");
+    wait_for_port(port, Duration::from_secs(20));
+    daemon.signal("HUP");
+    let line = daemon.wait_for_line("SIGHUP ignored");
+    assert!(line.contains("reload is not supported yet"), "{line}");
+    assert!(daemon.child.try_wait().unwrap().is_none(), "the daemon must survive SIGHUP");
+    // Still serving after the signal.
+    let answer = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+        use std::io::{Read, Write};
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body)
+    });
+    assert!(answer.as_deref().unwrap_or_default().starts_with("HTTP/1.1 200"), "{answer:?}");
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(), Some(0));
+}
+
+/// Issue 13 item 7: two daemons on one state dir each counted every log
+/// line and wrote the same files.
+#[test]
+fn a_second_daemon_on_the_same_state_dir_exits_2_naming_the_holder_and_audit_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let first_dir = dir.path().join("first");
+    let second_dir = dir.path().join("second");
+    std::fs::create_dir_all(&first_dir).unwrap();
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let (first_cfg, _) = daemon_config(&first_dir, &state);
+    let (second_cfg, _) = daemon_config(&second_dir, &state);
+    let mut first = RunningDaemon::start(&first_cfg);
+    first.wait_for_line("listening");
+
+    let mut second = RunningDaemon::start(&second_cfg);
+    assert_eq!(second.exit_code(), Some(2), "the second daemon must not run");
+    let err = second.rest_of_stderr();
+    assert!(err.contains(&format!("pid {}", first.child.id())), "{err}");
+    assert!(err.contains(state.to_str().unwrap()), "{err}");
+    assert_eq!(std::fs::read_to_string(state.join("lock")).unwrap().trim(), first.child.id().to_string());
+
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let out = uniqwatch(&["audit", "--config", &first_cfg, "--month", &month, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "the audit reads without the lock: {}", stderr(&out));
+
+    first.signal("TERM");
+    assert_eq!(first.exit_code(), Some(0));
+    // The lock goes with the process: the dir can be used again.
+    let mut again = RunningDaemon::start(&second_cfg);
+    again.wait_for_line("listening");
+    again.signal("TERM");
+    assert_eq!(again.exit_code(), Some(0));
 }
 
 #[test]

@@ -299,3 +299,110 @@ async fn log_sources_are_tailed_by_the_daemon_and_shown_on_the_landing_page() {
     assert!(page.contains("Log sources") && page.contains("chat-backend"), "{page}");
     d.stop().await;
 }
+
+/// Issue 13 item 4: with a state dir that cannot be created, the tailer
+/// never started, no log series existed and /readyz said 200.
+#[tokio::test]
+async fn readiness_reflects_a_state_dir_that_cannot_be_created() {
+    let scratch = tempfile::tempdir().unwrap();
+    let blocker = scratch.path().join("not-a-dir");
+    std::fs::write(&blocker, "a file where the state dir's parent should be").unwrap();
+    let state = blocker.join("state");
+    let logs = tempfile::tempdir().unwrap();
+    std::fs::write(logs.path().join("app.log"), "hello\n").unwrap();
+    let toml = target_toml(&shared_uri(), "chats", &unique_db("d_nostate"), "chats", "participantsKey", true, "0 0 0 1 1 *")
+        .lines()
+        .map(|l| if l.starts_with("dir = ") { format!("dir = \"{}\"", state.display()) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let toml = format!(
+        "{toml}\n[[logs]]\nname = \"app\"\npaths = [\"{}/*.log\"]\nstart_at = \"beginning\"\npoll_interval = \"50ms\"\n",
+        logs.path().display()
+    );
+    let d = Daemon::start(&toml).await;
+    let m = wait_metric(&d, "the first run and the tailer's end", |m| {
+        value(m, "uniqwatch_up", &t("chats")).is_some() && value(m, "uniqwatch_log_tailer_up", &[]) == Some(0.0)
+    })
+    .await;
+    assert_eq!(value(&m, "uniqwatch_history_up", &[]), Some(0.0));
+    assert!(value(&m, "uniqwatch_history_write_failures_total", &[("reason", "cannot_open")]).unwrap_or(0.0) >= 1.0, "{m}");
+    let (status, body) = d.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("log tailer") && body.contains("history store"), "{body}");
+    assert!(!body.contains("first run"), "the target did run: {body}");
+    assert_eq!(d.get("/healthz").await.0, 200, "the daemon keeps serving");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_needs_the_tailer_and_the_history_when_they_work() {
+    let logs = tempfile::tempdir().unwrap();
+    std::fs::write(logs.path().join("app.log"), "hello\n").unwrap();
+    let toml = format!(
+        "{}\n[[logs]]\nname = \"app\"\npaths = [\"{}/*.log\"]\nstart_at = \"beginning\"\npoll_interval = \"50ms\"\n",
+        target_toml(&shared_uri(), "chats", &unique_db("d_ready_all"), "chats", "participantsKey", true, "0 0 0 1 1 *"),
+        logs.path().display()
+    );
+    let d = Daemon::start(&toml).await;
+    wait_metric(&d, "the first run", |m| value(m, "uniqwatch_up", &t("chats")).is_some() && value(m, "uniqwatch_history_up", &[]) == Some(1.0)).await;
+    let (status, body) = d.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(value(&d.metrics().await, "uniqwatch_log_tailer_up", &[]), Some(1.0));
+    d.stop().await;
+}
+
+/// Issue 13 item 9: half-sent requests were held for minutes, and with
+/// more of them than descriptors /metrics failed for everyone.
+#[tokio::test]
+async fn half_sent_requests_are_closed_and_do_not_keep_the_scrape_out() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use uniqwatch::http::{self, AppState, ServeLimits};
+
+    let config = Config::from_toml(
+        &target_toml("mongodb://127.0.0.1:1/", "chats", "app", "chats", "participantsKey", true, "0 0 0 1 1 *"),
+        Path::new("test.toml"),
+        None,
+    )
+    .unwrap();
+    let state = Arc::new(uniqwatch::state::State::new(&config.targets));
+    let (_totals_tx, totals_rx) = tokio::sync::watch::channel(Default::default());
+    let app = http::router(AppState {
+        metrics: uniqwatch::metrics::Metrics::new(),
+        state,
+        readiness: Arc::new(uniqwatch::state::Readiness::default()),
+        log_sources: Vec::new(),
+        log_totals: totals_rx,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = ServeLimits { header_read_timeout: Duration::from_millis(300), max_connections: 4 };
+    let (trigger, shutdown) = uniqwatch::shutdown::channel();
+    let server = tokio::spawn(http::serve(listener, app, limits, shutdown));
+
+    // More slow clients than the server serves at once, each stopping mid-header.
+    let mut slow = Vec::new();
+    for _ in 0..12 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        slow.push(s);
+    }
+    // The scrape still gets its answer.
+    let scrape = tokio::time::timeout(Duration::from_secs(30), reqwest::get(format!("http://{addr}/metrics")))
+        .await
+        .expect("the scrape must not wait for the slow clients (generous bound)")
+        .unwrap();
+    assert_eq!(scrape.status().as_u16(), 200);
+    assert!(scrape.text().await.unwrap().contains("uniqwatch_build_info"));
+
+    // Each half-sent request is closed by the server, without a response.
+    for mut s in slow {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "a half-sent request was not closed (generous bound)");
+        let text = String::from_utf8_lossy(&buf);
+        assert!(!text.contains("uniqwatch_"), "no metrics for a request never finished: {text}");
+    }
+    trigger.trigger();
+    server.await.unwrap();
+}

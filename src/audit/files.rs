@@ -87,7 +87,8 @@ pub async fn write_scheduled_report(config: &Config, mongo: &Mongo, metrics: &Me
     match written {
         Ok(Ok((report, paths))) => record_report_written(metrics, &report, &paths),
         Ok(Err(e)) => tracing::error!(month = %month, error = %e, "monthly audit report could not be written"),
-        Err(e) => tracing::error!(month = %month, error = %e, "monthly audit report task failed"),
+        // A JoinError prints the panic message, which may echo configuration values.
+        Err(e) => tracing::error!(month = %month, panicked = e.is_panic(), "monthly audit report task failed"),
     }
 }
 

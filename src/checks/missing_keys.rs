@@ -30,6 +30,13 @@ pub struct MissingKeysOutcome {
     pub method: Method,
 }
 
+impl MissingKeysOutcome {
+    /// Documents without a usable key, whatever the kind.
+    pub fn total(&self) -> u64 {
+        self.absent + self.null + self.empty
+    }
+}
+
 pub async fn run(ctx: &mut Context<'_>) -> Result<MissingKeysOutcome, QueryError> {
     let Some(index) = ctx.index.as_ref().and_then(|i| i.queryable.clone()) else {
         let s = ctx.scan().await?;

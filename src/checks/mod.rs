@@ -92,6 +92,42 @@ pub enum Figures {
     MissingKeys(MissingKeysOutcome),
 }
 
+impl Figures {
+    /// Whether the figures show the invariant holding for this check.
+    pub fn healthy(&self) -> bool {
+        match self {
+            Figures::Index(i) => i.present,
+            Figures::Duplicates(d) => d.keys == 0,
+            Figures::MissingKeys(m) => m.total() == 0,
+        }
+    }
+
+    /// The figures in one line, without key values: what the landing page
+    /// and `check`'s table show.
+    pub fn summary(&self) -> String {
+        match self {
+            Figures::Index(i) if i.present => format!(
+                "{} (unique{}{})",
+                i.name.as_deref().unwrap_or("?"),
+                if i.sparse { ", sparse" } else { "" },
+                if i.hidden { ", hidden" } else { "" }
+            ),
+            Figures::Index(i) => i.problem.clone().unwrap_or_else(|| "unexpected options".into()),
+            Figures::Duplicates(d) => {
+                format!("{} duplicated keys, {} surplus documents ({})", d.keys, d.documents, d.method.as_str())
+            }
+            Figures::MissingKeys(m) => format!(
+                "{} absent, {} null, {} empty of {} documents ({})",
+                m.absent,
+                m.null,
+                m.empty,
+                m.documents,
+                m.method.as_str()
+            ),
+        }
+    }
+}
+
 /// One check's part of a run.
 #[derive(Debug, Clone)]
 pub struct CheckResult {
@@ -136,13 +172,34 @@ impl TargetRun {
         }
     }
 
+    /// A run that panicked: every check failed with `internal`. The panic's
+    /// message is not kept (it may hold configuration values), and the run
+    /// counts as not having reached MongoDB, so it pages like an outage.
+    pub fn panicked(target: &str, started_at: DateTime<Utc>) -> Self {
+        let duration = (Utc::now() - started_at).to_std().unwrap_or_default();
+        TargetRun {
+            target: target.to_string(),
+            started_at,
+            results: CHECKS
+                .iter()
+                .map(|&check| CheckResult {
+                    check,
+                    started_at,
+                    duration,
+                    outcome: Err(QueryError::new(FailureReason::Internal, PANICKED)),
+                })
+                .collect(),
+        }
+    }
+
     /// Whether the run got answers from MongoDB: false when any check could
-    /// not connect or authenticate, or when even the first (cheapest) query
-    /// did not finish in time.
+    /// not connect or authenticate, when even the first (cheapest) query
+    /// did not finish in time, or when the run panicked (nothing it got can
+    /// be trusted).
     pub fn reached_mongodb(&self) -> bool {
         self.results.iter().all(|r| match &r.outcome {
             Err(e) => match e.reason {
-                FailureReason::Unreachable | FailureReason::Unauthorized => false,
+                FailureReason::Unreachable | FailureReason::Unauthorized | FailureReason::Internal => false,
                 FailureReason::Timeout => r.check != CheckName::Index,
                 FailureReason::Other => true,
             },
@@ -173,7 +230,7 @@ impl TargetRun {
             }
         }
         if let Some(m) = self.missing_keys() {
-            if m.absent + m.null + m.empty > 0 {
+            if m.total() > 0 {
                 v.push((
                     CheckName::MissingKeys,
                     format!("documents without a usable key: {} absent, {} null, {} empty", m.absent, m.null, m.empty),
@@ -195,6 +252,9 @@ impl TargetRun {
         }
     }
 }
+
+/// The message of a check that failed because its run panicked.
+const PANICKED: &str = "a check panicked";
 
 /// The invariant as one run saw it.
 #[derive(Debug, Clone, PartialEq)]
@@ -316,7 +376,8 @@ pub fn record(run: &TargetRun, previous: Option<&TargetRun>, metrics: &Metrics) 
     if was_up != Some(up) {
         if up {
             tracing::info!(target = target, "MongoDB reachable");
-        } else if let Some((_, e)) = run.errors().next() {
+        } else if let Some((_, e)) = run.errors().find(|(_, e)| e.reason != FailureReason::Internal) {
+            // A panicked run is logged by each check (below), not as an outage.
             tracing::error!(target = target, reason = %e.reason, error = %e.message, "MongoDB not reachable; checks will retry on schedule");
         }
     }
@@ -393,7 +454,11 @@ fn record_check(target: &str, result: &CheckResult, previous: Option<&CheckResul
             withdraw_figures(target, result.check, metrics);
             let same_as_before = matches!(previous.map(|p| &p.outcome), Some(Err(p)) if p.reason == e.reason);
             if !same_as_before {
-                tracing::warn!(target = target, check = check, reason = %e.reason, error = %e.message, "check failed");
+                if e.reason == FailureReason::Internal {
+                    tracing::error!(target = target, check = check, reason = %e.reason, "a check panicked");
+                } else {
+                    tracing::warn!(target = target, check = check, reason = %e.reason, error = %e.message, "check failed");
+                }
             }
         }
     }

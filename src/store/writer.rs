@@ -180,7 +180,8 @@ impl Writer {
                 // Only a panic in SQLite code gets here; the store went with it.
                 self.metrics.history_up.set(0);
                 self.metrics.history_write_failures_total.with_label_values(&["other"]).inc();
-                tracing::error!(error = %e, "history writer lost its store; running without history until restart");
+                // A JoinError prints the panic message, which may echo configuration values.
+                tracing::error!(panicked = e.is_panic(), "history writer lost its store; running without history until restart");
                 return None;
             }
         };
