@@ -145,7 +145,7 @@ impl Metrics {
             check_success: int_gauge(&r, "check_success", &help("1 when the last run of the check succeeded, 0 when it failed."), &["target", "check"]),
             check_duration_seconds: gauge(&r, "check_duration_seconds", &help("Wall time of the last run of the check, in seconds."), &["target", "check"]),
             check_last_success_timestamp_seconds: gauge(&r, "check_last_success_timestamp_seconds", &help("Unix time of the last successful run of the check."), &["target", "check"]),
-            check_failures_total: int_counter(&r, "check_failures_total", "Failed check runs by reason: timeout, unreachable, unauthorized, other.", &["target", "check", "reason"]),
+            check_failures_total: int_counter(&r, "check_failures_total", "Failed check runs by reason: timeout, unreachable, unauthorized, other, internal (a check that panicked).", &["target", "check", "reason"]),
             runs_skipped_total: int_counter(&r, "runs_skipped_total", "Scheduled runs of a target skipped because its previous run was still going.", &["target"]),
             check_seconds_total: {
                 let c = CounterVec::new(Opts::new("check_seconds_total", "Total wall time spent running the check, in seconds.").namespace("uniqwatch"), &["target", "check"])
