@@ -72,7 +72,17 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
     };
 
     let tailer = (!config.logs.is_empty()).then(|| {
-        let run = logs::run(config.logs.clone(), config.state.dir.clone(), metrics.clone(), totals_tx, shutdown.clone());
+        // Readiness may read `tailer_health` (started, saving); polls are counted there too.
+        let (health_tx, _tailer_health) = watch::channel(logs::TailerHealth::default());
+        let run = logs::run(
+            config.logs.clone(),
+            config.state.dir.clone(),
+            metrics.clone(),
+            totals_tx,
+            health_tx,
+            logs::Tuning::default(),
+            shutdown.clone(),
+        );
         tokio::spawn(async move {
             if let Err(e) = run.await {
                 tracing::error!(error = %e, "log tailing stopped; the checks go on");

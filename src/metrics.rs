@@ -89,6 +89,15 @@ pub struct Metrics {
     pub log_lag_bytes: IntGaugeVec,
     /// Failures to load or save the log checkpoint; while saving fails, log counters stand still.
     pub log_checkpoint_failures_total: IntCounterVec,
+    /// 1 while the tailer runs and saves its checkpoint; 0 while it cannot
+    /// start or cannot save: readiness and `UniqwatchLogTailerStalled`.
+    pub log_tailer_up: IntGaugeVec,
+    /// When the checkpoint last held everything read (saved, or nothing new):
+    /// a stalled tailer shows as this time growing old.
+    pub log_checkpoint_last_success_timestamp_seconds: GaugeVec,
+    /// Patterns whose last expansion was cut short by a bound (symlink
+    /// depth, entries, time): files they lead to may be missed.
+    pub log_patterns_cut: IntGaugeVec,
 }
 
 fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -170,6 +179,10 @@ impl Metrics {
             log_files: int_gauge(&r, "log_files", "Log files being followed, including rotated files still being drained.", &["source"]),
             log_lag_bytes: int_gauge(&r, "log_lag_bytes", "Bytes written to followed log files but not yet read.", &["source"]),
             log_checkpoint_failures_total: int_counter(&r, "log_checkpoint_failures_total", "Failures to load or save the log checkpoint, by operation; log counters stand still while saving fails.", &["operation"]),
+            // Label-less, and set only with [[logs]] sources: absent when no log is tailed.
+            log_tailer_up: int_gauge(&r, "log_tailer_up", "1 while the log tailer runs and saves its checkpoint; 0 while it cannot start (state directory or checkpoint unusable) or cannot save its checkpoint; absent without [[logs]].", &[]),
+            log_checkpoint_last_success_timestamp_seconds: gauge(&r, "log_checkpoint_last_success_timestamp_seconds", "Unix time the log checkpoint last held everything read (saved, or nothing new to save); absent before the first.", &[]),
+            log_patterns_cut: int_gauge(&r, "log_patterns_cut", "Log path patterns whose last expansion was cut short by a bound (depth, directory entries, time); files they lead to may not be followed.", &["source"]),
             registry: r,
         };
         metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
