@@ -375,6 +375,70 @@ mod tests {
         assert_eq!(c.sources["app"].files[0].offset, 30);
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Cases each property runs (the closing note of issue 13 reports them).
+        const CASES: u32 = 1000;
+
+        /// A valid checkpoint's bytes, then damaged: cut short, bytes
+        /// overwritten, bytes inserted.
+        fn damaged() -> impl Strategy<Value = Vec<u8>> {
+            let valid = encode(&checkpoint(3, 7));
+            let len = valid.len();
+            (
+                0..=len,
+                proptest::collection::vec((0..len, any::<u8>()), 0..6),
+                proptest::collection::vec((0..len, any::<u8>()), 0..3),
+            )
+                .prop_map(move |(cut, overwrite, insert)| {
+                    let mut bytes = valid.clone();
+                    for (at, b) in overwrite {
+                        bytes[at] = b;
+                    }
+                    for (at, b) in insert {
+                        bytes.insert(at.min(bytes.len()), b);
+                    }
+                    bytes.truncate(cut);
+                    bytes
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+            /// Arbitrary bytes: an error or a checkpoint, never a panic.
+            #[test]
+            fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(c) = decode(&bytes) {
+                    prop_assert_eq!(decode(&encode(&c)).unwrap(), c);
+                }
+            }
+
+            /// A damaged stable file, beside a damaged temp file or none:
+            /// loading never panics, and gives a checkpoint that saves and
+            /// loads again as itself, or a fresh start with the damaged
+            /// file set aside.
+            #[test]
+            fn load_of_damaged_files_never_panics(
+                stable in damaged(),
+                temp in proptest::option::of(damaged()),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                fs::write(dir.path().join(FILE_NAME), &stable).unwrap();
+                if let Some(temp) = &temp {
+                    fs::write(dir.path().join(TEMP_FILE_NAME), temp).unwrap();
+                }
+                let loaded = load(dir.path()).unwrap();
+                match loaded.checkpoint {
+                    Some(c) => prop_assert_eq!(decode(&encode(&c)).unwrap(), c),
+                    None => prop_assert!(loaded.set_aside.is_some()),
+                }
+            }
+        }
+    }
+
     #[test]
     fn save_into_missing_directory_names_the_path() {
         let dir = tempfile::tempdir().unwrap();
