@@ -632,6 +632,61 @@ mod tests {
         ));
     }
 
+    /// A rotated file is released once quiet: measured on tokio's clock,
+    /// so the quiet period passes here without waiting for it.
+    #[tokio::test(start_paused = true)]
+    async fn quiet_period_restarts_when_the_file_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        append(&path, b"one\n");
+        let quiet = std::time::Duration::from_secs(10);
+        let mut f = follower(&path);
+        assert!(!f.is_quiet_for(quiet));
+        tokio::time::advance(quiet).await;
+        f.check().unwrap();
+        assert!(f.is_quiet_for(quiet), "unchanged for the whole period");
+        append(&path, b"two\n");
+        f.check().unwrap();
+        assert!(!f.is_quiet_for(quiet), "grew: the period starts again");
+        tokio::time::advance(quiet / 2).await;
+        assert!(!f.is_quiet_for(quiet));
+        tokio::time::advance(quiet / 2).await;
+        assert!(f.is_quiet_for(quiet));
+    }
+
+    /// Issue 13, item 6, on one follower: rewritten from byte 0 with more
+    /// bytes and the same first 256, so neither size nor first bytes tell.
+    #[test]
+    fn rewrite_keeping_the_first_bytes_is_seen_by_the_bytes_before_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let banner = [b'='; 300];
+        append(&path, &banner);
+        append(&path, b"\nfirst\n");
+        let m = matcher();
+        let mut buf = vec![0; 1024];
+        let mut f = follower(&path);
+        step(&mut f, &m, &mut buf);
+        assert_eq!(f.offset, 308);
+        let mut rewritten = banner.to_vec();
+        rewritten.extend_from_slice(b"\nagain\nand more\n");
+        std::os::unix::fs::FileExt::write_all_at(
+            &std::fs::OpenOptions::new().write(true).open(&path).unwrap(),
+            &rewritten,
+            0,
+        )
+        .unwrap();
+        assert!(matches!(
+            f.check().unwrap(),
+            Check::Truncated { old_offset: 308, .. }
+        ));
+        assert_eq!(f.offset, 0);
+        // Appending after the offset is no rewrite.
+        step(&mut f, &m, &mut buf);
+        append(&path, b"appended\n");
+        assert_eq!(f.check().unwrap(), Check::Same);
+    }
+
     #[test]
     fn budget_stops_early_and_says_so() {
         let dir = tempfile::tempdir().unwrap();
