@@ -7,6 +7,9 @@
 //! the rare hits are mapped back to their line, which keeps the tailer close
 //! to `grep`'s speed. [`Matcher::classify`] does the same for one line and is
 //! the reference the block search is tested against.
+//!
+//! The file runs past 600 lines only through its unit and property tests,
+//! which stay beside the code they pin.
 
 use std::collections::BTreeMap;
 
