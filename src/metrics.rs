@@ -85,7 +85,7 @@ pub struct Metrics {
     pub log_long_lines_total: IntCounterVec,
     /// Files being followed, so an empty glob or a missing directory shows as 0.
     pub log_files: IntGaugeVec,
-    /// Bytes written to followed files but not yet read: whether the tailer keeps up.
+    /// Bytes not yet in the saved totals (unread, or read but unsaved): whether the tailer keeps up.
     pub log_lag_bytes: IntGaugeVec,
     /// Failures to load or save the log checkpoint; while saving fails, log counters stand still.
     pub log_checkpoint_failures_total: IntCounterVec,
@@ -177,7 +177,7 @@ impl Metrics {
             log_truncations_total: int_counter(&r, "log_truncations_total", "Followed log files truncated or rewritten from the start (copytruncate), then read again from byte 0.", &["source"]),
             log_long_lines_total: int_counter(&r, "log_long_lines_total", "Log lines longer than max_line_bytes, matched on their first max_line_bytes only.", &["source"]),
             log_files: int_gauge(&r, "log_files", "Log files being followed, including rotated files still being drained.", &["source"]),
-            log_lag_bytes: int_gauge(&r, "log_lag_bytes", "Bytes written to followed log files but not yet read.", &["source"]),
+            log_lag_bytes: int_gauge(&r, "log_lag_bytes", "Bytes not yet in the saved log totals: written to followed files but not read yet, or read but not yet saved in the checkpoint.", &["source"]),
             log_checkpoint_failures_total: int_counter(&r, "log_checkpoint_failures_total", "Failures to load or save the log checkpoint, by operation; log counters stand still while saving fails.", &["operation"]),
             // Label-less, and set only with [[logs]] sources: absent when no log is tailed.
             log_tailer_up: int_gauge(&r, "log_tailer_up", "1 while the log tailer runs and saves its checkpoint; 0 while it cannot start (state directory or checkpoint unusable) or cannot save its checkpoint; absent without [[logs]].", &[]),
