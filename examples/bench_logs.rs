@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use uniqwatch::config::{LogEventConfig, LogSourceConfig, StartAt};
-use uniqwatch::logs::{self, LogTotals};
+use uniqwatch::logs::{self, LogTotals, TailerHealth, Tuning};
 use uniqwatch::metrics::Metrics;
 use uniqwatch::shutdown;
 
@@ -128,11 +128,14 @@ fn read(path: &Path) {
         let (trigger, shutdown) = shutdown::channel();
         let (tx, mut rx) = watch::channel(LogTotals::default());
         let started = Instant::now();
+        let (health, _) = watch::channel(TailerHealth::default());
         let task = tokio::spawn(logs::run(
             vec![source(vec![path.display().to_string()])],
             state.clone(),
             Metrics::new(),
             tx,
+            health,
+            Tuning::default(),
             shutdown,
         ));
         let totals = loop {
@@ -176,11 +179,14 @@ fn idle(dir: &Path, seconds: u64) {
         let (trigger, shutdown) = shutdown::channel();
         let (tx, _rx) = watch::channel(LogTotals::default());
         let metrics = Metrics::new();
+        let (health, _) = watch::channel(TailerHealth::default());
         let task = tokio::spawn(logs::run(
             vec![source(paths)],
             state.clone(),
             metrics.clone(),
             tx,
+            health,
+            Tuning::default(),
             shutdown,
         ));
         // Let the first poll open the files, then measure the quiet part only.

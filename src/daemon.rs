@@ -82,9 +82,19 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
     };
 
     let tailer = (!config.logs.is_empty()).then(|| {
-        let run = logs::run(config.logs.clone(), config.state.dir.clone(), metrics.clone(), totals_tx, shutdown.clone());
+        // Readiness reads the tailer's health through `uniqwatch_log_tailer_up`,
+        // which the tailer sets itself; the poll count in `TailerHealth` is for tests.
+        let (health_tx, _) = watch::channel(logs::TailerHealth::default());
+        let run = logs::run(
+            config.logs.clone(),
+            config.state.dir.clone(),
+            metrics.clone(),
+            totals_tx,
+            health_tx,
+            logs::Tuning::default(),
+            shutdown.clone(),
+        );
         let tailer_up = metrics.log_tailer_up.with_label_values::<&str>(&[]);
-        tailer_up.set(1);
         tokio::spawn(async move {
             match AssertUnwindSafe(run).catch_unwind().await {
                 Ok(Ok(())) => {}

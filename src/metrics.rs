@@ -85,13 +85,19 @@ pub struct Metrics {
     pub log_long_lines_total: IntCounterVec,
     /// Files being followed, so an empty glob or a missing directory shows as 0.
     pub log_files: IntGaugeVec,
-    /// Bytes written to followed files but not yet read: whether the tailer keeps up.
+    /// Bytes not yet in the saved totals (unread, or read but unsaved): whether the tailer keeps up.
     pub log_lag_bytes: IntGaugeVec,
     /// Failures to load or save the log checkpoint; while saving fails, log counters stand still.
     pub log_checkpoint_failures_total: IntCounterVec,
-    /// 1 while the log tailer runs, 0 once it could not start or stopped;
-    /// absent without `[[logs]]`. No label: one tailer follows every source.
+    /// 1 while the tailer runs and saves its checkpoint; 0 while it cannot
+    /// start or cannot save: readiness and `UniqwatchLogTailerStalled`.
     pub log_tailer_up: IntGaugeVec,
+    /// When the checkpoint last held everything read (saved, or nothing new):
+    /// a stalled tailer shows as this time growing old.
+    pub log_checkpoint_last_success_timestamp_seconds: GaugeVec,
+    /// Patterns whose last expansion was cut short by a bound (symlink
+    /// depth, entries, time): files they lead to may be missed.
+    pub log_patterns_cut: IntGaugeVec,
 }
 
 fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -171,9 +177,12 @@ impl Metrics {
             log_truncations_total: int_counter(&r, "log_truncations_total", "Followed log files truncated or rewritten from the start (copytruncate), then read again from byte 0.", &["source"]),
             log_long_lines_total: int_counter(&r, "log_long_lines_total", "Log lines longer than max_line_bytes, matched on their first max_line_bytes only.", &["source"]),
             log_files: int_gauge(&r, "log_files", "Log files being followed, including rotated files still being drained.", &["source"]),
-            log_lag_bytes: int_gauge(&r, "log_lag_bytes", "Bytes written to followed log files but not yet read.", &["source"]),
+            log_lag_bytes: int_gauge(&r, "log_lag_bytes", "Bytes not yet in the saved log totals: written to followed files but not read yet, or read but not yet saved in the checkpoint.", &["source"]),
             log_checkpoint_failures_total: int_counter(&r, "log_checkpoint_failures_total", "Failures to load or save the log checkpoint, by operation; log counters stand still while saving fails.", &["operation"]),
-            log_tailer_up: int_gauge(&r, "log_tailer_up", "1 while the log tailer runs, 0 when it could not start (state dir, checkpoint, pattern) or stopped; absent without [[logs]].", &[]),
+            // Label-less, and set only with [[logs]] sources: absent when no log is tailed.
+            log_tailer_up: int_gauge(&r, "log_tailer_up", "1 while the log tailer runs and saves its checkpoint; 0 while it cannot start (state directory or checkpoint unusable), cannot save its checkpoint, or stopped; absent without [[logs]].", &[]),
+            log_checkpoint_last_success_timestamp_seconds: gauge(&r, "log_checkpoint_last_success_timestamp_seconds", "Unix time the log checkpoint last held everything read (saved, or nothing new to save); absent before the first.", &[]),
+            log_patterns_cut: int_gauge(&r, "log_patterns_cut", "Log path patterns whose last expansion was cut short by a bound (depth, directory entries, time); files they lead to may not be followed.", &["source"]),
             registry: r,
         };
         metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);

@@ -10,6 +10,14 @@
 //! `generation`), so a crash between the fsync and the rename loses nothing,
 //! and a torn temp file is ignored. A missing file is a first start; a
 //! corrupt one is set aside, never deleted, and the tailer starts afresh.
+//!
+//! This module owns the on-disk types; the follower converts its state to
+//! and from them (`Follower::checkpoint`, `Follower::from_checkpoint`), the
+//! one place where the two meet, so this module depends on no follower type.
+//!
+//! Version 2 added each file's [`FileCheckpoint::tail`]; a version 1 file
+//! is read as one without it (the tail is then taken from the file when it
+//! is found again).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,15 +26,16 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::follower::{FileId, Fingerprint};
 use super::SourceTotals;
 
 /// Name of the stable checkpoint file in `[state] dir`.
 pub const FILE_NAME: &str = "logs-checkpoint.json";
 /// Name of the file a save writes before renaming it over [`FILE_NAME`].
 pub const TEMP_FILE_NAME: &str = "logs-checkpoint.json.tmp";
-/// The format this build reads and writes.
-pub const VERSION: u32 = 1;
+/// The format this build writes.
+pub const VERSION: u32 = 2;
+/// Older formats this build still reads.
+const READS_ALSO: &[u32] = &[1];
 
 /// Everything the tailer must remember across a restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,12 +73,33 @@ pub struct FileCheckpoint {
     /// in the same directory if it was renamed while the daemon was down.
     pub path: String,
     /// Device and inode: the file's identity, whatever its name.
-    pub id: FileId,
+    pub id: StoredFileId,
     /// Start of the first line not counted yet.
     pub offset: u64,
     /// Hash of the file's first bytes, to tell a truncated or replaced file
     /// (same inode, new content) from the one that was read.
-    pub fingerprint: Fingerprint,
+    pub fingerprint: StoredFingerprint,
+    /// Hash of the bytes just before `offset`: a file rewritten in place
+    /// under the same first bytes, or the copy a copytruncate made, is told
+    /// by them. Absent in version 1 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<StoredFingerprint>,
+}
+
+/// A file's device and inode, as saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredFileId {
+    pub dev: u64,
+    pub inode: u64,
+}
+
+/// A hash of some bytes of a file, as saved: how many, and their FNV-1a 64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredFingerprint {
+    pub len: u32,
+    pub hash: u64,
 }
 
 /// A checkpoint file that could not be read or written.
@@ -116,12 +146,15 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     let version = serde_json::from_slice::<VersionOnly>(bytes)
         .map_err(|e| format!("not a checkpoint: {e}"))?
         .version;
-    if version != VERSION {
+    if version != VERSION && !READS_ALSO.contains(&version) {
         return Err(format!(
-            "expected format version {VERSION}, found version {version}"
+            "expected format version {VERSION} (or {READS_ALSO:?}), found version {version}"
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| format!("not a version {VERSION} checkpoint: {e}"))
+    let mut checkpoint: Checkpoint = serde_json::from_slice(bytes)
+        .map_err(|e| format!("not a version {version} checkpoint: {e}"))?;
+    checkpoint.version = VERSION;
+    Ok(checkpoint)
 }
 
 /// The bytes [`save`] writes.
@@ -220,9 +253,10 @@ mod tests {
                 },
                 files: vec![FileCheckpoint {
                     path: "/var/log/app.log".into(),
-                    id: FileId { dev: 1, inode: 2 },
+                    id: StoredFileId { dev: 1, inode: 2 },
                     offset: lines * 10,
-                    fingerprint: Fingerprint { len: 3, hash: 99 },
+                    fingerprint: StoredFingerprint { len: 3, hash: 99 },
+                    tail: Some(StoredFingerprint { len: 2, hash: 7 }),
                 }],
                 ..Default::default()
             },
@@ -323,12 +357,86 @@ mod tests {
     #[test]
     fn other_version_is_refused_with_both_versions_named() {
         let mut c = checkpoint(1, 1);
-        c.version = 2;
+        c.version = 9;
         let problem = decode(&encode(&c)).unwrap_err();
         assert!(
-            problem.contains("expected format version 1, found version 2"),
+            problem.contains("expected format version 2 (or [1]), found version 9"),
             "{problem}"
         );
+    }
+
+    /// A version 1 file (no tails) is read, and saved again as version 2.
+    #[test]
+    fn version_1_is_read_without_tails() {
+        let v1 = br#"{"version":1,"generation":4,"sources":{"app":{"totals":{"duplicate_key_errors":[],"recoveries":0,"events":{},"lines":3,"bytes":30},"rotations":0,"truncations":0,"long_lines":0,"files":[{"path":"/a.log","id":{"dev":1,"inode":2},"offset":30,"fingerprint":{"len":30,"hash":5}}]}}}"#;
+        let c = decode(v1).unwrap();
+        assert_eq!(c.version, VERSION);
+        assert_eq!(c.sources["app"].files[0].tail, None);
+        assert_eq!(c.sources["app"].files[0].offset, 30);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Cases each property runs (the closing note of issue 13 reports them).
+        const CASES: u32 = 1000;
+
+        /// A valid checkpoint's bytes, then damaged: cut short, bytes
+        /// overwritten, bytes inserted.
+        fn damaged() -> impl Strategy<Value = Vec<u8>> {
+            let valid = encode(&checkpoint(3, 7));
+            let len = valid.len();
+            (
+                0..=len,
+                proptest::collection::vec((0..len, any::<u8>()), 0..6),
+                proptest::collection::vec((0..len, any::<u8>()), 0..3),
+            )
+                .prop_map(move |(cut, overwrite, insert)| {
+                    let mut bytes = valid.clone();
+                    for (at, b) in overwrite {
+                        bytes[at] = b;
+                    }
+                    for (at, b) in insert {
+                        bytes.insert(at.min(bytes.len()), b);
+                    }
+                    bytes.truncate(cut);
+                    bytes
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+            /// Arbitrary bytes: an error or a checkpoint, never a panic.
+            #[test]
+            fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(c) = decode(&bytes) {
+                    prop_assert_eq!(decode(&encode(&c)).unwrap(), c);
+                }
+            }
+
+            /// A damaged stable file, beside a damaged temp file or none:
+            /// loading never panics, and gives a checkpoint that saves and
+            /// loads again as itself, or a fresh start with the damaged
+            /// file set aside.
+            #[test]
+            fn load_of_damaged_files_never_panics(
+                stable in damaged(),
+                temp in proptest::option::of(damaged()),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                fs::write(dir.path().join(FILE_NAME), &stable).unwrap();
+                if let Some(temp) = &temp {
+                    fs::write(dir.path().join(TEMP_FILE_NAME), temp).unwrap();
+                }
+                let loaded = load(dir.path()).unwrap();
+                match loaded.checkpoint {
+                    Some(c) => prop_assert_eq!(decode(&encode(&c)).unwrap(), c),
+                    None => prop_assert!(loaded.set_aside.is_some()),
+                }
+            }
+        }
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! truncation, and holding back what is not a whole line yet.
 //!
 //! A file is known by its identity (device, inode), not its name, so a
-//! rename does not disturb it; the fingerprint of its first bytes tells a
-//! file truncated and rewritten in place (copytruncate) from the one that was
-//! read. The follower keeps its file open, which also keeps a deleted file
+//! rename does not disturb it; the fingerprints of its first bytes and of
+//! the bytes just before the read offset tell a file truncated and rewritten
+//! in place (copytruncate, or a rewrite under the same banner) from the one
+//! that was read. The follower keeps its file open, which also keeps a deleted file
 //! readable until it is drained. Reads are positional (`pread`) into a buffer
 //! the caller owns and shares between files, so a followed file costs no
 //! memory of its own: a partial last line is simply read again next time,
@@ -14,17 +15,21 @@
 //! end, so memory stays bounded whatever the line length.
 //!
 //! [`super`] decides which files to follow and when; this module does not
-//! look at paths or globs.
+//! look at paths or globs. It converts its state to and from the
+//! checkpoint's on-disk types, the one place where the two meet.
+//!
+//! The file runs past 600 lines only through its unit tests,
+//! which stay beside the code they pin.
 
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
-use super::checkpoint::FileCheckpoint;
+use super::checkpoint::{FileCheckpoint, StoredFileId, StoredFingerprint};
 use super::matcher::{Matcher, Tally};
 
 /// How many leading bytes of a file its fingerprint covers (fewer while the
@@ -35,7 +40,7 @@ pub const FINGERPRINT_BYTES: usize = 256;
 const START_AT_END_LOOKBACK: u64 = 64 * 1024;
 
 /// A file's identity, stable across renames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileId {
     /// Device holding the file.
     pub dev: u64,
@@ -52,10 +57,11 @@ impl FileId {
     }
 }
 
-/// A hash of a file's first bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A hash of up to [`FINGERPRINT_BYTES`] bytes of a file: its first ones, or
+/// those just before the read offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Fingerprint {
-    /// How many leading bytes were hashed (up to [`FINGERPRINT_BYTES`]).
+    /// How many bytes were hashed (up to [`FINGERPRINT_BYTES`]).
     pub len: u32,
     /// FNV-1a 64 of those bytes: stable across builds, unlike std's hasher.
     pub hash: u64,
@@ -76,6 +82,11 @@ impl Fingerprint {
         }
     }
 
+    /// The fingerprint of the last (up to [`FINGERPRINT_BYTES`]) bytes of `bytes`.
+    pub fn of_end(bytes: &[u8]) -> Self {
+        Fingerprint::of(&bytes[bytes.len().saturating_sub(FINGERPRINT_BYTES)..])
+    }
+
     /// Whether `head` (a file's first bytes) starts with the bytes this
     /// fingerprint was taken of.
     pub fn is_prefix_of(&self, head: &[u8]) -> bool {
@@ -87,6 +98,41 @@ impl Fingerprint {
         let n = read_full_at(file, &mut head, 0)?;
         head.truncate(n);
         Ok((Fingerprint::of(&head), head))
+    }
+
+    /// The fingerprint of the bytes of `file` just before `offset`.
+    pub fn read_before(file: &File, offset: u64) -> io::Result<Fingerprint> {
+        let len = offset.min(FINGERPRINT_BYTES as u64);
+        let mut bytes = vec![0; len as usize];
+        let n = read_full_at(file, &mut bytes, offset - len)?;
+        Ok(Fingerprint::of(&bytes[..n]))
+    }
+
+    /// Whether the bytes of `file` just before `offset` are the ones this
+    /// fingerprint (taken by [`Fingerprint::read_before`]) was taken of.
+    pub fn ends_at(&self, file: &File, offset: u64) -> io::Result<bool> {
+        let len = u64::from(self.len);
+        if len > offset {
+            return Ok(false);
+        }
+        let mut bytes = vec![0; self.len as usize];
+        let n = read_full_at(file, &mut bytes, offset - len)?;
+        Ok(n == bytes.len() && Fingerprint::of(&bytes) == *self)
+    }
+}
+
+impl From<Fingerprint> for StoredFingerprint {
+    fn from(f: Fingerprint) -> Self {
+        StoredFingerprint { len: f.len, hash: f.hash }
+    }
+}
+
+impl From<StoredFingerprint> for Fingerprint {
+    fn from(f: StoredFingerprint) -> Self {
+        Fingerprint {
+            len: f.len.min(FINGERPRINT_BYTES as u32),
+            hash: f.hash,
+        }
     }
 }
 
@@ -114,8 +160,10 @@ pub enum Check {
         size: u64,
         /// Where reading had got to.
         old_offset: u64,
-        /// The fingerprint of the content that was being read.
+        /// The fingerprint of the first bytes of the content that was being read.
         old_fingerprint: Fingerprint,
+        /// The fingerprint of the bytes just before `old_offset`, as read.
+        old_tail: Fingerprint,
     },
 }
 
@@ -151,6 +199,10 @@ pub struct Follower {
     pub offset: u64,
     /// Of the first bytes, to notice the content being replaced.
     pub fingerprint: Fingerprint,
+    /// Of the bytes just before `offset` (empty at 0), to notice a rewrite
+    /// that keeps the first bytes, and to tell a copytruncate copy.
+    /// `None` for a version 1 checkpoint entry until the file is found.
+    tail: Option<Fingerprint>,
     /// Set while skipping a line longer than the buffer.
     long_line: Option<LongLine>,
     /// Whether a pattern still leads to the file.
@@ -169,12 +221,14 @@ impl Follower {
     /// Starts following an open file from `offset`.
     pub fn open(path: PathBuf, file: File, meta: &Metadata, offset: u64) -> io::Result<Self> {
         let (fingerprint, _) = Fingerprint::read(&file)?;
+        let tail = Fingerprint::read_before(&file, offset)?;
         Ok(Follower {
             path,
             id: FileId::of(meta),
             file: Some(file),
             offset,
             fingerprint,
+            tail: Some(tail),
             long_line: None,
             presence: Presence::Current,
             size: meta.len(),
@@ -188,10 +242,14 @@ impl Follower {
     pub fn from_checkpoint(saved: &FileCheckpoint) -> Self {
         Follower {
             path: PathBuf::from(&saved.path),
-            id: saved.id,
+            id: FileId {
+                dev: saved.id.dev,
+                inode: saved.id.inode,
+            },
             file: None,
             offset: saved.offset,
-            fingerprint: saved.fingerprint,
+            fingerprint: saved.fingerprint.into(),
+            tail: saved.tail.map(Fingerprint::from),
             long_line: None,
             presence: Presence::Current,
             size: 0,
@@ -210,13 +268,17 @@ impl Follower {
     /// `path`. Returns what [`Follower::check`] says about it, so a file
     /// truncated while the daemon was down is noticed.
     pub fn reopen(&mut self, path: PathBuf, file: File) -> io::Result<Check> {
+        if self.tail.is_none() && file.metadata()?.len() >= self.offset {
+            // A version 1 entry: the tail is taken from the file as found.
+            self.tail = Some(Fingerprint::read_before(&file, self.offset)?);
+        }
         self.path = path;
         self.file = Some(file);
         self.check()
     }
 
-    /// Looks at the file's size, links and first bytes. Cheap when nothing
-    /// changed: one `fstat`.
+    /// Looks at the file's size, links, first bytes and the bytes just
+    /// before the offset. Cheap when nothing changed: one `fstat`.
     pub fn check(&mut self) -> io::Result<Check> {
         let Some(file) = &self.file else {
             return Ok(Check::Same);
@@ -229,6 +291,14 @@ impl Follower {
         if !truncated && (size != self.size || mtime != self.mtime) {
             let (now, head) = Fingerprint::read(file)?;
             truncated = !self.fingerprint.is_prefix_of(&head);
+            // Same first bytes (a shared banner) but other bytes where reading
+            // stopped: rewritten in place, not appended to.
+            if !truncated {
+                truncated = match self.tail {
+                    Some(tail) => !tail.ends_at(file, self.offset)?,
+                    None => size < self.offset,
+                };
+            }
             if !truncated {
                 self.fingerprint = now;
             }
@@ -243,7 +313,9 @@ impl Follower {
         }
         let old_offset = self.offset;
         let old_fingerprint = self.fingerprint;
+        let old_tail = self.tail.unwrap_or_default();
         self.offset = 0;
+        self.tail = Some(Fingerprint::of(&[]));
         self.long_line = None;
         self.fingerprint = Fingerprint::read(file)?.0;
         self.last_growth = Instant::now();
@@ -251,6 +323,7 @@ impl Follower {
             size,
             old_offset,
             old_fingerprint,
+            old_tail,
         })
     }
 
@@ -288,6 +361,7 @@ impl Follower {
                         tally.bytes += end - self.offset;
                         outcome.long_lines += 1;
                         self.offset = end;
+                        self.tail = Some(Fingerprint::of_end(&buf[..=i]));
                         self.long_line = None;
                     }
                     None => {
@@ -308,6 +382,7 @@ impl Follower {
                     tally.bytes += block.len() as u64;
                     matcher.count_matches(block, tally);
                     self.offset += block.len() as u64;
+                    self.tail = Some(Fingerprint::of_end(block));
                     if n < buf.len() {
                         // End of file; any rest is a partial line, held until its newline.
                         break;
@@ -344,6 +419,7 @@ impl Follower {
             tally.lines += 1;
             tally.bytes += self.size.max(long.scanned_to) - self.offset;
             self.offset = self.size.max(long.scanned_to);
+            self.tail = Some(Fingerprint::read_before(file, self.offset)?);
             return Ok(1);
         }
         if self.size > self.offset {
@@ -353,6 +429,7 @@ impl Follower {
                 tally.bytes += n as u64;
                 matcher.count_matches(&buf[..n], tally);
                 self.offset += n as u64;
+                self.tail = Some(Fingerprint::of_end(&buf[..n]));
             }
         }
         Ok(0)
@@ -377,9 +454,13 @@ impl Follower {
     pub fn checkpoint(&self) -> FileCheckpoint {
         FileCheckpoint {
             path: self.path.to_string_lossy().into_owned(),
-            id: self.id,
+            id: StoredFileId {
+                dev: self.id.dev,
+                inode: self.id.inode,
+            },
             offset: self.offset,
-            fingerprint: self.fingerprint,
+            fingerprint: self.fingerprint.into(),
+            tail: self.tail.map(StoredFingerprint::from),
         }
     }
 
@@ -552,6 +633,61 @@ mod tests {
             f.check().unwrap(),
             Check::Truncated { old_offset: 2, .. }
         ));
+    }
+
+    /// A rotated file is released once quiet: measured on tokio's clock,
+    /// so the quiet period passes here without waiting for it.
+    #[tokio::test(start_paused = true)]
+    async fn quiet_period_restarts_when_the_file_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        append(&path, b"one\n");
+        let quiet = std::time::Duration::from_secs(10);
+        let mut f = follower(&path);
+        assert!(!f.is_quiet_for(quiet));
+        tokio::time::advance(quiet).await;
+        f.check().unwrap();
+        assert!(f.is_quiet_for(quiet), "unchanged for the whole period");
+        append(&path, b"two\n");
+        f.check().unwrap();
+        assert!(!f.is_quiet_for(quiet), "grew: the period starts again");
+        tokio::time::advance(quiet / 2).await;
+        assert!(!f.is_quiet_for(quiet));
+        tokio::time::advance(quiet / 2).await;
+        assert!(f.is_quiet_for(quiet));
+    }
+
+    /// Issue 13, item 6, on one follower: rewritten from byte 0 with more
+    /// bytes and the same first 256, so neither size nor first bytes tell.
+    #[test]
+    fn rewrite_keeping_the_first_bytes_is_seen_by_the_bytes_before_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let banner = [b'='; 300];
+        append(&path, &banner);
+        append(&path, b"\nfirst\n");
+        let m = matcher();
+        let mut buf = vec![0; 1024];
+        let mut f = follower(&path);
+        step(&mut f, &m, &mut buf);
+        assert_eq!(f.offset, 307);
+        let mut rewritten = banner.to_vec();
+        rewritten.extend_from_slice(b"\nagain\nand more\n");
+        std::os::unix::fs::FileExt::write_all_at(
+            &std::fs::OpenOptions::new().write(true).open(&path).unwrap(),
+            &rewritten,
+            0,
+        )
+        .unwrap();
+        assert!(matches!(
+            f.check().unwrap(),
+            Check::Truncated { old_offset: 307, .. }
+        ));
+        assert_eq!(f.offset, 0);
+        // Appending after the offset is no rewrite.
+        step(&mut f, &m, &mut buf);
+        append(&path, b"appended\n");
+        assert_eq!(f.check().unwrap(), Check::Same);
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! the rare hits are mapped back to their line, which keeps the tailer close
 //! to `grep`'s speed. [`Matcher::classify`] does the same for one line and is
 //! the reference the block search is tested against.
+//!
+//! The file runs past 600 lines only through its unit and property tests,
+//! which stay beside the code they pin.
 
 use std::collections::BTreeMap;
 
@@ -555,6 +558,99 @@ mod tests {
                 String::from_utf8_lossy(&block)
             );
             seed ^= n as u64;
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Cases each property runs (the closing note of issue 13 reports them).
+        const CASES: u32 = 2000;
+
+        /// A piece of a line: arbitrary bytes (invalid UTF-8 and NULs
+        /// included, no newline) or something the matcher looks for.
+        fn piece() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                3 => proptest::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..40),
+                1 => proptest::sample::select(vec![
+                    &b"E11000"[..],
+                    b"Duplicate key error",
+                    b"Retrieved existing chat after duplicate key error",
+                    br#""errCode":11000"#,
+                    br#""errCode":110001"#,
+                    b"collection: ",
+                    b"index: ",
+                    br#""ns":""#,
+                    b"POST",
+                    b"\xff\xfe",
+                ])
+                .prop_map(<[u8]>::to_vec),
+            ]
+        }
+
+        fn line() -> impl Strategy<Value = Vec<u8>> {
+            proptest::collection::vec(piece(), 0..8).prop_map(|p| p.concat())
+        }
+
+        fn matcher() -> Matcher {
+            let mut c = config();
+            c.events = vec![
+                LogEventConfig {
+                    name: "post".into(),
+                    contains: Some("POST".into()),
+                    regex: None,
+                },
+                LogEventConfig {
+                    name: "re".into(),
+                    contains: None,
+                    regex: Some("^E1|11000$".into()),
+                },
+                LogEventConfig {
+                    name: "empty".into(),
+                    contains: None,
+                    regex: Some("^$".into()),
+                },
+            ];
+            Matcher::new(&c).unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+            /// The block search counts what classifying each line counts,
+            /// with or without a final newline, and never panics.
+            #[test]
+            fn block_search_equals_per_line_classify(
+                lines in proptest::collection::vec(line(), 0..12),
+                final_newline in any::<bool>(),
+            ) {
+                let m = matcher();
+                let mut block = lines.join(&b'\n');
+                if final_newline && !lines.is_empty() {
+                    block.push(b'\n');
+                }
+                // An empty piece after the last newline is no line.
+                let mut counted = lines.as_slice();
+                if !final_newline && counted.last().is_some_and(Vec::is_empty) {
+                    counted = &counted[..counted.len() - 1];
+                }
+                let mut expected = Tally::new(3);
+                for line in counted {
+                    let got = m.classify(line);
+                    if let Some(labels) = got.error {
+                        prop_assert!(labels.0.len() <= MAX_LABEL_BYTES * 3 && labels.1.len() <= MAX_LABEL_BYTES * 3);
+                        *expected.errors.entry(labels).or_insert(0) += 1;
+                    }
+                    expected.recoveries += u64::from(got.recovery);
+                    for e in got.events {
+                        expected.events[e] += 1;
+                    }
+                }
+                let mut tally = Tally::new(3);
+                m.count_matches(&block, &mut tally);
+                prop_assert_eq!(tally, expected);
+            }
         }
     }
 

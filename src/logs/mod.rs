@@ -10,12 +10,18 @@
 //!   recovery, events); pure, on bytes.
 //! - [`follower`] reads one file's complete lines from an offset, across
 //!   truncation, with a bounded buffer.
-//! - [`checkpoint`] saves offsets and totals together, atomically.
-//! - `source` follows one `[[logs]]` source's files from poll to poll:
+//! - [`checkpoint`] saves offsets and totals together, atomically; it owns
+//!   its on-disk types, which the follower converts to and from.
+//! - `pattern` expands one `paths` pattern, within bounds (symlink loops,
+//!   depth, entries, time), so no pattern can spin.
+//! - `discovery` decides which files a source follows from poll to poll:
 //!   patterns expanded again each time (so new files are picked up),
-//!   renames, deletions and truncations noticed, appended lines read.
-//! - This module runs the loop: it polls each source every `poll_interval`
-//!   on tokio's blocking pool, then commits.
+//!   renames, deletions and truncations noticed, copytruncate copies found.
+//! - `source` reads one source's files and keeps its accounts: the pending
+//!   tally, what the checkpoint holds, the counters it moves.
+//! - This module runs the loop: each source is polled every
+//!   `poll_interval` on tokio's blocking pool, on a thread of its own (a slow
+//!   source holds up no other), and each poll ends with a commit.
 //!
 //! Exactly once: what the follower reads goes into a pending tally; a commit
 //! writes the new offsets and the totals including that tally in one
@@ -26,18 +32,24 @@
 //! tokio's blocking pool, so it never holds up the checks or `/metrics`.
 
 pub mod checkpoint;
+mod discovery;
 pub mod follower;
 pub mod matcher;
+pub mod pattern;
 mod source;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{error, info};
 
 use crate::config::LogSourceConfig;
@@ -47,7 +59,57 @@ use checkpoint::{Checkpoint, CheckpointError, SourceCheckpoint};
 use matcher::MatcherError;
 use source::Source;
 
-pub use source::{MAX_ERROR_LABEL_PAIRS, RELEASE_AFTER_QUIET};
+pub use source::MAX_ERROR_LABEL_PAIRS;
+
+/// The tailer's pacing, with the defaults the daemon runs with; tests
+/// shorten them instead of sleeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tuning {
+    /// How long a rotated or deleted file must stay unchanged before it is
+    /// released: long enough for a writer to reopen its log after a rotation.
+    pub release_after_quiet: Duration,
+    /// How long to wait before trying again to start (state directory or
+    /// checkpoint unusable).
+    pub start_retry: Duration,
+    /// Bounds on expanding one pattern.
+    pub patterns: pattern::Limits,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            release_after_quiet: Duration::from_secs(10),
+            start_retry: Duration::from_secs(10),
+            patterns: pattern::Limits::default(),
+        }
+    }
+}
+
+/// Whether the tailer works, for readiness: sent on a `watch` after every
+/// start attempt and every poll's commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TailerHealth {
+    /// The tailer started: its state directory and checkpoint are usable and
+    /// its sources built. False while it retries.
+    pub started: bool,
+    /// Why the last start attempt failed, while it retries.
+    pub start_error: Option<String>,
+    /// The last checkpoint save failed: counters stand still, the lag grows.
+    pub save_failing: bool,
+    /// When the checkpoint last held everything read (it was saved, or
+    /// nothing new needed saving).
+    pub last_successful_save: Option<SystemTime>,
+    /// Source polls completed (each followed by its commit) since start-up:
+    /// what to wait on before asserting that something did not happen.
+    pub polls: u64,
+}
+
+impl TailerHealth {
+    /// Whether the tailer is counting and saving what it counts.
+    pub fn is_ready(&self) -> bool {
+        self.started && !self.save_failing
+    }
+}
 
 /// Cumulative counts per log source, as persisted in the checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +133,30 @@ pub struct SourceTotals {
     pub bytes: u64,
 }
 
+impl SourceTotals {
+    /// Adds `other` into `self`; error entries stay sorted by labels.
+    pub fn add(&mut self, other: &SourceTotals) {
+        self.lines += other.lines;
+        self.bytes += other.bytes;
+        self.recoveries += other.recoveries;
+        for e in &other.duplicate_key_errors {
+            match self
+                .duplicate_key_errors
+                .iter_mut()
+                .find(|mine| mine.namespace == e.namespace && mine.index == e.index)
+            {
+                Some(mine) => mine.count += e.count,
+                None => self.duplicate_key_errors.push(e.clone()),
+            }
+        }
+        self.duplicate_key_errors
+            .sort_by(|a, b| (&a.namespace, &a.index).cmp(&(&b.namespace, &b.index)));
+        for (event, count) in &other.events {
+            *self.events.entry(event.clone()).or_insert(0) += count;
+        }
+    }
+}
+
 /// Duplicate-key errors for one (namespace, index) pair.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorTotal {
@@ -79,7 +165,8 @@ pub struct ErrorTotal {
     pub count: u64,
 }
 
-/// A problem that stops the tailer from starting.
+/// A problem that stops the tailer from starting; it tries again every
+/// [`Tuning::start_retry`] meanwhile.
 #[derive(Debug, thiserror::Error)]
 pub enum LogsError {
     #[error("cannot create state directory {path}: {source}")]
@@ -105,76 +192,167 @@ pub enum LogsError {
 /// Loads the checkpoint from `state_dir` (created if missing), moves the
 /// counters in `metrics` to the persisted totals and sends them on `totals`,
 /// then polls each source every `poll_interval` and sends a fresh snapshot
-/// after every checkpoint it commits. Returns an error only when it cannot
-/// start (the state directory cannot be created, the checkpoint cannot be
-/// read, a source's matcher cannot be built) or a pass panicked. A corrupt
-/// checkpoint is set aside and counted, and the tailer starts afresh. With
-/// no sources it just waits for `shutdown`, without touching `state_dir`.
+/// after every checkpoint it commits. `health` says whether it started and
+/// saves, and counts polls. When it cannot start (the state directory cannot
+/// be created, the checkpoint cannot be read, a source's matcher cannot be
+/// built) it says so on `health` and in `uniqwatch_log_tailer_up`, logs it
+/// once, and tries again every [`Tuning::start_retry`] until `shutdown`.
+/// Returns an error only when a poll panicked. A corrupt checkpoint is set
+/// aside and counted, and the tailer starts afresh. With no sources it just
+/// waits for `shutdown`, without touching `state_dir`.
 pub async fn run(
     sources: Vec<LogSourceConfig>,
     state_dir: PathBuf,
     metrics: Metrics,
     totals: watch::Sender<LogTotals>,
+    health: watch::Sender<TailerHealth>,
+    tuning: Tuning,
     shutdown: Shutdown,
 ) -> Result<(), LogsError> {
     if sources.is_empty() {
+        health.send_modify(|h| h.started = true);
         shutdown.wait().await;
         return Ok(());
     }
     let task_err = |e: tokio::task::JoinError| LogsError::Task(e.to_string());
-    let mut tailer =
-        tokio::task::spawn_blocking(move || Tailer::start(sources, state_dir, metrics, totals))
+    let tuning = Arc::new(tuning);
+    let stop = Arc::new(AtomicBool::new(false));
+    let links = Links {
+        metrics,
+        totals,
+        health,
+    };
+    let mut attempt = 0u64;
+    let mut tailer = loop {
+        let start = {
+            let (sources, state_dir, links) = (sources.clone(), state_dir.clone(), links.clone());
+            let (tuning, stop) = (Arc::clone(&tuning), Arc::clone(&stop));
+            tokio::task::spawn_blocking(move || {
+                Tailer::start(sources, state_dir, links, tuning, stop, attempt == 0)
+            })
             .await
-            .map_err(task_err)??;
+            .map_err(task_err)?
+        };
+        match start {
+            Ok(tailer) => {
+                if attempt > 0 {
+                    info!("log tailer started after {attempt} failed attempt(s)");
+                }
+                break tailer;
+            }
+            Err(e) => {
+                if attempt == 0 {
+                    error!(error = %e, retry_every = ?tuning.start_retry, "log tailer cannot start; log counters are not moving; trying again");
+                }
+                links.metrics.log_tailer_up.with_label_values::<&str>(&[]).set(0);
+                links.health.send_modify(|h| {
+                    h.started = false;
+                    h.start_error = Some(e.to_string());
+                });
+                attempt += 1;
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => return Ok(()),
+                    _ = tokio::time::sleep(tuning.start_retry) => {}
+                }
+            }
+        }
+    };
+
+    let mut polling: JoinSet<(usize, Source)> = JoinSet::new();
     loop {
-        let wait = tailer.next_wait(Instant::now());
+        let now = Instant::now();
+        for (i, slot) in tailer.sources.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(|s| s.more || s.next_due <= now) {
+                let mut source = slot.take().expect("checked just above");
+                source.next_due = now + source.config.poll_interval;
+                polling.spawn_blocking(move || {
+                    source.poll();
+                    (i, source)
+                });
+            }
+        }
+        let wait = tailer.next_wait(now);
         tokio::select! {
             biased;
             _ = shutdown.wait() => break,
+            Some(done) = polling.join_next() => {
+                let (i, source) = done.map_err(task_err)?;
+                tailer.sources[i] = Some(source);
+                tailer = tokio::task::spawn_blocking(move || {
+                    // Gauges first: a counter moved by the commit never shows
+                    // before the files and lag it goes with.
+                    tailer.publish_gauges();
+                    tailer.commit();
+                    tailer.polls += 1;
+                    tailer.report();
+                    tailer
+                })
+                .await
+                .map_err(task_err)?;
+            }
             _ = tokio::time::sleep(wait) => {}
         }
-        tailer = tokio::task::spawn_blocking(move || {
-            tailer.pass(Instant::now());
-            tailer
-        })
-        .await
-        .map_err(task_err)?;
     }
-    tokio::task::spawn_blocking(move || tailer.commit())
-        .await
-        .map_err(task_err)?;
+    // Expansions in progress give up; reads finish their (bounded) step.
+    stop.store(true, Ordering::Relaxed);
+    while let Some(done) = polling.join_next().await {
+        let (i, source) = done.map_err(task_err)?;
+        tailer.sources[i] = Some(source);
+    }
+    tokio::task::spawn_blocking(move || {
+        tailer.commit();
+        tailer.report();
+    })
+    .await
+    .map_err(task_err)?;
     Ok(())
 }
 
-/// All sources, the shared read buffer, and what was last saved.
+/// Where the tailer reports: counters and gauges, committed totals, health.
+#[derive(Clone)]
+struct Links {
+    metrics: Metrics,
+    totals: watch::Sender<LogTotals>,
+    health: watch::Sender<TailerHealth>,
+}
+
+/// All sources and what was last saved.
 struct Tailer {
     /// `[state] dir`, holding the checkpoint.
     state_dir: PathBuf,
-    /// One per `[[logs]]`, in config order.
-    sources: Vec<Source>,
-    /// Where committed counts and gauges go.
-    metrics: Metrics,
-    /// Where committed totals are published for the history store.
-    totals: watch::Sender<LogTotals>,
-    /// The one read buffer, as long as the largest `max_line_bytes + 1`:
-    /// sources are read one after the other, so one is enough.
-    buf: Vec<u8>,
+    /// One per `[[logs]]`, in config order; `None` while being polled.
+    sources: Vec<Option<Source>>,
+    /// Where committed counts, gauges, totals and health go.
+    links: Links,
     /// Generation of the last saved checkpoint.
     generation: u64,
-    /// What the last successful save held, to skip saving when nothing changed.
-    saved: Option<BTreeMap<String, SourceCheckpoint>>,
+    /// Each source's entry as last saved (or loaded): what a commit writes
+    /// for a source still being polled, whose pending counts are not in it.
+    saved: BTreeMap<String, SourceCheckpoint>,
+    /// Whether a save has succeeded since start-up (the first commit always
+    /// writes: a dropped source or an older format is then rewritten).
+    saved_once: bool,
     /// Whether the last save failed, to log the failure and the recovery once.
     save_failing: bool,
+    /// When the checkpoint last held everything read.
+    last_successful_save: Option<SystemTime>,
+    /// Source polls completed, for [`TailerHealth::polls`].
+    polls: u64,
 }
 
 impl Tailer {
-    /// Loads the checkpoint, builds the sources and publishes the persisted totals.
+    /// Loads the checkpoint, builds the sources and publishes the persisted
+    /// totals. `log` is false on a retry, so a failure is logged once.
     fn start(
         configs: Vec<LogSourceConfig>,
         state_dir: PathBuf,
-        metrics: Metrics,
-        totals: watch::Sender<LogTotals>,
+        links: Links,
+        tuning: Arc<Tuning>,
+        stop: Arc<AtomicBool>,
+        log: bool,
     ) -> Result<Self, LogsError> {
+        let metrics = &links.metrics;
         fs::create_dir_all(&state_dir).map_err(|source| LogsError::StateDir {
             path: state_dir.clone(),
             source,
@@ -186,9 +364,9 @@ impl Tailer {
         }
         let loaded = checkpoint::load(&state_dir).inspect_err(|e| {
             checkpoint_failed(
-                &metrics,
+                metrics,
                 "load",
-                true,
+                log,
                 "cannot load the log checkpoint; not starting, so its totals are not overwritten",
                 e,
             );
@@ -196,7 +374,7 @@ impl Tailer {
         if let Some((aside, problem)) = &loaded.set_aside {
             let problem = format!("{problem} (set aside as {})", aside.display());
             checkpoint_failed(
-                &metrics,
+                metrics,
                 "load",
                 true,
                 "log checkpoint is corrupt; starting afresh, start_at applies again",
@@ -214,70 +392,64 @@ impl Tailer {
         }
         let now = Instant::now();
         let mut sources = Vec::with_capacity(configs.len());
+        let mut entries = BTreeMap::new();
         for config in configs {
             let previous = saved.sources.remove(&config.name);
+            if let Some(previous) = &previous {
+                entries.insert(config.name.clone(), previous.clone());
+            }
             let name = config.name.clone();
-            let source = Source::new(config, previous, now)
+            let source = Source::new(config, previous, Arc::clone(&tuning), Arc::clone(&stop), now)
                 .map_err(|error| LogsError::Source { name, error })?;
-            sources.push(source);
+            sources.push(Some(source));
         }
-        let buf_len = sources
-            .iter()
-            .map(|s| s.config.max_line_bytes + 1)
-            .max()
-            .unwrap_or(1);
         let tailer = Tailer {
             state_dir,
-            metrics,
-            totals,
-            buf: vec![0; buf_len],
+            links,
             generation: saved.generation,
-            saved: None,
+            saved: entries,
+            saved_once: false,
             save_failing: false,
+            last_successful_save: None,
+            polls: 0,
             sources,
         };
-        for source in &tailer.sources {
-            source.resume_metrics(&tailer.metrics);
+        for source in tailer.sources.iter().flatten() {
+            source.resume_metrics(&tailer.links.metrics);
         }
-        tailer.totals.send_replace(tailer.log_totals());
+        tailer.links.metrics.log_tailer_up.with_label_values::<&str>(&[]).set(1);
+        tailer.links.totals.send_replace(tailer.log_totals());
+        tailer.links.health.send_replace(TailerHealth {
+            started: true,
+            ..TailerHealth::default()
+        });
         Ok(tailer)
     }
 
-    /// How long to sleep before the next pass.
+    /// How long to sleep before the next poll is due (a finished poll wakes
+    /// the loop earlier).
     fn next_wait(&self, now: Instant) -> Duration {
-        if self.sources.iter().any(|s| s.more) {
+        let present = self.sources.iter().flatten();
+        if present.clone().any(|s| s.more) {
             return Duration::ZERO;
         }
-        self.sources
-            .iter()
+        present
             .map(|s| s.next_due.saturating_duration_since(now))
             .min()
             .unwrap_or(Duration::from_secs(1))
     }
 
-    /// Polls every source that is due, then commits.
-    fn pass(&mut self, now: Instant) {
-        for source in &mut self.sources {
-            if source.more || source.next_due <= now {
-                let buf = &mut self.buf[..source.config.max_line_bytes + 1];
-                source.poll(buf);
-                source.publish_gauges(&self.metrics);
-                source.next_due = now + source.config.poll_interval;
-            }
-        }
-        self.commit();
-    }
-
     /// Saves offsets and totals if anything changed; once saved, moves the
     /// counters, emits the notices and publishes the totals. A failed save
-    /// keeps everything pending for the next try.
+    /// keeps everything pending for the next try. A source being polled is
+    /// saved as it was last saved: its pending counts wait for its return.
     fn commit(&mut self) {
-        let next: BTreeMap<String, SourceCheckpoint> = self
-            .sources
-            .iter()
-            .map(|s| (s.config.name.clone(), s.to_checkpoint()))
-            .collect();
-        if self.saved.as_ref() == Some(&next) {
+        let mut next = self.saved.clone();
+        for source in self.sources.iter().flatten() {
+            next.insert(source.config.name.clone(), source.to_checkpoint());
+        }
+        if self.saved_once && self.saved == next {
+            self.last_successful_save = Some(SystemTime::now());
             return;
         }
         let checkpoint = Checkpoint {
@@ -288,7 +460,7 @@ impl Tailer {
         if let Err(e) = checkpoint::save(&self.state_dir, &checkpoint) {
             let first = !self.save_failing;
             checkpoint_failed(
-                &self.metrics,
+                &self.links.metrics,
                 "save",
                 first,
                 "cannot save the log checkpoint; log counters stand still until it can be saved",
@@ -302,22 +474,64 @@ impl Tailer {
             self.save_failing = false;
         }
         self.generation = checkpoint.generation;
-        for source in &mut self.sources {
+        self.saved_once = true;
+        self.last_successful_save = Some(SystemTime::now());
+        for source in self.sources.iter_mut().flatten() {
             let mut committed = checkpoint.sources[&source.config.name].clone();
             committed.files.clear();
-            source.publish(committed, &self.metrics);
+            source.publish(committed, &self.links.metrics);
         }
-        self.saved = Some(checkpoint.sources);
-        self.totals.send_replace(self.log_totals());
+        self.saved = checkpoint.sources;
+        self.links.totals.send_replace(self.log_totals());
     }
 
-    /// The committed totals of every source.
+    /// Gauges of the sources at hand, `log_tailer_up`, the last good save,
+    /// and the health (polls included), after a commit.
+    fn report(&self) {
+        self.publish_gauges();
+        let metrics = &self.links.metrics;
+        metrics
+            .log_tailer_up
+            .with_label_values::<&str>(&[])
+            .set(i64::from(!self.save_failing));
+        if let Some(at) = self.last_successful_save {
+            let secs = at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            metrics
+                .log_checkpoint_last_success_timestamp_seconds
+                .with_label_values::<&str>(&[])
+                .set(secs);
+        }
+        self.links.health.send_replace(TailerHealth {
+            started: true,
+            start_error: None,
+            save_failing: self.save_failing,
+            last_successful_save: self.last_successful_save,
+            polls: self.polls,
+        });
+    }
+
+    /// Gauges of the sources at hand.
+    fn publish_gauges(&self) {
+        for source in self.sources.iter().flatten() {
+            source.publish_gauges(&self.links.metrics);
+        }
+    }
+
+    /// The committed totals of every source (as last saved for one being polled).
     fn log_totals(&self) -> LogTotals {
         LogTotals {
             sources: self
-                .sources
+                .saved
                 .iter()
-                .map(|s| (s.config.name.clone(), s.committed.totals.clone()))
+                .map(|(name, c)| (name.clone(), c.totals.clone()))
+                .chain(
+                    self.sources
+                        .iter()
+                        .flatten()
+                        .map(|s| (s.config.name.clone(), s.committed.totals.clone())),
+                )
                 .collect(),
         }
     }
