@@ -27,9 +27,14 @@ pub mod duration_text {
                 f.write_str("a duration such as \"500ms\", \"30s\" or \"5m\"")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+                // The value itself is not echoed: a misplaced secret must not reach the error.
                 humantime::parse_duration(v).map_err(|e| {
+                    let why = match e {
+                        humantime::DurationError::UnknownUnit { .. } => "unknown unit".to_string(),
+                        other => other.to_string(),
+                    };
                     E::custom(format!(
-                        "expected a duration such as \"500ms\", \"30s\" or \"5m\", found {v:?} ({e})"
+                        "expected a duration such as \"500ms\", \"30s\" or \"5m\", found a string that is not one ({why})"
                     ))
                 })
             }

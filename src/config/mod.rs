@@ -227,7 +227,7 @@ pub fn validate_schedule(expr: &str) -> Result<(), String> {
 /// The line itself is never quoted (it may hold the connection string):
 /// only the key it sets, when it looks like one.
 fn describe_toml_error(text: &str, e: &toml::de::Error, field: Option<String>) -> String {
-    let msg = e.message().trim().to_string();
+    let msg = without_values(e.message().trim());
     let field = field.filter(|f| !f.is_empty() && f != "?" && f != ".");
     let bytes = text.as_bytes();
     let line = e.span().map(|span| {
@@ -252,9 +252,36 @@ fn describe_toml_error(text: &str, e: &toml::de::Error, field: Option<String>) -
     }
 }
 
+/// A deserializer's message without the values it quotes: serde shows a
+/// string of the wrong type or value (`invalid type: string "…"`) and an
+/// unknown variant as written, and a misplaced password would be printed.
+fn without_values(msg: &str) -> String {
+    static QUOTED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let quoted = QUOTED.get_or_init(|| {
+        // A literal pattern: it always compiles.
+        regex::Regex::new(r#"(?:string|str|character|char) "(?:[^"\\]|\\.)*"|unknown variant `[^`]*`"#).expect("valid pattern")
+    });
+    quoted
+        .replace_all(msg, |c: &regex::Captures| {
+            if c[0].starts_with("unknown variant") { "unknown value".to_string() } else { "a string (not shown)".to_string() }
+        })
+        .into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_not_echoed() {
+        let e = parse("mongodb = \"mongodb://u:SECRETPW@h/\"").unwrap_err().to_string();
+        assert!(!e.contains("SECRETPW"), "{e}");
+        assert!(e.contains("field `mongodb`") && e.contains("invalid type"), "{e}");
+        let e = parse("[web]\nshutdown_grace = \"SECRETPW\"").unwrap_err().to_string();
+        assert!(!e.contains("SECRETPW") && e.contains("web.shutdown_grace"), "{e}");
+        let e = parse("[[logs]]\nname = \"a\"\npaths = [\"/x\"]\nstart_at = \"SECRETPW\"").unwrap_err().to_string();
+        assert!(!e.contains("SECRETPW") && e.contains("logs[0].start_at"), "{e}");
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("test.toml"), None)
