@@ -15,7 +15,7 @@
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use mongodb::options::ConnectionString;
+use mongodb::options::{ConnectionString, ReadPreference};
 
 /// What is shown instead of a secret.
 pub const MASK: &str = "***";
@@ -175,6 +175,8 @@ pub enum UriProblem {
     DriverRejectsCombination,
     #[error("the MongoDB driver failed inside its parser on this connection string")]
     DriverPanicked,
+    #[error("option `{0}` {1}")]
+    OutOfRange(&'static str, &'static str),
 }
 
 /// Checks the escapes of one part: every `%` starts two hex digits, and the result is UTF-8.
@@ -282,10 +284,80 @@ fn driver_parse(uri: &str) -> Result<ConnectionString, Option<mongodb::error::Er
 pub fn parse_uri(uri: &str) -> Result<ConnectionString, UriProblem> {
     let parts = check_uri(uri)?;
     match driver_parse(uri) {
-        Ok(parsed) => Ok(parsed),
+        Ok(parsed) => check_client_options(&parsed).map(|()| parsed),
         Err(None) => Err(UriProblem::DriverPanicked),
         Err(Some(_)) => Err(find_rejected_part(uri, &parts)),
     }
+}
+
+/// The longest time option accepted: longer ones are mistakes, and some
+/// overflow the driver's clock arithmetic.
+const MAX_TIME_OPTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// What the driver refuses only when the client is built (after the string
+/// parsed), checked here so that `config check` refuses it instead of every
+/// run failing later.
+fn check_client_options(cs: &ConnectionString) -> Result<(), UriProblem> {
+    use mongodb::options::HostInfo;
+    if cs.max_pool_size == Some(0) {
+        return Err(UriProblem::OutOfRange("maxPoolSize", "must be at least 1"));
+    }
+    if cs.max_connecting == Some(0) {
+        return Err(UriProblem::OutOfRange("maxConnecting", "must be at least 1"));
+    }
+    if cs.heartbeat_frequency.is_some_and(|d| d < std::time::Duration::from_millis(500)) {
+        return Err(UriProblem::OutOfRange("heartbeatFrequencyMS", "must be at least 500"));
+    }
+    // The driver ignores socketTimeoutMS, but still parses it into a duration.
+    #[allow(deprecated)]
+    let socket_timeout = cs.socket_timeout;
+    let times = [
+        ("connectTimeoutMS", cs.connect_timeout),
+        ("socketTimeoutMS", socket_timeout),
+        ("serverSelectionTimeoutMS", cs.server_selection_timeout),
+        ("heartbeatFrequencyMS", cs.heartbeat_frequency),
+        ("localThresholdMS", cs.local_threshold),
+        ("maxIdleTimeMS", cs.max_idle_time),
+    ];
+    if let Some((name, _)) = times.iter().find(|(_, d)| d.is_some_and(|d| d > MAX_TIME_OPTION)) {
+        return Err(UriProblem::OutOfRange(name, "must be at most 86400000 (one day)"));
+    }
+    let hosts = match &cs.host_info {
+        HostInfo::HostIdentifiers(hosts) => hosts.len(),
+        _ => 1,
+    };
+    if cs.direct_connection == Some(true) && hosts > 1 {
+        return Err(UriProblem::OutOfRange("directConnection", "cannot be true with more than one host"));
+    }
+    if cs.load_balanced == Some(true) {
+        if hosts > 1 {
+            return Err(UriProblem::OutOfRange("loadBalanced", "cannot be true with more than one host"));
+        }
+        if cs.replica_set.is_some() {
+            return Err(UriProblem::OutOfRange("loadBalanced", "cannot be true with replicaSet"));
+        }
+        if cs.direct_connection == Some(true) {
+            return Err(UriProblem::OutOfRange("loadBalanced", "cannot be true with directConnection=true"));
+        }
+    }
+    let staleness = cs.read_preference.as_ref().and_then(|rp| match rp {
+        ReadPreference::Secondary { options }
+        | ReadPreference::PrimaryPreferred { options }
+        | ReadPreference::SecondaryPreferred { options }
+        | ReadPreference::Nearest { options } => options.as_ref().and_then(|o| o.max_staleness),
+        // Primary, or a mode added later: no staleness bound.
+        _ => None,
+    });
+    if let Some(staleness) = staleness {
+        let heartbeat = cs.heartbeat_frequency.unwrap_or(std::time::Duration::from_secs(10));
+        if staleness < std::time::Duration::from_secs(90) || staleness < heartbeat + std::time::Duration::from_secs(10) {
+            return Err(UriProblem::OutOfRange(
+                "maxStalenessSeconds",
+                "must be at least 90 and at least heartbeatFrequencyMS + 10 seconds (or -1 for none)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn find_rejected_part(uri: &str, parts: &UriParts<'_>) -> UriProblem {
@@ -352,6 +424,30 @@ pub fn redact_uri(uri: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_the_client_builder_refuses_are_refused_at_load() {
+        for (uri, option) in [
+            ("mongodb://h:1/?heartbeatFrequencyMS=0", "heartbeatFrequencyMS"),
+            ("mongodb://h:1/?socketTimeoutMS=18446744073709551615", "socketTimeoutMS"),
+            ("mongodb://h:1/?serverSelectionTimeoutMS=18446744073709551615", "serverSelectionTimeoutMS"),
+            ("mongodb://h:1/?maxPoolSize=0", "maxPoolSize"),
+            ("mongodb://a:1,b:2/?directConnection=true", "directConnection"),
+            ("mongodb://h:1/?readPreference=secondary&maxStalenessSeconds=5", "maxStalenessSeconds"),
+        ] {
+            match parse_uri(uri) {
+                Err(UriProblem::OutOfRange(name, _)) => assert_eq!(name, option, "{uri}"),
+                other => panic!("{uri}: expected {option} out of range, got {other:?}"),
+            }
+        }
+        for uri in [
+            "mongodb://h:1/?heartbeatFrequencyMS=500&maxPoolSize=1&socketTimeoutMS=86400000",
+            "mongodb://h:1/?readPreference=secondary&maxStalenessSeconds=-1",
+            "mongodb://h:1/?readPreference=secondary&maxStalenessSeconds=90",
+        ] {
+            assert!(parse_uri(uri).is_ok(), "{uri}: {:?}", parse_uri(uri).err());
+        }
+    }
 
     #[test]
     fn redaction_shows_parts_but_no_secret() {
