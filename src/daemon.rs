@@ -145,6 +145,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
             }
         }
     }
+    mongo.shutdown(config.web.shutdown_grace).await;
     if server.await.is_err() {
         tracing::warn!("HTTP server task failed");
     }

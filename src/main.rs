@@ -22,6 +22,9 @@ const DEFAULT_LOG_FILTER: &str = "info,tokio_cron_scheduler=warn";
 /// Exit code for an invalid config, a check that could not run, or a failed start.
 const EXIT_TROUBLE: u8 = 2;
 
+/// How long a one-shot command waits for the MongoDB client to close.
+const CLIENT_SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn main() -> ExitCode {
     install_panic_hook();
     let cli = Cli::parse();
@@ -87,6 +90,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         .unwrap_or_else(|_| checks::TargetRun::panicked(&target.name, started_at));
                     runs.push(run);
                 }
+                mongo.shutdown(CLIENT_SHUTDOWN_LIMIT).await;
                 runs
             });
             match format {
@@ -105,7 +109,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             let report = rt.block_on(async {
                 let mongo = Mongo::new(config.mongodb.clone());
-                audit::build(&config, &mongo, month, now).await
+                let report = audit::build(&config, &mongo, month, now).await;
+                mongo.shutdown(CLIENT_SHUTDOWN_LIMIT).await;
+                report
             })?;
             let text = report.render(format);
             match out {

@@ -233,6 +233,17 @@ impl Mongo {
 
     /// The client, building it on first call. Failure here (a bad SRV record,
     /// say) is an `unreachable` failure of the run, retried on the next one.
+    /// Closes the client's pools and monitors, if one was built, within
+    /// `limit`. A one-shot command calls it before its runtime goes away, so
+    /// the driver's background tasks end in order instead of dying with the
+    /// runtime.
+    pub async fn shutdown(&self, limit: Duration) {
+        if let Some(client) = self.client.get() {
+            // Past the limit the runtime's drop ends what is left.
+            let _ = tokio::time::timeout(limit, client.clone().shutdown()).await;
+        }
+    }
+
     pub async fn client(&self) -> Result<&Client, QueryError> {
         self.client
             .get_or_try_init(|| async {
