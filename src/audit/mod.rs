@@ -23,6 +23,7 @@
 pub mod build;
 pub mod files;
 pub mod month;
+mod page;
 mod render;
 mod verdict;
 
@@ -563,7 +564,7 @@ impl AuditReport {
 
     /// The report as one self-contained HTML page.
     pub fn to_html(&self) -> String {
-        render::html(self)
+        page::html(self)
     }
 
     /// The report in `format`.

@@ -15,7 +15,7 @@ use crate::checks::CHECKS;
 use super::{plural, AuditReport, DuplicateSample, LogReport, OptionalMissing, Status, TargetReport, Trend};
 
 /// One block of the report.
-enum Block {
+pub(super) enum Block {
     /// The report's title.
     Title(String),
     /// A section: a target or a log source.
@@ -35,13 +35,13 @@ enum Block {
 }
 
 /// Daily bars of one or two series.
-struct Chart {
+pub(super) struct Chart {
     /// Caption.
-    title: String,
+    pub(super) title: String,
     /// The days on the x axis.
-    days: Vec<NaiveDate>,
+    pub(super) days: Vec<NaiveDate>,
     /// (legend, CSS class, value per day; `None` = no data that day).
-    series: Vec<(String, &'static str, Vec<Option<u64>>)>,
+    pub(super) series: Vec<(String, &'static str, Vec<Option<u64>>)>,
 }
 
 /// `2026-10-03 12:00 UTC`.
@@ -81,7 +81,7 @@ fn ids_text(ids: &[serde_json::Value]) -> String {
     ids.iter().map(value_text).collect::<Vec<_>>().join(", ")
 }
 
-fn headline(r: &AuditReport) -> String {
+pub(super) fn headline(r: &AuditReport) -> String {
     match r.verdict.holds {
         Some(true) => format!("{} The uniqueness invariant held in {}.", Status::Pass.mark(), r.month),
         Some(false) => format!("{} The uniqueness invariant did not hold in {}.", Status::Fail.mark(), r.month),
@@ -89,7 +89,7 @@ fn headline(r: &AuditReport) -> String {
     }
 }
 
-fn document(r: &AuditReport) -> Vec<Block> {
+pub(super) fn document(r: &AuditReport) -> Vec<Block> {
     let mut doc = vec![Block::Title(format!("Uniqueness audit for {}", r.month))];
     doc.push(Block::Para(format!(
         "Period: {} to {} (calendar month, UTC). Generated {} by uniqwatch {}.",
@@ -447,178 +447,6 @@ pub(super) fn markdown(r: &AuditReport) -> String {
     out
 }
 
-use crate::html::escape as html_escape;
-
-const CSS: &str = r#"
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #111; max-width: 62rem; margin: 2rem auto; padding: 0 1rem; }
-h1 { font-size: 1.6rem; margin-bottom: .3rem; }
-h2 { font-size: 1.25rem; border-bottom: 1px solid #999; padding-bottom: .2rem; margin-top: 2rem; }
-h3 { font-size: 1.05rem; margin-bottom: .3rem; }
-p.strong { font-size: 1.15rem; font-weight: 600; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; }
-th, td { border: 1px solid #bbb; padding: .2rem .5rem; text-align: left; vertical-align: top; }
-th { background: #eee; }
-td.mark { text-align: center; font-weight: 700; }
-td.pass { color: #116611; } td.fail { color: #aa1111; } td.no_data { color: #666; }
-figure { margin: .5rem 0 1rem; }
-figcaption { font-size: .9rem; color: #333; }
-svg { max-width: 100%; height: auto; }
-svg text { font: 10px sans-serif; fill: #333; }
-svg .axis { stroke: #666; stroke-width: 1; }
-svg .dup, svg .err { fill: #b22222; }
-svg .rec { fill: #4a7ab5; }
-svg .none { fill: none; stroke: #bbb; stroke-dasharray: 2 2; }
-@media print {
-  body { margin: 0; max-width: none; font-size: 11pt; }
-  h2, h3 { break-after: avoid; }
-  table, figure { break-inside: avoid; }
-  * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-}
-@page { margin: 1.5cm; }
-"#;
-
-pub(super) fn html(r: &AuditReport) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
-        html_escape(&format!("Uniqueness audit for {}", r.month))
-    );
-    for block in document(r) {
-        match block {
-            Block::Title(t) => {
-                let _ = writeln!(out, "<h1>{}</h1>", html_escape(&t));
-            }
-            Block::Heading(t) => {
-                let _ = writeln!(out, "<h2>{}</h2>", html_escape(&t));
-            }
-            Block::Sub(t) => {
-                let _ = writeln!(out, "<h3>{}</h3>", html_escape(&t));
-            }
-            Block::Para(t) => {
-                let _ = writeln!(out, "<p>{}</p>", html_escape(&t));
-            }
-            Block::Strong(t) => {
-                let _ = writeln!(out, "<p class=\"strong\">{}</p>", html_escape(&t));
-            }
-            Block::List(items) => {
-                out.push_str("<ul>\n");
-                for item in items {
-                    let _ = writeln!(out, "<li>{}</li>", html_escape(&item));
-                }
-                out.push_str("</ul>\n");
-            }
-            Block::Table { head, rows, marks } => {
-                out.push_str("<table>\n<thead><tr>");
-                for h in &head {
-                    let _ = write!(out, "<th>{}</th>", html_escape(h));
-                }
-                out.push_str("</tr></thead>\n<tbody>\n");
-                for row in rows {
-                    out.push_str("<tr>");
-                    for (i, cell) in row.iter().enumerate() {
-                        if marks == Some(i) {
-                            let class = match cell.as_str() {
-                                "✓" => "pass",
-                                "✗" => "fail",
-                                _ => "no_data",
-                            };
-                            let _ = write!(out, "<td class=\"mark {class}\">{}</td>", html_escape(cell));
-                        } else {
-                            let _ = write!(out, "<td>{}</td>", html_escape(cell));
-                        }
-                    }
-                    out.push_str("</tr>\n");
-                }
-                out.push_str("</tbody>\n</table>\n");
-            }
-            Block::Chart(chart) => out.push_str(&svg_chart(&chart)),
-        }
-    }
-    out.push_str("</body>\n</html>\n");
-    out
-}
-
-/// A bar chart: one group of bars per day, a dashed outline where a day
-/// has no data, the maximum on the y axis, and a tooltip per bar.
-fn svg_chart(chart: &Chart) -> String {
-    const W: f64 = 720.0;
-    const H: f64 = 180.0;
-    const LEFT: f64 = 44.0;
-    const RIGHT: f64 = 8.0;
-    const TOP: f64 = 22.0;
-    const BOTTOM: f64 = 22.0;
-    let plot_w = W - LEFT - RIGHT;
-    let plot_h = H - TOP - BOTTOM;
-    let n = chart.days.len().max(1) as f64;
-    let slot = plot_w / n;
-    let k = chart.series.len().max(1) as f64;
-    let bar = (slot * 0.8 / k).max(1.0);
-    let max = chart
-        .series
-        .iter()
-        .flat_map(|(_, _, v)| v.iter().flatten().copied())
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<figure>\n<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\">\n",
-        html_escape(&chart.title)
-    );
-    let base = TOP + plot_h;
-    let _ = writeln!(s, "<line class=\"axis\" x1=\"{LEFT}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\"/>", W - RIGHT);
-    let _ = writeln!(s, "<line class=\"axis\" x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\"/>");
-    let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>", LEFT - 4.0, TOP + 4.0, max as u64);
-    let _ = writeln!(s, "<text x=\"{}\" y=\"{base}\" text-anchor=\"end\">0</text>", LEFT - 4.0);
-    let mut legend_x = LEFT;
-    for (name, class, _) in &chart.series {
-        let _ = writeln!(
-            s,
-            "<rect class=\"{class}\" x=\"{legend_x}\" y=\"4\" width=\"10\" height=\"10\"/><text x=\"{}\" y=\"13\">{}</text>",
-            legend_x + 14.0,
-            html_escape(name)
-        );
-        legend_x += 22.0 + 6.5 * name.len() as f64;
-    }
-    for (d, day) in chart.days.iter().enumerate() {
-        let x0 = LEFT + d as f64 * slot + slot * 0.1;
-        if chart.series.iter().all(|(_, _, v)| v.get(d).copied().flatten().is_none()) {
-            let _ = writeln!(
-                s,
-                "<rect class=\"none\" x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{day}: no data</title></rect>",
-                base - 6.0,
-                slot * 0.8,
-                6.0
-            );
-        }
-        for (i, (name, class, values)) in chart.series.iter().enumerate() {
-            if let Some(v) = values.get(d).copied().flatten() {
-                let h = plot_h * v as f64 / max;
-                let _ = writeln!(
-                    s,
-                    "<rect class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{bar:.1}\" height=\"{h:.1}\"><title>{day}: {v} {}</title></rect>",
-                    x0 + i as f64 * bar,
-                    base - h,
-                    html_escape(name)
-                );
-            }
-        }
-        let day_of_month = day.format("%-d").to_string();
-        if d == 0 || (d + 1) % 5 == 0 {
-            let _ = writeln!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{day_of_month}</text>",
-                LEFT + d as f64 * slot + slot / 2.0,
-                H - 6.0
-            );
-        }
-    }
-    let _ = write!(s, "</svg>\n<figcaption>{}</figcaption>\n</figure>\n", html_escape(&chart.title));
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,10 +463,5 @@ mod tests {
     fn markdown_escapes_user_text_but_not_figures() {
         assert_eq!(md("a|b_c *x* <y>"), "a\\|b\\_c \\*x\\* \\<y\\>");
         assert_eq!(md("2026-10-03 12:00 UTC: 42"), "2026-10-03 12:00 UTC: 42");
-    }
-
-    #[test]
-    fn html_escapes_user_text() {
-        assert_eq!(html_escape("<script>\"&'"), "&lt;script&gt;&quot;&amp;&#39;");
     }
 }

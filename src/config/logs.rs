@@ -202,22 +202,10 @@ pub(super) fn validate_logs(logs: &[LogSourceConfig]) -> Result<(), (String, Str
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use super::super::{Config, ConfigError};
+    use super::super::test_support::{parse, TARGET};
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::from_toml(text, Path::new("test.toml"), None)
-    }
 
-    const TARGET: &str = r#"
-[[target]]
-name = "chats"
-database = "app"
-collection = "chats"
-key = "participantsKey"
-"#;
 
     const LOGS: &str = r#"
 [[logs]]

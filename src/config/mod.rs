@@ -268,8 +268,29 @@ fn without_values(msg: &str) -> String {
         .into_owned()
 }
 
+/// What the tests of every config file share: a parser and a minimal target.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::Path;
+
+    use super::{Config, ConfigError};
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"), None)
+    }
+
+    pub const TARGET: &str = r#"
+[[target]]
+name = "chats"
+database = "app"
+collection = "chats"
+key = "participantsKey"
+"#;
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_support::parse;
     use super::*;
 
     #[test]
@@ -281,10 +302,6 @@ mod tests {
         assert!(!e.contains("SECRETPW") && e.contains("web.shutdown_grace"), "{e}");
         let e = parse("[[logs]]\nname = \"a\"\npaths = [\"/x\"]\nstart_at = \"SECRETPW\"").unwrap_err().to_string();
         assert!(!e.contains("SECRETPW") && e.contains("logs[0].start_at"), "{e}");
-    }
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::from_toml(text, Path::new("test.toml"), None)
     }
 
     #[test]

@@ -101,12 +101,10 @@ fn serialize_redacted<S: Serializer>(uri: &str, s: S) -> Result<S::Ok, S::Error>
 mod tests {
     use std::path::Path;
 
-    use super::super::{Config, ConfigError};
+    use super::super::test_support::parse;
+    use super::super::Config;
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::from_toml(text, Path::new("test.toml"), None)
-    }
 
     #[test]
     fn durations_parse() {

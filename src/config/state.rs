@@ -106,14 +106,9 @@ impl AuditConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use super::super::{Config, ConfigError};
+    use super::super::test_support::parse;
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::from_toml(text, Path::new("test.toml"), None)
-    }
 
     #[test]
     fn retention_too_short_for_the_audit_is_rejected() {

@@ -92,21 +92,9 @@ pub(super) fn validate_targets(targets: &[TargetConfig]) -> Result<(), (String, 
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use super::super::test_support::{parse, TARGET};
 
-    use super::super::{Config, ConfigError};
 
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::from_toml(text, Path::new("test.toml"), None)
-    }
-
-    const TARGET: &str = r#"
-[[target]]
-name = "chats"
-database = "app"
-collection = "chats"
-key = "participantsKey"
-"#;
 
     #[test]
     fn target_defaults() {
