@@ -442,12 +442,8 @@ fn log_report(
 
 #[cfg(test)]
 mod tests {
+    use super::super::month::utc;
     use super::*;
-    use chrono::TimeZone;
-
-    fn utc(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
-    }
 
     #[test]
     fn trend_compares_first_and_last() {

@@ -120,13 +120,16 @@ impl<'de> Deserialize<'de> for Month {
     }
 }
 
+/// `y-m-d h:00:00 UTC`, for the audit's tests.
+#[cfg(test)]
+pub(super) fn utc(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+    // Tests pass real calendar dates.
+    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn utc(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
-    }
 
     #[test]
     fn month_parses_and_prints() {
