@@ -1,32 +1,42 @@
 //! uniqwatch watches MongoDB collections for a uniqueness invariant and
 //! exports what it finds to Prometheus.
 //!
-//! The layout, following the data one way:
+//! The layout, following the data one way (scheduler → check → outcome →
+//! metrics and history → HTTP and reports):
 //!
-//! - [`config`] reads and validates the TOML file; every error names its field.
-//! - [`scheduler`] fires each target's cron schedule and calls the runner; it
-//!   holds no check logic.
-//! - [`checks`] holds the three checks of a target (`index`, `duplicates`,
-//!   `missing_keys`), one file each, the explicit list of them, and the
-//!   runner that times them and records their outcomes.
+//! - [`config`] reads and validates the TOML file, one file per section;
+//!   every error names its field, every duration and size has a range, and
+//!   `docs/configuration.md` is generated from its doc comments.
+//! - [`scheduler`] fires each target's cron schedule, runs the target with
+//!   panics caught (a panic is an `internal` failure of every check), and
+//!   hands the run to [`state`] and to the history writer; it holds no check
+//!   logic.
+//! - [`checks`] holds the checks of a target (`index`, `duplicates`,
+//!   `missing_keys`), one file each, the explicit list of them, the runner
+//!   that times them under one deadline, and the one place that turns a run
+//!   into metrics and log lines.
 //! - [`mongo`] builds the client, classifies driver errors into bounded
 //!   failure reasons, and describes them from their kind, never their text.
 //! - [`redact`] shows a connection string by its parts, never its secrets,
 //!   and checks one before the driver's parser sees it.
-//! - [`state`] keeps the last outcome of every check, for the landing page,
+//! - [`state`] keeps the last outcome of every target for the landing page,
 //!   and the list of components `/readyz` asks.
 //! - [`metrics`] owns the registry and every metric family.
-//! - [`html`] escapes text for the landing page and the audit's HTML.
 //! - [`http`] serves `/metrics`, `/healthz`, `/readyz` and the landing page
-//!   from [`state`] and [`metrics`]; it never touches MongoDB.
-//! - [`daemon`] wires them together for `uniqwatch run` (and locks the state
-//!   dir), and [`shutdown`] carries SIGTERM/SIGINT to every task.
-//! - [`cli`] declares the command line; `main.rs` maps errors to exit codes.
+//!   from [`state`] and [`metrics`], with bounded connections; it never
+//!   touches MongoDB. [`html`] escapes text for it and for the audit's page.
+//! - [`daemon`] wires them together for `uniqwatch run` and locks the state
+//!   dir; [`shutdown`] carries SIGTERM/SIGINT to every task.
 //! - [`logs`] follows log files for E11000 errors and their recoveries,
-//!   counting each line exactly once across rotation and restarts.
+//!   counting each line exactly once across rotation, truncation and
+//!   restarts (discovery, following, matching and the checkpoint, a file each).
 //! - [`store`] keeps the history of every check run (typed records made
 //!   from the checks' outcomes) and the daily log totals on disk (SQLite);
 //!   [`audit`] builds, renders and writes the monthly audit report from it.
+//! - [`report`] is what `uniqwatch check` prints and its exit code; [`cli`]
+//!   declares the command line, and `main.rs` maps errors to exit codes.
+//! - [`fsutil`] writes files durably (temp file, fsync, rename), for the
+//!   checkpoint, the state dir's lock info and the reports.
 
 pub mod audit;
 pub mod checks;
