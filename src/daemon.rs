@@ -3,8 +3,11 @@
 //!
 //! [`run`] takes an already bound listener and the shutdown signal as a
 //! future, so tests start it on port 0 and stop it when they like. Start-up
-//! fails only for what an operator must fix (the schedule cannot be set up);
+//! fails only for what an operator must fix (the schedule cannot be set up,
+//! or the state dir exists but cannot be locked: see [`StateLock`]);
 //! MongoDB being down is a metric and a log line, never a start-up failure.
+//! A state dir that cannot be created is not fatal either: the daemon runs
+//! unlocked, logs it, and `/readyz` answers 503 through the history's state.
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
@@ -268,12 +271,13 @@ pub enum StateLockError {
         holder: String,
     },
     /// The dir exists but could not be opened or locked.
-    #[error("cannot lock state dir {dir} ({what}: {source}); refusing to run without the lock, since another daemon could share the dir: fix its ownership or permissions, or give [state] dir a local directory")]
+    #[error("cannot lock state dir {dir} ({what}: {reason}); refusing to run without the lock, since another daemon could share the dir: fix its ownership or permissions, or give [state] dir a local directory")]
     Unlockable {
         dir: PathBuf,
         /// The step that failed.
         what: &'static str,
-        source: std::io::Error,
+        /// Why it failed; in the message, not a `source`, so it is printed once.
+        reason: std::io::Error,
     },
 }
 
@@ -284,7 +288,7 @@ impl StateLock {
             tracing::error!(dir = %dir.display(), error = %e, "cannot create the state dir; running without the state dir lock");
             return Ok(StateLock { _dir: None });
         }
-        let unlockable = |what, source| StateLockError::Unlockable { dir: dir.to_path_buf(), what, source };
+        let unlockable = |what, reason| StateLockError::Unlockable { dir: dir.to_path_buf(), what, reason };
         let handle = open_dir(dir).map_err(|e| unlockable("cannot open it", e))?;
         match fs4::FileExt::try_lock(&handle) {
             Ok(()) => {}
