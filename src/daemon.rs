@@ -3,12 +3,15 @@
 //!
 //! [`run`] takes an already bound listener and the shutdown signal as a
 //! future, so tests start it on port 0 and stop it when they like. Start-up
-//! fails only for what an operator must fix (the schedule cannot be set up);
+//! fails only for what an operator must fix (the schedule cannot be set up,
+//! or the state dir exists but cannot be locked: see [`StateLock`]);
 //! MongoDB being down is a metric and a log line, never a start-up failure.
+//! A state dir that cannot be created is not fatal either: the daemon runs
+//! unlocked, logs it, and `/readyz` answers 503 through the history's state.
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::io::{Read as _, Seek as _, Write as _};
+use std::io::Read as _;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -231,65 +234,116 @@ pub fn signal() -> std::io::Result<impl Future<Output = ()>> {
 ///
 /// Two daemons sharing a state dir would each count every log line and
 /// write the same history and temp files. The first takes an exclusive
-/// `flock` on `<dir>/lock` and writes its pid there; a second one finds the
-/// lock taken and stops, naming the holder. The kernel releases the lock
-/// when the process ends, however it ends. `uniqwatch audit` only reads and
-/// takes no lock.
+/// `flock` on the state dir itself (its own descriptor, opened read-only),
+/// so removing or replacing any file inside cannot undo the lock; it then
+/// records its pid in `<dir>/daemon.pid`, written to a new temporary name
+/// and renamed into place, so a symlink planted there is replaced, never
+/// followed. The pid file is only for people: the lock is the `flock`,
+/// which the kernel releases when the process ends, however it ends.
+///
+/// A dir that exists but cannot be locked (taken by another daemon, not
+/// readable by this user, a file system without `flock`) stops start-up
+/// with [`StateLockError`]: running unlocked is how two daemons end up
+/// sharing it. A dir that cannot even be created is different: nothing can
+/// be written there by anyone, so the daemon runs, the history and the
+/// tailer report the failure, and `/readyz` answers 503. `uniqwatch audit`
+/// only reads and takes no lock.
 #[derive(Debug)]
 pub struct StateLock {
-    /// The open lock file; the lock lasts as long as it stays open. `None`
-    /// when the state dir or the lock file could not be made: nothing else
-    /// can be written there either, which the history and the tailer report.
-    _file: Option<File>,
+    /// The open state dir; the lock lasts as long as it stays open. `None`
+    /// when the state dir could not be created.
+    _dir: Option<File>,
 }
 
-/// Another daemon holds the state dir.
+/// The name, inside the state dir, of the file naming the lock's holder.
+const PID_FILE: &str = "daemon.pid";
+
+/// The pid file is a decimal number and a newline; anything longer is not ours.
+const PID_FILE_LIMIT: u64 = 64;
+
+/// Why `uniqwatch run` cannot take the state dir.
 #[derive(Debug, thiserror::Error)]
-#[error("state dir {dir} is in use by another uniqwatch daemon ({holder}); two daemons must not share [state] dir: stop the other one or give this one a dir of its own")]
-pub struct StateDirInUse {
-    dir: PathBuf,
-    /// "pid N", or why the pid is not known.
-    holder: String,
+pub enum StateLockError {
+    /// Another process holds the lock.
+    #[error("state dir {dir} is in use by another uniqwatch daemon ({holder}); two daemons must not share [state] dir: stop the other one or give this one a dir of its own")]
+    InUse {
+        dir: PathBuf,
+        /// "pid N", or why the pid is not known.
+        holder: String,
+    },
+    /// The dir exists but could not be opened or locked.
+    #[error("cannot lock state dir {dir} ({what}: {reason}); refusing to run without the lock, since another daemon could share the dir: fix its ownership or permissions, or give [state] dir a local directory")]
+    Unlockable {
+        dir: PathBuf,
+        /// The step that failed.
+        what: &'static str,
+        /// Why it failed; in the message, not a `source`, so it is printed once.
+        reason: std::io::Error,
+    },
 }
 
 impl StateLock {
     /// Takes the lock on `dir`, creating the dir when missing.
-    pub fn acquire(dir: &Path) -> Result<Self, StateDirInUse> {
-        let unlocked = |what: &str, e: std::io::Error| {
-            tracing::error!(dir = %dir.display(), error = %e, "{what}; running without the state dir lock");
-            Ok(StateLock { _file: None })
-        };
+    pub fn acquire(dir: &Path) -> Result<Self, StateLockError> {
         if let Err(e) = std::fs::create_dir_all(dir) {
-            return unlocked("cannot create the state dir", e);
+            tracing::error!(dir = %dir.display(), error = %e, "cannot create the state dir; running without the state dir lock");
+            return Ok(StateLock { _dir: None });
         }
-        let path = dir.join("lock");
-        let mut file = match OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path) {
-            Ok(file) => file,
-            Err(e) => return unlocked("cannot open the state dir's lock file", e),
-        };
-        match fs4::FileExt::try_lock(&file) {
+        let unlockable = |what, reason| StateLockError::Unlockable { dir: dir.to_path_buf(), what, reason };
+        let handle = open_dir(dir).map_err(|e| unlockable("cannot open it", e))?;
+        match fs4::FileExt::try_lock(&handle) {
             Ok(()) => {}
             Err(fs4::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let holder = match file.read_to_string(&mut text) {
-                    Ok(_) => match text.trim().parse::<u32>() {
-                        Ok(pid) => format!("pid {pid}"),
-                        Err(_) => "pid not yet written".to_string(),
-                    },
+                let holder = match read_pid(&dir.join(PID_FILE)) {
+                    Ok(Some(pid)) => format!("pid {pid}"),
+                    Ok(None) => "pid not yet recorded".to_string(),
                     Err(e) => format!("pid unreadable: {e}"),
                 };
-                return Err(StateDirInUse { dir: dir.to_path_buf(), holder });
+                return Err(StateLockError::InUse { dir: dir.to_path_buf(), holder });
             }
-            Err(fs4::TryLockError::Error(e)) => return unlocked("cannot lock the state dir", e),
+            Err(fs4::TryLockError::Error(e)) => return Err(unlockable("flock failed", e)),
         }
-        // The pid is for people; the lock itself is the flock.
-        let written = file
-            .set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| writeln!(file, "{}", std::process::id()));
-        if let Err(e) = written {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the pid into the state dir's lock file; the lock holds anyway");
+        let pid = format!("{}\n", std::process::id());
+        let temp = dir.join(format!(".{PID_FILE}.tmp"));
+        if let Err(e) = crate::fsutil::replace_atomically(&dir.join(PID_FILE), &temp, pid.as_bytes()) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot record the pid in the state dir; the lock holds anyway");
         }
-        Ok(StateLock { _file: Some(file) })
+        Ok(StateLock { _dir: Some(handle) })
     }
+}
+
+/// Opens `dir` read-only for locking; fails unless it is a directory.
+fn open_dir(dir: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_DIRECTORY);
+    }
+    options.open(dir)
+}
+
+/// The pid recorded in `path`: `None` when there is no such file (the
+/// holder has not written it yet) or it holds no pid. Never follows a
+/// symlink, never blocks on a FIFO, and reads a bounded amount.
+fn read_pid(path: &Path) -> std::io::Result<Option<u32>> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    file.take(PID_FILE_LIMIT).read_to_string(&mut text)?;
+    Ok(text.trim().parse().ok())
 }

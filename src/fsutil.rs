@@ -33,9 +33,16 @@ pub fn create_new_durably(path: &Path, temp: &Path, bytes: &[u8]) -> io::Result<
     sync_parent(path)
 }
 
-/// Writes `bytes` to a new (or truncated) `path` and fsyncs it.
+/// Writes `bytes` to a new file at `path` and fsyncs it. Whatever had the
+/// name (a temp left by a crash, a planted symlink) is removed first and
+/// the file is created exclusively, so a symlink is never followed: the
+/// write can land nowhere but in a fresh file of its own.
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = File::create(path)?;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = File::options().write(true).create_new(true).open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }
@@ -59,6 +66,24 @@ mod tests {
         replace_atomically(&path, &temp, b"new").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert!(!temp.exists());
+    }
+
+    /// A symlink at the final name or at the temporary name is replaced,
+    /// never followed: the file it points to keeps its bytes.
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let path = dir.path().join("f");
+        let temp = dir.path().join("f.tmp");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        std::os::unix::fs::symlink(&victim, &temp).unwrap();
+        replace_atomically(&path, &temp, b"new").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
     }
 
     #[test]

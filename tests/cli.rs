@@ -259,6 +259,12 @@ impl RunningDaemon {
         }
     }
 
+    /// Waits for the start-up line and returns the address the daemon bound.
+    fn wait_for_address(&mut self) -> std::net::SocketAddr {
+        let line = self.wait_for_line("listening");
+        daemon_listening_address(&line).unwrap_or_else(|| panic!("no address in the start-up line: {line}"))
+    }
+
     /// Every stderr line, once the process has ended.
     fn rest_of_stderr(&mut self) -> String {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(30)) {
@@ -292,33 +298,31 @@ impl Drop for RunningDaemon {
     }
 }
 
-/// A config for the daemon on a port of its own, with `state` as its state dir.
-fn daemon_config(dir: &Path, state: &Path) -> (String, u16) {
-    let port = free_port();
-    let text = target_toml(&shared_uri(), "chats", "app", "chats", "participantsKey", true, "0 0 0 1 1 *")
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+/// A config for the daemon on port 0 (it reports the port it bound), with
+/// `state` as its state dir.
+fn daemon_config(dir: &Path, state: &Path) -> String {
+    let text = target_toml(&shared_uri(), "chats", "app", "chats", "participantsKey", true, "0 0 0 1 1 *");
     let text = text
         .lines()
         .map(|l| if l.starts_with("dir = ") { format!("dir = \"{}\"", state.display()) } else { l.to_string() })
         .collect::<Vec<_>>()
         .join("\n");
-    (write_config(dir, &text), port)
+    write_config(dir, &text)
 }
 
 /// Issue 13: SIGHUP killed the daemon (exit 129, no log line).
 #[test]
 fn sighup_is_logged_and_ignored_and_sigterm_still_stops_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, port) = daemon_config(dir.path(), &dir.path().join("state"));
+    let cfg = daemon_config(dir.path(), &dir.path().join("state"));
     let mut daemon = RunningDaemon::start(&cfg);
-    daemon.wait_for_line("listening");
-    wait_for_port(port, Duration::from_secs(20));
+    let addr = daemon.wait_for_address();
     daemon.signal("HUP");
     let line = daemon.wait_for_line("SIGHUP ignored");
     assert!(line.contains("reload is not supported yet"), "{line}");
     assert!(daemon.child.try_wait().unwrap().is_none(), "the daemon must survive SIGHUP");
     // Still serving after the signal.
-    let answer = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+    let answer = std::net::TcpStream::connect(addr).and_then(|mut s| {
         use std::io::{Read, Write};
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
         let mut body = String::new();
@@ -340,17 +344,17 @@ fn a_second_daemon_on_the_same_state_dir_exits_2_naming_the_holder_and_audit_sti
     let second_dir = dir.path().join("second");
     std::fs::create_dir_all(&first_dir).unwrap();
     std::fs::create_dir_all(&second_dir).unwrap();
-    let (first_cfg, _) = daemon_config(&first_dir, &state);
-    let (second_cfg, _) = daemon_config(&second_dir, &state);
+    let first_cfg = daemon_config(&first_dir, &state);
+    let second_cfg = daemon_config(&second_dir, &state);
     let mut first = RunningDaemon::start(&first_cfg);
-    first.wait_for_line("listening");
+    first.wait_for_address();
 
     let mut second = RunningDaemon::start(&second_cfg);
     assert_eq!(second.exit_code(), Some(2), "the second daemon must not run");
     let err = second.rest_of_stderr();
     assert!(err.contains(&format!("pid {}", first.child.id())), "{err}");
     assert!(err.contains(state.to_str().unwrap()), "{err}");
-    assert_eq!(std::fs::read_to_string(state.join("lock")).unwrap().trim(), first.child.id().to_string());
+    assert_eq!(std::fs::read_to_string(state.join("daemon.pid")).unwrap().trim(), first.child.id().to_string());
 
     let month = chrono::Utc::now().format("%Y-%m").to_string();
     let out = uniqwatch(&["audit", "--config", &first_cfg, "--month", &month, "--format", "json"]);
@@ -360,9 +364,63 @@ fn a_second_daemon_on_the_same_state_dir_exits_2_naming_the_holder_and_audit_sti
     assert_eq!(first.exit_code(), Some(0));
     // The lock goes with the process: the dir can be used again.
     let mut again = RunningDaemon::start(&second_cfg);
-    again.wait_for_line("listening");
+    again.wait_for_address();
     again.signal("TERM");
     assert_eq!(again.exit_code(), Some(0));
+}
+
+/// Issue 13 item 7, review: removing the lock file while a daemon ran let
+/// a second daemon create a new one, lock it and run beside the first.
+#[test]
+fn removing_every_file_in_the_state_dir_does_not_let_a_second_daemon_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let first_dir = dir.path().join("first");
+    let second_dir = dir.path().join("second");
+    std::fs::create_dir_all(&first_dir).unwrap();
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let mut first = RunningDaemon::start(&daemon_config(&first_dir, &state));
+    first.wait_for_address();
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+
+    let mut second = RunningDaemon::start(&daemon_config(&second_dir, &state));
+    assert_eq!(second.exit_code(), Some(2), "the second daemon must not run");
+    let err = second.rest_of_stderr();
+    assert!(err.contains("is in use by another uniqwatch daemon"), "{err}");
+    assert!(err.contains(state.to_str().unwrap()), "{err}");
+    first.signal("TERM");
+    assert_eq!(first.exit_code(), Some(0));
+}
+
+/// Issue 13 item 7, review: a symlink planted as the lock file made the
+/// daemon truncate the file it pointed to and write its pid there.
+#[test]
+fn a_symlink_in_the_state_dir_is_never_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    // Every name the lock has used, its pid file and that file's temporary name.
+    for name in ["lock", "daemon.pid", ".daemon.pid.tmp"] {
+        std::os::unix::fs::symlink(&victim, state.join(name)).unwrap();
+    }
+    let mut daemon = RunningDaemon::start(&daemon_config(dir.path(), &state));
+    daemon.wait_for_address();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let pid_file = state.join("daemon.pid");
+    assert!(!std::fs::symlink_metadata(&pid_file).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), daemon.child.id().to_string());
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 }
 
 #[test]

@@ -17,13 +17,13 @@ use uniqwatch::metrics::Metrics;
 
 const BIN: &str = env!("CARGO_BIN_EXE_uniqwatch");
 
-fn config(dir: &Path, port: u16) -> std::path::PathBuf {
+fn config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("uniqwatch.toml");
     std::fs::write(
         &path,
         format!(
             r#"[web]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 
 [state]
 dir = "{state}"
@@ -92,8 +92,8 @@ impl Written {
     }
 }
 
-fn scrape(port: u16) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+fn scrape(addr: std::net::SocketAddr) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
     let mut body = String::new();
@@ -113,8 +113,7 @@ fn kill_9_at_any_moment_neither_loses_nor_double_counts_a_line() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let port = free_port();
-    let cfg = config(dir.path(), port);
+    let cfg = config(dir.path());
     let log = logs.join("app.log");
     let mut written = Written::default();
 
@@ -136,15 +135,20 @@ fn kill_9_at_any_moment_neither_loses_nor_double_counts_a_line() {
         child.wait().unwrap();
     }
 
-    let mut child = start(&cfg);
-    wait_for_port(port, Duration::from_secs(20));
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", cfg.to_str().unwrap(), "--log-level", "info"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = DaemonOutput::watch(&mut child, Duration::from_secs(20));
     let start = Instant::now();
     let metrics = loop {
-        let m = scrape(port).unwrap_or_default();
+        let m = scrape(output.addr).unwrap_or_default();
         if value(&m, r#"uniqwatch_log_lines_total{source="app"}"#) >= written.lines as f64 {
             break m;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "not caught up: {} lines written\n{m}", written.lines);
+        assert!(start.elapsed() < Duration::from_secs(60), "not caught up: {} lines written\n{m}", written.lines);
         std::thread::sleep(Duration::from_millis(50));
     };
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

@@ -355,30 +355,6 @@ impl DaemonOutput {
     }
 }
 
-/// A port nothing listened on a moment ago. Racy: another process may
-/// take it before the test binds it. Kept only until its last callers in
-/// tests/crash.rs move to port 0 with [`DaemonOutput`]; do not add callers.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("binding port 0 on loopback")
-        .local_addr()
-        .expect("a bound listener has an address")
-        .port()
-}
-
-/// Waits until something accepts connections on `port`. Kept with
-/// [`free_port`]; a server on port 0 says where it listens instead.
-pub fn wait_for_port(port: u16, limit: Duration) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < limit,
-            "nothing listens on port {port} after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// True when running under CI: `CI` is set to anything but `false` or `0`.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
