@@ -56,7 +56,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
         log_totals: totals_rx.clone(),
     });
     let http_shutdown = shutdown.clone();
-    let server = tokio::spawn(http::serve(listener, app, http::ServeLimits::default(), http_shutdown));
+    let server = tokio::spawn(http::serve(listener, app, http::ServeLimits::default(), metrics.http_connections_evicted_total.clone(), http_shutdown));
     tracing::info!(
         url = %format!("http://{addr}/"),
         mongodb = %redact_uri(&config.mongodb.uri),

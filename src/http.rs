@@ -6,9 +6,12 @@
 //! never key values, document ids or credentials.
 //!
 //! [`serve`] bounds what clients can hold: the time to send a request's
-//! headers and the connections served at once, so half-sent requests cannot
-//! use up the daemon's descriptors and keep the scrape out.
+//! headers, a connection's age, and the connections open at once, the
+//! oldest making way for the newest; so neither half-sent requests nor
+//! clients that never read their answers can use up the daemon's
+//! descriptors and keep the scrape out.
 
+use std::collections::VecDeque;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,9 +25,11 @@ use chrono::{DateTime, Utc};
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use prometheus::IntCounter;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
 
 use crate::checks::{CheckName, CHECKS};
 use crate::html::escape;
@@ -62,11 +67,15 @@ pub struct ServeLimits {
     /// A request whose headers have not all arrived within this time is
     /// closed (a half-sent request held a connection for minutes before).
     pub header_read_timeout: Duration,
-    /// Connections served at once. Beyond it new connections wait in the
-    /// kernel's accept queue, taking no descriptor of the daemon's, until a
-    /// connection ends (at the latest after `header_read_timeout` for one
-    /// that sends nothing): the descriptors are the scrape's to keep.
+    /// Connections open at once. The server always accepts: a new
+    /// connection beyond the limit closes the oldest open one, so the
+    /// newest (the scrape) is served whatever the others send or leave
+    /// unread, and the daemon's descriptors stay bounded.
     pub max_connections: usize,
+    /// A connection this old is asked to close after its request in flight
+    /// and cut `header_read_timeout` later if its answer still cannot be
+    /// written (a client that pipelines requests and never reads).
+    pub max_connection_age: Duration,
 }
 
 impl Default for ServeLimits {
@@ -74,55 +83,109 @@ impl Default for ServeLimits {
         Self {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 64,
+            max_connection_age: Duration::from_secs(60),
         }
     }
 }
 
-/// Serves `app` on `listener` within `limits` until `shutdown`, then lets
-/// the requests in flight finish (for at most another `header_read_timeout`).
-pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits, shutdown: Shutdown) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+/// At most one log line per this interval about connections closed to make
+/// room; the counter has every one.
+const EVICTION_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Serves `app` on `listener` within `limits` until `shutdown`, counting in
+/// `evicted` the connections closed to make room, then lets the requests in
+/// flight finish (for at most another `header_read_timeout`).
+pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits, evicted: IntCounter, shutdown: Shutdown) {
     let mut connections = JoinSet::new();
+    // Open connections, oldest first.
+    let mut open: VecDeque<AbortHandle> = VecDeque::new();
+    let mut log = EvictionLog::default();
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.wait() => break,
-            // The semaphore is never closed.
-            permit = Arc::clone(&permits).acquire_owned() => permit.expect("the connection semaphore stays open"),
-        };
         let stream = tokio::select! {
             _ = shutdown.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    // Out of descriptors, or a connection reset before it was
-                    // taken: wait a moment instead of spinning on the error.
+                    // Out of descriptors: the oldest connection makes way, as
+                    // at the limit, so the scrape's descriptor is found among
+                    // ours. A connection reset before it was taken: wait a
+                    // moment instead of spinning on the error.
+                    let out_of_descriptors = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    open.retain(|c| !c.is_finished());
+                    if out_of_descriptors {
+                        if let Some(oldest) = open.pop_front() {
+                            oldest.abort();
+                            evicted.inc();
+                            log.note(limits.max_connections);
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    }
                     tracing::debug!(error = %e, "cannot accept a connection");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
-        let service = TowerToHyperService::new(app.clone());
-        let stop = shutdown.clone();
-        connections.spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = stop.wait() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-            drop(permit);
-        });
         while connections.try_join_next().is_some() {}
+        open.retain(|c| !c.is_finished());
+        while open.len() >= limits.max_connections.max(1) {
+            let Some(oldest) = open.pop_front() else { break };
+            // Dropping the connection's future closes its socket.
+            oldest.abort();
+            evicted.inc();
+            log.note(limits.max_connections);
+        }
+        open.push_back(connections.spawn(serve_connection(stream, app.clone(), limits, shutdown.clone())));
     }
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(limits.header_read_timeout, drain).await.is_err() {
         connections.abort_all();
+    }
+}
+
+/// One connection, until the client closes it, it grows older than
+/// `max_connection_age`, or the daemon stops: then the request in flight
+/// may finish within `header_read_timeout`.
+async fn serve_connection(stream: TcpStream, app: Router, limits: ServeLimits, stop: Shutdown) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stop.wait() => {}
+        _ = tokio::time::sleep(limits.max_connection_age) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(limits.header_read_timeout, connection).await;
+}
+
+/// Rate-limits the log line about connections closed to make room: nothing
+/// a client sends reaches it, only counts and the configured limit.
+#[derive(Default)]
+struct EvictionLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl EvictionLog {
+    /// Records one eviction; logs (and returns true) when no line was
+    /// written in the last [`EVICTION_LOG_INTERVAL`].
+    fn note(&mut self, limit: usize) -> bool {
+        self.unlogged += 1;
+        if self.last.is_some_and(|t| t.elapsed() < EVICTION_LOG_INTERVAL) {
+            return false;
+        }
+        tracing::warn!(
+            closed = self.unlogged,
+            limit,
+            "HTTP connection limit reached: closed the oldest connections to serve new ones \
+             (uniqwatch_http_connections_evicted_total counts them)"
+        );
+        self.last = Some(Instant::now());
+        self.unlogged = 0;
+        true
     }
 }
 
@@ -241,5 +304,23 @@ fn check_title(check: CheckName) -> &'static str {
         CheckName::Index => "unique index",
         CheckName::Duplicates => "duplicates",
         CheckName::MissingKeys => "missing keys",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn evictions_are_logged_at_most_once_a_minute() {
+        let mut log = EvictionLog::default();
+        assert!(log.note(4), "the first eviction is logged");
+        assert!(!log.note(4), "a second one within the minute is not");
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(!log.note(4));
+        assert_eq!(log.unlogged, 2, "the next line counts the unlogged ones");
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert!(log.note(4), "a minute later a line is written again");
+        assert_eq!(log.unlogged, 0);
     }
 }

@@ -8,7 +8,7 @@
 //! fixed lists; key values and document ids never become labels.
 
 use prometheus::{
-    CounterVec, Encoder, Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Suffix on every HELP text of a result gauge, so a reader of `/metrics`
@@ -98,6 +98,9 @@ pub struct Metrics {
     /// Patterns whose last expansion was cut short by a bound (symlink
     /// depth, entries, time): files they lead to may be missed.
     pub log_patterns_cut: IntGaugeVec,
+    /// HTTP connections closed to make room for a new one at the
+    /// connection limit: clients are holding every connection.
+    pub http_connections_evicted_total: IntCounter,
 }
 
 fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -126,6 +129,13 @@ fn plain_int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
         .expect("metric definition is valid");
     r.register(Box::new(g.clone())).expect("metric registered once");
     g
+}
+
+fn plain_int_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::with_opts(Opts::new(name, help).namespace("uniqwatch"))
+        .expect("metric definition is valid");
+    r.register(Box::new(c.clone())).expect("metric registered once");
+    c
 }
 
 fn plain_gauge(r: &Registry, name: &str, help: &str) -> Gauge {
@@ -183,6 +193,7 @@ impl Metrics {
             log_tailer_up: int_gauge(&r, "log_tailer_up", "1 while the log tailer runs and saves its checkpoint; 0 while it cannot start (state directory or checkpoint unusable), cannot save its checkpoint, or stopped; absent without [[logs]].", &[]),
             log_checkpoint_last_success_timestamp_seconds: gauge(&r, "log_checkpoint_last_success_timestamp_seconds", "Unix time the log checkpoint last held everything read (saved, or nothing new to save); absent before the first.", &[]),
             log_patterns_cut: int_gauge(&r, "log_patterns_cut", "Log path patterns whose last expansion was cut short by a bound (depth, directory entries, time); files they lead to may not be followed.", &["source"]),
+            http_connections_evicted_total: plain_int_counter(&r, "http_connections_evicted_total", "HTTP connections closed, oldest first, to serve a new one when the connection limit was reached."),
             registry: r,
         };
         metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);

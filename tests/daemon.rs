@@ -351,49 +351,91 @@ async fn readiness_needs_the_tailer_and_the_history_when_they_work() {
     d.stop().await;
 }
 
+/// The HTTP server alone, within `limits`, with no target ever run.
+struct HttpOnly {
+    addr: std::net::SocketAddr,
+    trigger: uniqwatch::shutdown::ShutdownTrigger,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpOnly {
+    async fn start(limits: uniqwatch::http::ServeLimits) -> Self {
+        use std::sync::Arc;
+        use uniqwatch::http::{self, AppState};
+
+        let config = Config::from_toml(
+            &target_toml("mongodb://127.0.0.1:1/", "chats", "app", "chats", "participantsKey", true, "0 0 0 1 1 *"),
+            Path::new("test.toml"),
+            None,
+        )
+        .unwrap();
+        let state = Arc::new(uniqwatch::state::State::new(&config.targets));
+        let (_totals_tx, totals_rx) = tokio::sync::watch::channel(Default::default());
+        let metrics = uniqwatch::metrics::Metrics::new();
+        let app = http::router(AppState {
+            metrics: metrics.clone(),
+            state,
+            readiness: Arc::new(uniqwatch::state::Readiness::default()),
+            log_sources: Vec::new(),
+            log_totals: totals_rx,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = uniqwatch::shutdown::channel();
+        let task = tokio::spawn(http::serve(listener, app, limits, metrics.http_connections_evicted_total.clone(), shutdown));
+        HttpOnly { addr, trigger, task }
+    }
+
+    /// A scrape, which must be answered within a generous bound whatever
+    /// the other clients do.
+    async fn scrape(&self, why: &str) -> String {
+        let scrape = tokio::time::timeout(Duration::from_secs(30), reqwest::get(format!("http://{}/metrics", self.addr)))
+            .await
+            .unwrap_or_else(|_| panic!("the scrape waited more than 30 s: {why}"))
+            .unwrap();
+        assert_eq!(scrape.status().as_u16(), 200);
+        let text = scrape.text().await.unwrap();
+        assert!(text.contains("uniqwatch_build_info"));
+        text
+    }
+
+    async fn stop(self) {
+        self.trigger.trigger();
+        self.task.await.unwrap();
+    }
+}
+
+/// A client that pipelines `GET /metrics` without end and never reads an
+/// answer, so the server blocks writing to it. Its task ends when the
+/// server closes the connection.
+async fn pipelining_client(addr: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::spawn(async move {
+        let requests = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(256);
+        while s.write_all(&requests).await.is_ok() {}
+    })
+}
+
 /// Issue 13 item 9: half-sent requests were held for minutes, and with
 /// more of them than descriptors /metrics failed for everyone.
 #[tokio::test]
 async fn half_sent_requests_are_closed_and_do_not_keep_the_scrape_out() {
-    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use uniqwatch::http::{self, AppState, ServeLimits};
+    use uniqwatch::http::ServeLimits;
 
-    let config = Config::from_toml(
-        &target_toml("mongodb://127.0.0.1:1/", "chats", "app", "chats", "participantsKey", true, "0 0 0 1 1 *"),
-        Path::new("test.toml"),
-        None,
-    )
-    .unwrap();
-    let state = Arc::new(uniqwatch::state::State::new(&config.targets));
-    let (_totals_tx, totals_rx) = tokio::sync::watch::channel(Default::default());
-    let app = http::router(AppState {
-        metrics: uniqwatch::metrics::Metrics::new(),
-        state,
-        readiness: Arc::new(uniqwatch::state::Readiness::default()),
-        log_sources: Vec::new(),
-        log_totals: totals_rx,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let limits = ServeLimits { header_read_timeout: Duration::from_millis(300), max_connections: 4 };
-    let (trigger, shutdown) = uniqwatch::shutdown::channel();
-    let server = tokio::spawn(http::serve(listener, app, limits, shutdown));
+    let limits = ServeLimits { header_read_timeout: Duration::from_millis(300), max_connections: 4, ..ServeLimits::default() };
+    let server = HttpOnly::start(limits).await;
 
     // More slow clients than the server serves at once, each stopping mid-header.
     let mut slow = Vec::new();
     for _ in 0..12 {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
         slow.push(s);
     }
     // The scrape still gets its answer.
-    let scrape = tokio::time::timeout(Duration::from_secs(30), reqwest::get(format!("http://{addr}/metrics")))
-        .await
-        .expect("the scrape must not wait for the slow clients (generous bound)")
-        .unwrap();
-    assert_eq!(scrape.status().as_u16(), 200);
-    assert!(scrape.text().await.unwrap().contains("uniqwatch_build_info"));
+    server.scrape("slow clients").await;
 
     // Each half-sent request is closed by the server, without a response.
     for mut s in slow {
@@ -403,6 +445,71 @@ async fn half_sent_requests_are_closed_and_do_not_keep_the_scrape_out() {
         let text = String::from_utf8_lossy(&buf);
         assert!(!text.contains("uniqwatch_"), "no metrics for a request never finished: {text}");
     }
-    trigger.trigger();
-    server.await.unwrap();
+    server.stop().await;
+}
+
+/// Hostile review of item 9: clients that pipeline requests and never read
+/// the answers held every connection slot for as long as they stayed, and
+/// the scrape waited in the accept queue. The oldest connection now makes
+/// way for the newest.
+#[tokio::test]
+async fn clients_that_never_read_their_answers_do_not_keep_the_scrape_out() {
+    use uniqwatch::http::ServeLimits;
+
+    // Headers come in time and no connection grows old here: only making
+    // way for the newest connection can let the scrape in.
+    let limits = ServeLimits { header_read_timeout: Duration::from_secs(300), max_connections: 4, max_connection_age: Duration::from_secs(300) };
+    let server = HttpOnly::start(limits).await;
+    let mut hogs = Vec::new();
+    for _ in 0..limits.max_connections {
+        hogs.push(pipelining_client(server.addr).await);
+    }
+    let text = server.scrape("clients that never read").await;
+    assert!(value(&text, "uniqwatch_http_connections_evicted_total", &[]).unwrap_or(0.0) >= 1.0, "{text}");
+    // The hog that made way is gone: its writes fail once the server closed it.
+    let first = hogs.remove(0);
+    tokio::time::timeout(Duration::from_secs(30), first).await.expect("the oldest connection was closed (generous bound)").unwrap();
+    for hog in hogs {
+        hog.abort();
+    }
+    server.stop().await;
+}
+
+/// Item 9 with headers that never end and a header timeout longer than any
+/// scrape: connections at the limit make way for the scrape.
+#[tokio::test]
+async fn half_sent_requests_at_the_limit_make_way_for_the_scrape() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use uniqwatch::http::ServeLimits;
+
+    let limits = ServeLimits { header_read_timeout: Duration::from_secs(300), max_connections: 4, max_connection_age: Duration::from_secs(300) };
+    let server = HttpOnly::start(limits).await;
+    let mut slow = Vec::new();
+    for _ in 0..limits.max_connections {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        slow.push(s);
+    }
+    server.scrape("half-sent requests at the limit").await;
+    // The oldest was closed to let the scrape in, without a response.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), slow[0].read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the oldest half-sent request was not closed (generous bound)");
+    assert!(buf.is_empty(), "no answer to a request never finished");
+    drop(slow);
+    server.stop().await;
+}
+
+/// A connection that never reads its answers is cut once it is
+/// `max_connection_age` old, even with free slots.
+#[tokio::test]
+async fn connections_are_cut_when_they_grow_old() {
+    use uniqwatch::http::ServeLimits;
+
+    let limits = ServeLimits { header_read_timeout: Duration::from_secs(1), max_connections: 64, max_connection_age: Duration::from_secs(1) };
+    let server = HttpOnly::start(limits).await;
+    let hog = pipelining_client(server.addr).await;
+    tokio::time::timeout(Duration::from_secs(30), hog).await.expect("the old connection was cut (generous bound)").unwrap();
+    server.scrape("after an old connection was cut").await;
+    server.stop().await;
 }
