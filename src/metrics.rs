@@ -193,7 +193,7 @@ impl Metrics {
             log_tailer_up: int_gauge(&r, "log_tailer_up", "1 while the log tailer runs and saves its checkpoint; 0 while it cannot start (state directory or checkpoint unusable), cannot save its checkpoint, or stopped; absent without [[logs]].", &[]),
             log_checkpoint_last_success_timestamp_seconds: gauge(&r, "log_checkpoint_last_success_timestamp_seconds", "Unix time the log checkpoint last held everything read (saved, or nothing new to save); absent before the first.", &[]),
             log_patterns_cut: int_gauge(&r, "log_patterns_cut", "Log path patterns whose last expansion was cut short by a bound (depth, directory entries, time); files they lead to may not be followed.", &["source"]),
-            http_connections_evicted_total: plain_int_counter(&r, "http_connections_evicted_total", "HTTP connections closed, oldest first, to serve a new one when the connection limit was reached."),
+            http_connections_evicted_total: plain_int_counter(&r, "http_connections_evicted_total", "HTTP connections closed, oldest first, to serve a new one when the connection limit was reached or descriptors ran out."),
             registry: r,
         };
         metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
