@@ -131,13 +131,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let _lock = daemon::StateLock::acquire(&config.state.dir)?;
             raise_open_file_limit();
             let rt = runtime()?;
-            rt.block_on(async {
+            let grace = config.web.shutdown_grace;
+            let result = rt.block_on(async {
                 let stop = daemon::signal().context("cannot install the signal handlers")?;
                 let listener = tokio::net::TcpListener::bind(config.web.listen)
                     .await
                     .with_context(|| format!("cannot listen on {} ([web] listen)", config.web.listen))?;
                 daemon::run(config, listener, stop).await
-            })?;
+            });
+            // The daemon has waited out its grace; a blocking thread still
+            // stuck (a file system that does not answer) must not keep the
+            // process alive, as dropping the runtime would.
+            rt.shutdown_timeout(grace.min(std::time::Duration::from_secs(1)));
+            result?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -9,6 +9,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::HashSet;
 use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
@@ -173,7 +174,7 @@ impl Source {
     /// A pattern leads to a file not followed yet: from the beginning, or
     /// per `start_at` on the first poll of a source without checkpoint.
     fn found_new(&mut self, path: PathBuf, seen: &mut HashSet<FileId>) {
-        let file = match File::open(&path) {
+        let file = match open_log(&path) {
             Ok(file) => file,
             Err(e) => {
                 if self.unreadable.insert(path.clone()) {
@@ -319,9 +320,22 @@ impl Source {
     }
 }
 
+/// Opens a log file for reading, only if it is a regular file. The open
+/// does not block, so a FIFO or a device put where a log was (between the
+/// listing and the open) is refused instead of hanging the source's thread.
+pub(super) fn open_log(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"))
+    }
+}
+
 /// Opens `path` if it is still the file with identity `id`.
 fn open_as(path: &Path, id: FileId) -> Option<File> {
-    let file = File::open(path).ok()?;
+    let file = open_log(path).ok()?;
     let meta = file.metadata().ok()?;
     (FileId::of(&meta) == id).then_some(file)
 }
@@ -380,7 +394,7 @@ fn find_copy(
         {
             continue;
         }
-        let Ok(file) = File::open(entry.path()) else {
+        let Ok(file) = open_log(&entry.path()) else {
             continue;
         };
         let mut head = vec![0; wanted.head.len as usize];
@@ -416,6 +430,25 @@ fn missing_directory(pattern: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a FIFO put where a log was hung the source's thread in
+    /// open(2) forever (and with it shutdown).
+    #[test]
+    fn a_fifo_or_a_directory_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("app.log");
+        let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(status.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (fifo_path, dir_path) = (fifo.clone(), dir.path().to_path_buf());
+        std::thread::spawn(move || {
+            let _ = tx.send((open_log(&fifo_path).is_err(), open_log(&dir_path).is_err()));
+        });
+        let refused = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("open_log blocked on a FIFO");
+        assert_eq!(refused, (true, true));
+        std::fs::write(dir.path().join("real.log"), "x\n").unwrap();
+        assert!(open_log(&dir.path().join("real.log")).is_ok());
+    }
 
     #[test]
     fn missing_directory_names_the_literal_part() {
