@@ -10,6 +10,7 @@ use std::collections::btree_map::Entry;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
+use std::time::Instant;
 use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
@@ -38,7 +39,8 @@ impl Source {
         }
     }
 
-    /// Expands every pattern, follows new files and notes renames that
+    /// Expands every pattern (but those cooling down after being cut short),
+    /// follows new files and notes renames that
     /// still match. Returns the identities found, and whether every
     /// directory could be listed.
     pub(super) fn expand_patterns(&mut self) -> (HashSet<FileId>, bool) {
@@ -48,10 +50,18 @@ impl Source {
         let mut complete = true;
         for i in 0..self.config.paths.len() {
             let mut matched = 0usize;
+            if self.pattern_retry_at[i].is_some_and(|at| Instant::now() < at) {
+                // Cut short last time and cooling down: nothing new is
+                // followed from it meanwhile, and nothing inferred.
+                complete = false;
+                continue;
+            }
             let expansion =
                 pattern::expand(&self.config.paths[i], &self.tuning.patterns, &self.stop);
             complete &= expansion.complete();
             self.note_cut(i, expansion.cut);
+            self.pattern_retry_at[i] = self.pattern_cut[i]
+                .map(|_| Instant::now() + CUT_PATTERN_COOLDOWN_BUDGETS * self.tuning.patterns.time_budget);
             for path in expansion.paths {
                 let Ok(meta) = fs::metadata(&path) else {
                     continue;
@@ -319,6 +329,10 @@ impl Source {
         });
     }
 }
+
+/// A pattern cut short by a bound waits this many time budgets before it
+/// is expanded again: at most a tenth of the tailer's time goes to it.
+const CUT_PATTERN_COOLDOWN_BUDGETS: u32 = 10;
 
 /// Opens a log file for reading, only if it is a regular file. The open
 /// does not block, so a FIFO or a device put where a log was (between the

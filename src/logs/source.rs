@@ -69,6 +69,10 @@ pub(super) struct Source {
     /// Per pattern: the bound that cut its last expansion short, so it is
     /// logged once per episode, and `log_patterns_cut` counts it.
     pub(super) pattern_cut: Vec<Option<Bound>>,
+    /// Per pattern cut short by a bound: not expanded again before this
+    /// instant, so a directory too large for the bounds does not take a
+    /// core through every poll.
+    pub(super) pattern_retry_at: Vec<Option<std::time::Instant>>,
     /// Files that could not be opened, to log each once.
     pub(super) unreadable: HashSet<PathBuf>,
     /// Whether the error labels overflowed [`MAX_ERROR_LABEL_PAIRS`] (logged once).
@@ -187,6 +191,7 @@ impl Source {
             pattern_matched: vec![None; config.paths.len()],
             listing_failed: vec![false; config.paths.len()],
             pattern_cut: vec![None; config.paths.len()],
+            pattern_retry_at: vec![None; config.paths.len()],
             unreadable: HashSet::new(),
             labels_overflowed: false,
             next_due: now,
