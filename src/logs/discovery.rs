@@ -225,6 +225,18 @@ impl Source {
 
     /// Files no pattern leads to any more: renamed away, deleted, or (from
     /// the checkpoint) renamed while the daemon was down.
+    /// Marks followed files whose last link is gone as deleted. Needs no
+    /// listing (the open descriptor says it), so it holds even while a
+    /// pattern cannot be listed or is cut short, and a deleted file is
+    /// drained and released instead of being held open.
+    pub(super) fn mark_unlinked(&mut self) {
+        for follower in self.files.values_mut() {
+            if follower.is_open() && follower.presence == Presence::Current && follower.is_unlinked() {
+                mark_deleted(&self.config.name, follower);
+            }
+        }
+    }
+
     pub(super) fn handle_unseen(&mut self, seen: &HashSet<FileId>) {
         let unseen: Vec<FileId> = self
             .files
@@ -243,8 +255,8 @@ impl Source {
                     continue;
                 }
                 if follower.is_unlinked() {
-                    follower.presence = Presence::Deleted;
-                    info!(source = %self.config.name, path = %follower.path.display(), "log file deleted; reading what its writer still appends until it is quiet");
+                    // Deleted since this poll's `mark_unlinked`.
+                    mark_deleted(&self.config.name, follower);
                 } else {
                     follower.presence = Presence::Rotated;
                     let to = find_in_dir(&follower.path, id);
@@ -328,6 +340,12 @@ impl Source {
             copy,
         });
     }
+}
+
+/// A followed file whose last link is gone: drained until quiet, then released.
+fn mark_deleted(source: &str, follower: &mut Follower) {
+    follower.presence = Presence::Deleted;
+    info!(source = %source, path = %follower.path.display(), "log file deleted; reading what its writer still appends until it is quiet");
 }
 
 /// A pattern cut short by a bound waits this many time budgets before it

@@ -205,6 +205,7 @@ impl Source {
     pub(super) fn poll(&mut self) {
         self.more = false;
         self.check_open_files();
+        self.mark_unlinked();
         let (seen, complete) = self.expand_patterns();
         // A listing that failed (out of descriptors, NFS trouble) or was cut
         // short by a bound proves nothing about files it did not list: no
