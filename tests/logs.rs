@@ -363,6 +363,33 @@ async fn rename_while_stopped_is_drained_from_the_checkpoint_offset() {
     t.stop().await;
 }
 
+/// Regression: a file from the checkpoint found by its inode under another
+/// name, holding other bytes (the drained file was deleted while the daemon
+/// was down and its inode reused), was read from byte 0 and its lines
+/// counted again.
+#[tokio::test]
+async fn an_inode_from_the_checkpoint_holding_other_bytes_is_not_read() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let logs = vec![source("app", &[&log], StartAt::Beginning)];
+    append(&log, requests("a", 2));
+    append(&log, E11000);
+    let mut t = start(logs.clone(), &s.state());
+    t.until("first lines", |t| lines(t, "app") == 3).await;
+    t.stop().await;
+
+    let moved = s.logs().join("app.log.1");
+    fs::rename(&log, &moved).unwrap();
+    // Same inode, other and longer content: what a reused inode looks like.
+    fs::write(&moved, E11000.repeat(5)).unwrap();
+    append(&log, requests("new", 1));
+    let mut t = start(logs, &s.state());
+    t.until("the new file", |t| lines(t, "app") >= 4).await;
+    t.polls(3).await;
+    let got = t.stop().await;
+    assert_eq!((lines(&got, "app"), errors(&got, "app")), (4, 1));
+}
+
 // --- Line shapes --------------------------------------------------------------
 
 #[tokio::test]

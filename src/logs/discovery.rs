@@ -284,7 +284,17 @@ impl Source {
             follower.presence = Presence::Rotated;
             match follower.reopen(path.clone(), file) {
                 Ok(Check::Same) => {}
-                Ok(truncated) => self.truncated(id, truncated),
+                // No pattern leads here, so this inode is read only as the
+                // continuation of a file already counted. Other bytes where
+                // reading stopped mean another file now holds the inode (the
+                // drained one was deleted while the daemon was down and the
+                // number reused, say by the next copytruncate copy): it is
+                // not read, since reading it from 0 would count lines again.
+                Ok(Check::Truncated { .. }) => {
+                    warn!(source = %self.config.name, saved = %from.display(), path = %path.display(), "log file from the checkpoint was replaced by another file under the same inode while uniqwatch was down; it is not read");
+                    self.files.remove(&id);
+                    continue;
+                }
                 Err(e) => {
                     warn!(source = %self.config.name, path = %path.display(), error = %e, "cannot stat log file")
                 }
