@@ -101,14 +101,13 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
         tokio::spawn(async move {
             match AssertUnwindSafe(run).catch_unwind().await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) if !matches!(e, logs::LogsError::Task(_)) => {
+                // The error carries no panic message (see `LogsError::Task`).
+                Ok(Err(e)) => {
                     tailer_up.set(0);
                     tracing::error!(error = %e, "log tailing stopped; the checks go on");
                 }
-                // A pass that panicked (its JoinError text holds the panic
-                // message), or the tailer itself: the message is not printed,
-                // it may echo configuration values.
-                Ok(Err(_)) | Err(_) => {
+                // The payload is not printed: it may echo configuration values.
+                Err(_) => {
                     tailer_up.set(0);
                     tracing::error!("the log tailer panicked; log tailing stopped, the checks go on");
                 }

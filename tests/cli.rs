@@ -310,6 +310,21 @@ fn daemon_config(dir: &Path, state: &Path) -> String {
     write_config(dir, &text)
 }
 
+/// Two daemon configs under `dir` sharing one state dir: (state dir, first, second).
+fn two_daemon_configs(dir: &Path) -> (std::path::PathBuf, String, String) {
+    let state = dir.join("state");
+    let configs: Vec<String> = ["first", "second"]
+        .iter()
+        .map(|name| {
+            let own = dir.join(name);
+            std::fs::create_dir_all(&own).unwrap();
+            daemon_config(&own, &state)
+        })
+        .collect();
+    let [first, second] = <[String; 2]>::try_from(configs).expect("two configs");
+    (state, first, second)
+}
+
 /// Issue 13: SIGHUP killed the daemon (exit 129, no log line).
 #[test]
 fn sighup_is_logged_and_ignored_and_sigterm_still_stops_the_daemon() {
@@ -339,13 +354,7 @@ fn sighup_is_logged_and_ignored_and_sigterm_still_stops_the_daemon() {
 #[test]
 fn a_second_daemon_on_the_same_state_dir_exits_2_naming_the_holder_and_audit_still_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let first_dir = dir.path().join("first");
-    let second_dir = dir.path().join("second");
-    std::fs::create_dir_all(&first_dir).unwrap();
-    std::fs::create_dir_all(&second_dir).unwrap();
-    let first_cfg = daemon_config(&first_dir, &state);
-    let second_cfg = daemon_config(&second_dir, &state);
+    let (state, first_cfg, second_cfg) = two_daemon_configs(dir.path());
     let mut first = RunningDaemon::start(&first_cfg);
     first.wait_for_address();
 
@@ -374,12 +383,8 @@ fn a_second_daemon_on_the_same_state_dir_exits_2_naming_the_holder_and_audit_sti
 #[test]
 fn removing_every_file_in_the_state_dir_does_not_let_a_second_daemon_in() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let first_dir = dir.path().join("first");
-    let second_dir = dir.path().join("second");
-    std::fs::create_dir_all(&first_dir).unwrap();
-    std::fs::create_dir_all(&second_dir).unwrap();
-    let mut first = RunningDaemon::start(&daemon_config(&first_dir, &state));
+    let (state, first_cfg, second_cfg) = two_daemon_configs(dir.path());
+    let mut first = RunningDaemon::start(&first_cfg);
     first.wait_for_address();
     for entry in std::fs::read_dir(&state).unwrap() {
         let path = entry.unwrap().path();
@@ -390,7 +395,7 @@ fn removing_every_file_in_the_state_dir_does_not_let_a_second_daemon_in() {
         }
     }
 
-    let mut second = RunningDaemon::start(&daemon_config(&second_dir, &state));
+    let mut second = RunningDaemon::start(&second_cfg);
     assert_eq!(second.exit_code(), Some(2), "the second daemon must not run");
     let err = second.rest_of_stderr();
     assert!(err.contains("is in use by another uniqwatch daemon"), "{err}");

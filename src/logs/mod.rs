@@ -183,8 +183,10 @@ pub enum LogsError {
         #[source]
         error: MatcherError,
     },
-    #[error("the log tailer stopped unexpectedly: {0}")]
-    Task(String),
+    /// A poll's blocking task panicked or was cancelled. The panic's message
+    /// is not kept: it may echo configuration values.
+    #[error("the log tailer stopped unexpectedly: a poll {}", if *panicked { "panicked" } else { "was cancelled" })]
+    Task { panicked: bool },
 }
 
 /// Tails every source until `shutdown`, then writes a final checkpoint.
@@ -214,7 +216,7 @@ pub async fn run(
         shutdown.wait().await;
         return Ok(());
     }
-    let task_err = |e: tokio::task::JoinError| LogsError::Task(e.to_string());
+    let task_err = |e: tokio::task::JoinError| LogsError::Task { panicked: e.is_panic() };
     let tuning = Arc::new(tuning);
     let stop = Arc::new(AtomicBool::new(false));
     let links = Links {
