@@ -16,7 +16,9 @@
 //!   that times them under one deadline, and the one place that turns a run
 //!   into metrics and log lines.
 //! - [`mongo`] builds the client, classifies driver errors into bounded
-//!   failure reasons, and describes them from their kind, never their text.
+//!   failure reasons, and describes them from their kind, never their text;
+//!   [`deployment`] learns once per client what it talks to (version,
+//!   standalone, replica set or mongos), which decides what the checks may use.
 //! - [`redact`] shows a connection string by its parts, never its secrets,
 //!   and checks one before the driver's parser sees it.
 //! - [`state`] keeps the last outcome of every target for the landing page,
@@ -43,6 +45,7 @@ pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod deployment;
 pub mod fsutil;
 pub mod html;
 pub mod http;

@@ -20,6 +20,7 @@ use mongodb::Client;
 use tokio::sync::OnceCell;
 
 use crate::config::MongoConfig;
+use crate::deployment::Deployment;
 use crate::redact::parse_uri;
 
 /// Why a check could not produce a figure. The label values of
@@ -85,8 +86,9 @@ impl QueryError {
 
 /// Server error codes that mean "not allowed".
 const UNAUTHORIZED_CODES: [i32; 3] = [13, 18, 8000];
-/// `MaxTimeMSExpired`.
-const MAX_TIME_EXPIRED: i32 = 50;
+/// `MaxTimeMSExpired` (mongod), and `ExceededTimeLimit`, which mongos also
+/// answers when `maxTimeMS` runs out on a shard.
+const TIME_LIMIT_CODES: [i32; 2] = [50, 262];
 
 /// Sorts a driver error into a [`FailureReason`].
 pub fn classify(err: &DriverError) -> FailureReason {
@@ -104,7 +106,7 @@ pub fn classify(err: &DriverError) -> FailureReason {
         ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } | ErrorKind::DnsResolve { .. } => {
             FailureReason::Unreachable
         }
-        ErrorKind::Command(cmd) if cmd.code == MAX_TIME_EXPIRED => FailureReason::Timeout,
+        ErrorKind::Command(cmd) if TIME_LIMIT_CODES.contains(&cmd.code) => FailureReason::Timeout,
         ErrorKind::Command(cmd) if UNAUTHORIZED_CODES.contains(&cmd.code) => FailureReason::Unauthorized,
         _ if err.contains_label("NetworkError") => FailureReason::Unreachable,
         _ => FailureReason::Other,
@@ -217,6 +219,8 @@ fn classify_server_error(error: &str) -> String {
 pub struct Mongo {
     config: MongoConfig,
     client: OnceCell<Client>,
+    /// What the client talks to, learned on first success and kept with the client.
+    deployment: OnceCell<Deployment>,
 }
 
 impl Mongo {
@@ -224,7 +228,16 @@ impl Mongo {
         Self {
             config,
             client: OnceCell::new(),
+            deployment: OnceCell::new(),
         }
+    }
+
+    /// The deployment's facts, asked once per client (a failed attempt is
+    /// retried by the next run).
+    pub async fn deployment(&self, client: &Client, deadline: &Deadline) -> Result<&Deployment, QueryError> {
+        self.deployment
+            .get_or_try_init(|| Deployment::discover(client, self, deadline))
+            .await
     }
 
     pub fn query_timeout(&self) -> Duration {
@@ -354,6 +367,18 @@ mod tests {
         let err = DriverError::from(ErrorKind::Command(cmd));
         assert_eq!(describe(&err), "command failed: MaxTimeMSExpired (code 50)");
         assert_eq!(classify(&err), FailureReason::Timeout);
+    }
+
+    /// Issue 10: mongos reports a shard's expired `maxTimeMS` as ExceededTimeLimit.
+    #[test]
+    fn mongos_exceeded_time_limit_is_a_timeout() {
+        let cmd: mongodb::error::CommandError = mongodb::bson::from_document(
+            mongodb::bson::doc! {"code": 262, "codeName": "ExceededTimeLimit", "errmsg": "operation exceeded time limit"},
+        )
+        .unwrap();
+        let err = DriverError::from(ErrorKind::Command(cmd));
+        assert_eq!(classify(&err), FailureReason::Timeout);
+        assert_eq!(describe(&err), "command failed: ExceededTimeLimit (code 262)");
     }
 
     /// A runtime client built from a URI the driver would panic on fails the run instead.

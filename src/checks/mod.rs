@@ -24,6 +24,7 @@ use mongodb::{Client, Collection, Database};
 use serde::Serialize;
 
 use crate::config::TargetConfig;
+use crate::deployment::Deployment;
 use crate::metrics::Metrics;
 use crate::mongo::{Deadline, FailureReason, Mongo, QueryError};
 
@@ -172,24 +173,30 @@ impl TargetRun {
         }
     }
 
+    /// A run in which every check failed the same way before any could start.
+    fn failed(target: &str, started_at: DateTime<Utc>, duration: Duration, e: QueryError) -> Self {
+        let results = CHECKS
+            .iter()
+            .map(|&check| CheckResult {
+                check,
+                started_at,
+                duration,
+                outcome: Err(e.clone()),
+            })
+            .collect();
+        TargetRun {
+            target: target.to_string(),
+            started_at,
+            results,
+        }
+    }
+
     /// A run that panicked: every check failed with `internal`. The panic's
     /// message is not kept (it may hold configuration values), and the run
     /// counts as not having reached MongoDB, so it pages like an outage.
     pub fn panicked(target: &str, started_at: DateTime<Utc>) -> Self {
         let duration = (Utc::now() - started_at).to_std().unwrap_or_default();
-        TargetRun {
-            target: target.to_string(),
-            started_at,
-            results: CHECKS
-                .iter()
-                .map(|&check| CheckResult {
-                    check,
-                    started_at,
-                    duration,
-                    outcome: Err(QueryError::new(FailureReason::Internal, PANICKED)),
-                })
-                .collect(),
-        }
+        Self::failed(target, started_at, duration, QueryError::new(FailureReason::Internal, PANICKED))
     }
 
     /// Whether the run got answers from MongoDB: false when any check could
@@ -271,6 +278,8 @@ pub enum Verdict {
 /// kept here for the later ones.
 pub struct Context<'a> {
     pub target: &'a TargetConfig,
+    /// What the client talks to; decides which commands and stages the checks use.
+    pub deployment: Deployment,
     pub mongo: &'a Mongo,
     pub client: &'a Client,
     pub db: Database,
@@ -306,25 +315,15 @@ pub async fn run_target(target: &TargetConfig, mongo: &Mongo) -> TargetRun {
     let clock = Instant::now();
     let client = match deadline.run(mongo.client()).await {
         Ok(client) => client,
-        Err(e) => {
-            let results = CHECKS
-                .iter()
-                .map(|&check| CheckResult {
-                    check,
-                    started_at,
-                    duration: clock.elapsed(),
-                    outcome: Err(e.clone()),
-                })
-                .collect();
-            return TargetRun {
-                target: target.name.clone(),
-                started_at,
-                results,
-            };
-        }
+        Err(e) => return TargetRun::failed(&target.name, started_at, clock.elapsed(), e),
+    };
+    let deployment = match mongo.deployment(client, &deadline).await {
+        Ok(d) => d.clone(),
+        Err(e) => return TargetRun::failed(&target.name, started_at, clock.elapsed(), e),
     };
     let db = client.database(&target.database);
     let mut ctx = Context {
+        deployment,
         target,
         mongo,
         client,
