@@ -55,7 +55,7 @@ fn index(present: bool, name: Option<&str>, unique: bool, sparse: bool) -> Figur
         hidden: false,
         problem: (!present).then(|| "missing or wrong".to_string()),
         guarantees_uniqueness: unique,
-        queryable: None,
+        ..IndexOutcome::default()
     })
 }
 

@@ -54,6 +54,8 @@ pub fn current_state(run: &TargetRun) -> CurrentState {
     for result in &run.results {
         match &result.outcome {
             Ok(Figures::Index(IndexOutcome {
+                // A namespace that is not a collection reads as "index missing", with its problem.
+                namespace: _,
                 present,
                 name: _,
                 unique: _,

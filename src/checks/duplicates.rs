@@ -26,6 +26,7 @@ pub struct DuplicatesOutcome {
 }
 
 pub async fn run(ctx: &mut Context<'_>) -> Result<DuplicatesOutcome, QueryError> {
+    ctx.require_collection()?;
     if ctx.index.as_ref().is_some_and(|i| i.guarantees_uniqueness) {
         return Ok(DuplicatesOutcome {
             keys: 0,

@@ -14,9 +14,51 @@ use serde::Serialize;
 use super::Context;
 use crate::mongo::QueryError;
 
-/// What the index check found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What the target's namespace is, from `listCollections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Namespace {
+    /// A collection: it can hold a unique index.
+    #[default]
+    Collection,
+    /// A view: it has no indexes of its own, so nothing it shows is enforced.
+    View,
+    /// A time-series collection: MongoDB refuses unique indexes on it.
+    Timeseries,
+    /// No collection or view by that name (or no such database): never
+    /// created, dropped, or renamed away.
+    Missing,
+}
+
+impl Namespace {
+    /// Why the other checks have nothing to count, in an operator's words;
+    /// `None` for a collection.
+    pub fn problem(self) -> Option<&'static str> {
+        match self {
+            Namespace::Collection => None,
+            Namespace::View => Some("the target is a view, not a collection: a view has no indexes of its own and enforces nothing"),
+            Namespace::Timeseries => Some("the target is a time-series collection: MongoDB does not allow unique indexes on one"),
+            Namespace::Missing => Some("the collection does not exist (never created, dropped or renamed)"),
+        }
+    }
+
+    /// Reads the `type` of a `listCollections` entry; no entry means missing.
+    pub fn from_entry(entry: Option<&Document>) -> Self {
+        match entry.map(|e| e.get_str("type").unwrap_or("collection")) {
+            None => Namespace::Missing,
+            Some("view") => Namespace::View,
+            Some("timeseries") => Namespace::Timeseries,
+            Some(_) => Namespace::Collection,
+        }
+    }
+}
+
+/// What the index check found. `Default` is "no index on a collection", for
+/// tests that build outcomes by hand.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct IndexOutcome {
+    /// What the target's namespace is; only a collection can be checked.
+    pub namespace: Namespace,
     /// The expected unique index exists with the expected options.
     pub present: bool,
     /// Name of the index that matched, or of the closest candidate.
@@ -118,9 +160,21 @@ impl IndexSpec {
     }
 }
 
-/// The verdict over every index of the collection. `collection_exists` is
-/// false when `listIndexes` answered NamespaceNotFound.
-pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, collection_exists: bool) -> IndexOutcome {
+/// The verdict over every index of the namespace.
+pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, namespace: Namespace) -> IndexOutcome {
+    if let Some(problem) = namespace.problem() {
+        return IndexOutcome {
+            namespace,
+            present: false,
+            name: None,
+            unique: false,
+            sparse: false,
+            hidden: false,
+            problem: Some(problem.to_string()),
+            guarantees_uniqueness: false,
+            queryable: None,
+        };
+    }
     let candidates: Vec<&IndexSpec> = indexes.iter().filter(|i| i.is_single_field_on(key)).collect();
     // The best candidate is the one matching most expectations; ties keep listing order.
     let score = |i: &IndexSpec| {
@@ -137,9 +191,7 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, collectio
     });
 
     let Some(index) = best else {
-        let problem = if !collection_exists {
-            "the collection does not exist".to_string()
-        } else if let Some(compound) = indexes.iter().find(|i| i.mentions(key) && i.key.len() > 1) {
+        let problem = if let Some(compound) = indexes.iter().find(|i| i.mentions(key) && i.key.len() > 1) {
             format!(
                 "no index on {{{key}: 1}} alone; index {} ({}) is compound and does not make {key} unique by itself",
                 compound.name, compound.key
@@ -148,6 +200,7 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, collectio
             format!("no index on {{{key}: 1}}")
         };
         return IndexOutcome {
+            namespace,
             present: false,
             name: None,
             unique: false,
@@ -185,6 +238,7 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, collectio
         skips_absent: sparse_like,
     });
     IndexOutcome {
+        namespace,
         present: problem.is_none(),
         name: Some(index.name.clone()),
         unique: index.unique,
@@ -199,28 +253,55 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, collectio
 /// MongoDB's NamespaceNotFound: `listIndexes` on a collection that does not exist.
 const NAMESPACE_NOT_FOUND: i32 = 26;
 
-/// Lists the collection's indexes and evaluates them.
-pub async fn run(ctx: &mut Context<'_>) -> Result<IndexOutcome, QueryError> {
+/// Finds what the target's name is in its database. `listCollections` takes
+/// no `maxTimeMS`; `nameOnly` keeps it lock-free and cheap, and the run's
+/// deadline bounds it on the client.
+async fn namespace(ctx: &Context<'_>) -> Result<Namespace, QueryError> {
     let command = doc! {
-        "listIndexes": &ctx.target.collection,
-        "maxTimeMS": ctx.max_time_ms(),
+        "listCollections": 1,
+        "filter": { "name": &ctx.target.collection },
+        "nameOnly": true,
+        "authorizedCollections": true,
     };
-    let criteria = ctx.client.selection_criteria().cloned();
     let mut action = ctx.db.run_cursor_command(command);
-    if let Some(criteria) = criteria {
+    if let Some(criteria) = ctx.client.selection_criteria().cloned() {
         action = action.selection_criteria(criteria);
     }
-    let (specs, exists) = match action.await {
-        Ok(cursor) => {
-            let docs: Vec<Document> = cursor.try_collect().await.map_err(|e| ctx.mongo.error(&e))?;
-            (docs.iter().map(IndexSpec::from_document).collect::<Vec<_>>(), true)
+    let entries: Vec<Document> = action
+        .await
+        .map_err(|e| ctx.mongo.error(&e))?
+        .try_collect()
+        .await
+        .map_err(|e| ctx.mongo.error(&e))?;
+    Ok(Namespace::from_entry(entries.first()))
+}
+
+/// Lists the collection's indexes and evaluates them.
+pub async fn run(ctx: &mut Context<'_>) -> Result<IndexOutcome, QueryError> {
+    let mut kind = namespace(ctx).await?;
+    let mut specs = Vec::new();
+    if kind == Namespace::Collection {
+        let command = doc! {
+            "listIndexes": &ctx.target.collection,
+            "maxTimeMS": ctx.max_time_ms(),
+        };
+        let mut action = ctx.db.run_cursor_command(command);
+        if let Some(criteria) = ctx.client.selection_criteria().cloned() {
+            action = action.selection_criteria(criteria);
         }
-        Err(e) if matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == NAMESPACE_NOT_FOUND) => {
-            (Vec::new(), false)
+        match action.await {
+            Ok(cursor) => {
+                let docs: Vec<Document> = cursor.try_collect().await.map_err(|e| ctx.mongo.error(&e))?;
+                specs = docs.iter().map(IndexSpec::from_document).collect();
+            }
+            // Dropped between the two commands.
+            Err(e) if matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == NAMESPACE_NOT_FOUND) => {
+                kind = Namespace::Missing;
+            }
+            Err(e) => return Err(ctx.mongo.error(&e)),
         }
-        Err(e) => return Err(ctx.mongo.error(&e)),
-    };
-    let outcome = evaluate(&specs, &ctx.target.key, ctx.target.sparse, exists);
+    }
+    let outcome = evaluate(&specs, &ctx.target.key, ctx.target.sparse, kind);
     ctx.index = Some(outcome.clone());
     Ok(outcome)
 }
@@ -243,7 +324,7 @@ mod tests {
             &[id_index(), spec(doc! {"key": {K: 1}, "name": "participantsKey_1", "unique": true, "sparse": true})],
             K,
             true,
-            true,
+            Namespace::Collection,
         );
         assert!(o.present, "{o:?}");
         assert_eq!(o.name.as_deref(), Some("participantsKey_1"));
@@ -254,14 +335,14 @@ mod tests {
     #[test]
     fn descending_and_int64_and_double_key_patterns_count() {
         for v in [Bson::Int32(-1), Bson::Int64(1), Bson::Double(1.0)] {
-            let o = evaluate(&[spec(doc! {"key": {K: v.clone()}, "name": "x", "unique": true, "sparse": true})], K, true, true);
+            let o = evaluate(&[spec(doc! {"key": {K: v.clone()}, "name": "x", "unique": true, "sparse": true})], K, true, Namespace::Collection);
             assert!(o.present, "{v:?}");
         }
     }
 
     #[test]
     fn missing_index_is_reported() {
-        let o = evaluate(&[id_index()], K, true, true);
+        let o = evaluate(&[id_index()], K, true, Namespace::Collection);
         assert!(!o.present);
         assert!(!o.guarantees_uniqueness);
         assert_eq!(o.problem.as_deref(), Some("no index on {participantsKey: 1}"));
@@ -269,7 +350,7 @@ mod tests {
 
     #[test]
     fn non_unique_index_is_wrong() {
-        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "sparse": true})], K, true, true);
+        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "sparse": true})], K, true, Namespace::Collection);
         assert!(!o.present);
         assert!(!o.unique);
         assert!(!o.guarantees_uniqueness);
@@ -278,7 +359,7 @@ mod tests {
 
     #[test]
     fn non_sparse_unique_when_sparse_expected_is_wrong_but_guarantees() {
-        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true})], K, true, true);
+        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true})], K, true, Namespace::Collection);
         assert!(!o.present);
         assert!(o.guarantees_uniqueness);
         assert_eq!(o.queryable.as_ref().map(|q| q.skips_absent), Some(false));
@@ -287,13 +368,13 @@ mod tests {
 
     #[test]
     fn plain_unique_when_plain_expected_is_present() {
-        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true})], K, false, true);
+        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true})], K, false, Namespace::Collection);
         assert!(o.present, "{o:?}");
     }
 
     #[test]
     fn sparse_when_plain_expected_is_wrong() {
-        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true})], K, false, true);
+        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true})], K, false, Namespace::Collection);
         assert!(!o.present);
         assert!(o.problem.unwrap().contains("expects sparse = false"));
     }
@@ -304,7 +385,7 @@ mod tests {
             &[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "partialFilterExpression": {K: {"$exists": true}}})],
             K,
             true,
-            true,
+            Namespace::Collection,
         );
         assert!(o.present, "{o:?}");
         assert!(o.sparse);
@@ -316,7 +397,7 @@ mod tests {
             &[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "partialFilterExpression": {"status": "active"}})],
             K,
             true,
-            true,
+            Namespace::Collection,
         );
         assert!(!o.present);
         assert!(!o.guarantees_uniqueness);
@@ -325,7 +406,7 @@ mod tests {
 
     #[test]
     fn hidden_unique_index_is_present_but_not_queryable() {
-        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true, "hidden": true})], K, true, true);
+        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true, "hidden": true})], K, true, Namespace::Collection);
         assert!(o.present);
         assert!(o.hidden);
         assert!(o.guarantees_uniqueness);
@@ -338,7 +419,7 @@ mod tests {
             &[spec(doc! {"key": {K: 1, "createdAt": 1}, "name": "pk_created", "unique": true, "sparse": true})],
             K,
             true,
-            true,
+            Namespace::Collection,
         );
         assert!(!o.present);
         assert!(o.problem.unwrap().contains("compound"));
@@ -350,7 +431,7 @@ mod tests {
             &[spec(doc! {"key": {"createdAt": 1, K: 1}, "name": "c", "unique": true})],
             K,
             true,
-            true,
+            Namespace::Collection,
         );
         assert!(!o.present);
     }
@@ -364,7 +445,7 @@ mod tests {
             ],
             K,
             true,
-            true,
+            Namespace::Collection,
         );
         assert!(o.present);
         assert_eq!(o.name.as_deref(), Some("good"));
@@ -379,7 +460,7 @@ mod tests {
             ],
             K,
             true,
-            true,
+            Namespace::Collection,
         );
         assert_eq!(o.name.as_deref(), Some("visible"));
         assert!(o.queryable.is_some());
@@ -391,7 +472,7 @@ mod tests {
             &[spec(doc! {"key": {K: 1}, "name": "ci", "unique": true, "sparse": true, "collation": {"locale": "en", "strength": 2}})],
             K,
             true,
-            true,
+            Namespace::Collection,
         );
         assert!(o.present);
         assert_eq!(o.queryable, None);
@@ -399,7 +480,25 @@ mod tests {
 
     #[test]
     fn missing_collection_says_so() {
-        let o = evaluate(&[], K, true, false);
-        assert_eq!(o.problem.as_deref(), Some("the collection does not exist"));
+        let o = evaluate(&[], K, true, Namespace::Missing);
+        assert_eq!(o.problem.as_deref(), Namespace::Missing.problem());
+        assert!(!o.present && !o.guarantees_uniqueness);
+    }
+
+    /// Issue 10: a view (or a time-series collection) is a clear state, not
+    /// an index that happens to be missing; even a view listing an `_id` index
+    /// (as some servers do) guarantees nothing.
+    #[test]
+    fn a_view_or_timeseries_target_says_what_it_is() {
+        let unique = spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true});
+        for kind in [Namespace::View, Namespace::Timeseries] {
+            let o = evaluate(&[id_index(), unique.clone()], K, true, kind);
+            assert!(!o.present && !o.guarantees_uniqueness && o.queryable.is_none(), "{kind:?}");
+            assert_eq!(o.problem.as_deref(), kind.problem());
+        }
+        assert_eq!(Namespace::from_entry(Some(&doc! {"name": "v", "type": "view"})), Namespace::View);
+        assert_eq!(Namespace::from_entry(Some(&doc! {"name": "c", "type": "collection"})), Namespace::Collection);
+        assert_eq!(Namespace::from_entry(Some(&doc! {"name": "c"})), Namespace::Collection);
+        assert_eq!(Namespace::from_entry(None), Namespace::Missing);
     }
 }

@@ -38,6 +38,7 @@ impl MissingKeysOutcome {
 }
 
 pub async fn run(ctx: &mut Context<'_>) -> Result<MissingKeysOutcome, QueryError> {
+    ctx.require_collection()?;
     let Some(index) = ctx.index.as_ref().and_then(|i| i.queryable.clone()) else {
         let s = ctx.scan().await?;
         return Ok(MissingKeysOutcome {

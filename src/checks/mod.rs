@@ -297,6 +297,16 @@ impl Context<'_> {
         self.deadline.remaining().as_millis().min(i64::MAX as u128) as i64
     }
 
+    /// Fails a counting check at once when the `index` check found no
+    /// collection to count in (a view, a time-series collection, nothing),
+    /// so its figures are withdrawn instead of reading as a clean zero.
+    pub fn require_collection(&self) -> Result<(), QueryError> {
+        match self.index.as_ref().and_then(|i| i.namespace.problem()) {
+            Some(problem) => Err(QueryError::new(FailureReason::Other, problem)),
+            None => Ok(()),
+        }
+    }
+
     /// The collection pass, run on first use and shared by later checks.
     pub async fn scan(&mut self) -> Result<scan::Summary, QueryError> {
         if let Some(done) = &self.scan {
