@@ -24,6 +24,8 @@ pub struct Metrics {
     pub up: IntGaugeVec,
     /// 1 when the expected unique index exists with the expected options.
     pub unique_index_present: IntGaugeVec,
+    /// 1 while the unique index is still being built, 0 once it is ready.
+    pub unique_index_building: IntGaugeVec,
     /// Key values held by more than one document.
     pub duplicate_keys: IntGaugeVec,
     /// Surplus documents: Σ(count − 1) over duplicated keys.
@@ -154,6 +156,7 @@ impl Metrics {
         let metrics = Metrics {
             up: int_gauge(&r, "up", &help("1 when the last run of the target reached MongoDB, 0 when it could not (unreachable, refused authentication, or timed out)."), &["target"]),
             unique_index_present: int_gauge(&r, "unique_index_present", &help("1 when the expected unique index on the target's key exists with the expected options, 0 when it is missing or wrong."), &["target"]),
+            unique_index_building: int_gauge(&r, "unique_index_building", &help("1 while the unique index on the target's key is still being built (it enforces nothing until the build commits), 0 once it is ready; absent when there is no such index or the server cannot say."), &["target"]),
             duplicate_keys: int_gauge(&r, "duplicate_keys", &help("Key values held by more than one document (documents without a usable key excluded)."), &["target"]),
             duplicate_documents: int_gauge(&r, "duplicate_documents", &help("Surplus documents sharing a key: the sum of (count - 1) over duplicated key values."), &["target"]),
             missing_key_documents: int_gauge(&r, "missing_key_documents", &help("Documents without a usable key, by kind: absent, null, or empty string."), &["target", "kind"]),

@@ -172,14 +172,97 @@ async fn non_unique_index_is_wrong_and_duplicates_are_scanned() {
     assert_eq!((d.keys, d.documents, d.method), (1, 1, Method::Aggregation));
 }
 
+/// Issue 10: a namespace with nothing to count is a clear state: the index
+/// check says what the name is, and the counting checks fail with that
+/// reason (their figures withdrawn) instead of reporting a clean zero.
+fn assert_nothing_to_count(run: &TargetRun, problem: &str) {
+    let i = run.index().unwrap_or_else(|| panic!("{:?}", run.results));
+    assert!(!i.present, "{i:?}");
+    assert!(i.problem.as_deref().unwrap().contains(problem), "{i:?}");
+    let errors: Vec<_> = run.errors().collect();
+    assert_eq!(errors.len(), 2, "{:?}", run.results);
+    for (_, e) in errors {
+        assert_eq!(e.reason, uniqwatch::mongo::FailureReason::Other);
+        assert!(e.message.contains(problem), "{}", e.message);
+    }
+    assert!(run.reached_mongodb());
+}
+
 #[tokio::test]
-async fn missing_collection_is_reported_not_failed() {
+async fn missing_collection_or_database_is_a_clear_state() {
     let db = unique_db("nocoll");
+    assert_nothing_to_count(&run(&db, true).await, "does not exist");
+    // The database exists, the collection does not.
+    seed(&shared_uri(), &db, "other", vec![doc! {"x": 1}]).await;
+    assert_nothing_to_count(&run(&db, true).await, "does not exist");
+}
+
+#[tokio::test]
+async fn a_collection_dropped_or_renamed_while_watched_is_never_a_stale_green() {
+    let db = unique_db("dropped");
+    seed(&shared_uri(), &db, "chats", vec![keyed("a"), keyed("b")]).await;
+    create_index(&db, doc! {"key": {"participantsKey": 1}, "name": "pk", "unique": true, "sparse": true}).await;
+    let before = run(&db, true).await;
+    assert!(before.index().unwrap().present && before.errors().count() == 0, "{:?}", before.results);
+
+    command(&shared_uri(), &db, doc! {"dropIndexes": "chats", "index": "pk"}).await;
+    let dropped_index = run(&db, true).await;
+    assert!(!dropped_index.index().unwrap().present);
+    assert_eq!(dropped_index.duplicates().unwrap().method, Method::Aggregation);
+    create_index(&db, doc! {"key": {"participantsKey": 1}, "name": "pk", "unique": true, "sparse": true}).await;
+    assert!(run(&db, true).await.index().unwrap().present, "a rebuilt index is seen again");
+
+    command(&shared_uri(), "admin", doc! {"renameCollection": format!("{db}.chats"), "to": format!("{db}.chats_old")}).await;
+    assert_nothing_to_count(&run(&db, true).await, "does not exist");
+    seed(&shared_uri(), &db, "chats", vec![keyed("c")]).await;
+    command(&shared_uri(), &db, doc! {"drop": "chats"}).await;
+    assert_nothing_to_count(&run(&db, true).await, "does not exist");
+}
+
+#[tokio::test]
+async fn a_view_is_not_taken_for_a_collection() {
+    let db = unique_db("view");
+    seed(&shared_uri(), &db, "raw", vec![keyed("a"), keyed("a")]).await;
+    command(&shared_uri(), &db, doc! {"create": "chats", "viewOn": "raw", "pipeline": []}).await;
+    assert_nothing_to_count(&run(&db, true).await, "is a view");
+}
+
+#[tokio::test]
+async fn partial_filter_spelt_with_exists_one_counts_as_sparse() {
+    let db = unique_db("partial1");
+    seed(&shared_uri(), &db, "chats", vec![keyed("a"), keyed("b"), chat(None)]).await;
+    create_index(
+        &db,
+        doc! {"key": {"participantsKey": 1}, "name": "pk_partial", "unique": true,
+              "partialFilterExpression": {"$and": [{"participantsKey": {"$exists": 1}}]}},
+    )
+    .await;
     let run = run(&db, true).await;
     assert_eq!(run.errors().count(), 0, "{:?}", run.results);
-    assert_eq!(run.index().unwrap().problem.as_deref(), Some("the collection does not exist"));
-    assert_eq!(run.duplicates().unwrap().keys, 0);
-    assert_eq!(run.missing_keys().unwrap().documents, 0);
+    let i = run.index().unwrap();
+    assert!(i.present && i.sparse, "{i:?}");
+    assert_eq!(run.duplicates().unwrap().method, Method::UniqueIndex);
+}
+
+#[tokio::test]
+async fn a_partial_filter_narrower_than_the_key_is_scanned() {
+    let db = unique_db("partialnarrow");
+    let mut archived = keyed("a");
+    archived.insert("status", "archived");
+    let mut active = keyed("a");
+    active.insert("status", "active");
+    seed(&shared_uri(), &db, "chats", vec![archived, active, keyed("b")]).await;
+    create_index(
+        &db,
+        doc! {"key": {"participantsKey": 1}, "name": "pk_active", "unique": true,
+              "partialFilterExpression": {"status": "active"}},
+    )
+    .await;
+    let run = run(&db, true).await;
+    let i = run.index().unwrap();
+    assert!(!i.present && i.problem.as_deref().unwrap().contains("only inside that filter"), "{i:?}");
+    let d = run.duplicates().unwrap();
+    assert_eq!((d.keys, d.documents, d.method), (1, 1, Method::Aggregation));
 }
 
 #[tokio::test]

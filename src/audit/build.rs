@@ -56,6 +56,7 @@ pub fn current_state(run: &TargetRun) -> CurrentState {
             Ok(Figures::Index(IndexOutcome {
                 // A namespace that is not a collection reads as "index missing", with its problem.
                 namespace: _,
+                build: _,
                 present,
                 name: _,
                 unique: _,

@@ -12,6 +12,7 @@ use mongodb::bson::{doc, Bson, Document};
 use serde::Serialize;
 
 use super::Context;
+use crate::deployment::Deployment;
 use crate::mongo::QueryError;
 
 /// What the target's namespace is, from `listCollections`.
@@ -69,6 +70,9 @@ pub struct IndexOutcome {
     pub sparse: bool,
     /// The candidate is hidden from the query planner (it still enforces uniqueness).
     pub hidden: bool,
+    /// Whether the candidate's build has finished; `None` without a candidate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildState>,
     /// Why the index does not match, in an operator's words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -91,6 +95,22 @@ pub struct QueryableIndex {
     pub skips_absent: bool,
 }
 
+/// Whether an index is finished. An index still being built is listed by
+/// `listIndexes` like any other, yet enforces nothing: duplicates can exist
+/// and be written until the build commits (and then fails it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildState {
+    /// Built and committed: it enforces what it declares.
+    #[default]
+    Ready,
+    /// Still being built.
+    Building,
+    /// The server could not say (it refused to mark builds, and `$indexStats`
+    /// was refused too): the index is not trusted as a guarantee.
+    Unknown,
+}
+
 /// One entry of `listIndexes`, reduced to what the verdict needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexSpec {
@@ -101,10 +121,29 @@ pub struct IndexSpec {
     pub hidden: bool,
     pub partial_filter: Option<Document>,
     pub collation: Option<Document>,
+    pub build: BuildState,
 }
 
 impl IndexSpec {
-    /// Reads one `listIndexes` entry; fields of unexpected types count as absent.
+    /// Reads one `listIndexes` entry in any of its documented shapes: the
+    /// plain spec; `{spec, buildUUID}` for a build in progress when asked with
+    /// `includeBuildUUIDs` (4.4+; ready indexes stay plain); `{spec,
+    /// indexBuildInfo}` when asked with `includeIndexBuildInfo` (6.3+; every
+    /// spec is wrapped, and only builds in progress carry `indexBuildInfo`).
+    pub fn from_entry(entry: &Document) -> Self {
+        match entry.get_document("spec") {
+            Ok(spec) => {
+                let building = entry.contains_key("indexBuildInfo") || entry.contains_key("buildUUID");
+                IndexSpec {
+                    build: if building { BuildState::Building } else { BuildState::Ready },
+                    ..Self::from_document(spec)
+                }
+            }
+            Err(_) => Self::from_document(entry),
+        }
+    }
+
+    /// Reads one plain index spec; fields of unexpected types count as absent.
     pub fn from_document(d: &Document) -> Self {
         let flag = |name: &str| match d.get(name) {
             Some(Bson::Boolean(b)) => *b,
@@ -121,6 +160,7 @@ impl IndexSpec {
             hidden: flag("hidden"),
             partial_filter: d.get_document("partialFilterExpression").ok().cloned(),
             collation: d.get_document("collation").ok().cloned(),
+            build: BuildState::Ready,
         }
     }
 
@@ -142,14 +182,13 @@ impl IndexSpec {
         self.key.contains_key(key)
     }
 
-    /// `partialFilterExpression` is exactly `{<key>: {$exists: true}}`.
+    /// `partialFilterExpression` selects exactly the documents that have the
+    /// key: `{<key>: {$exists: true}}` in any of its spellings (`$exists: 1`,
+    /// several `$exists` conditions, wrapped in `$and`). Such a unique index
+    /// is sparse-equivalent; any other filter covers only part of the keyed
+    /// documents.
     fn partial_is_exists(&self, key: &str) -> bool {
-        let Some(filter) = &self.partial_filter else { return false };
-        filter.len() == 1
-            && filter
-                .get_document(key)
-                .map(|cond| cond.len() == 1 && matches!(cond.get("$exists"), Some(Bson::Boolean(true))))
-                .unwrap_or(false)
+        self.partial_filter.as_ref().is_some_and(|f| filter_is_exists_on(f, key))
     }
 
     fn simple_collation(&self) -> bool {
@@ -160,19 +199,35 @@ impl IndexSpec {
     }
 }
 
+/// Whether `filter` is a conjunction of `{<key>: {$exists: <true>}}` and nothing else.
+fn filter_is_exists_on(filter: &Document, key: &str) -> bool {
+    let truthy = |b: &Bson| match b {
+        Bson::Boolean(v) => *v,
+        Bson::Int32(n) => *n != 0,
+        Bson::Int64(n) => *n != 0,
+        Bson::Double(n) => *n != 0.0,
+        _ => false,
+    };
+    !filter.is_empty()
+        && filter.iter().all(|(field, cond)| match (field.as_str(), cond) {
+            ("$and", Bson::Array(parts)) => {
+                !parts.is_empty()
+                    && parts.iter().all(|p| matches!(p, Bson::Document(d) if filter_is_exists_on(d, key)))
+            }
+            (f, Bson::Document(ops)) if f == key => {
+                !ops.is_empty() && ops.iter().all(|(op, v)| op == "$exists" && truthy(v))
+            }
+            _ => false,
+        })
+}
+
 /// The verdict over every index of the namespace.
 pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, namespace: Namespace) -> IndexOutcome {
     if let Some(problem) = namespace.problem() {
         return IndexOutcome {
             namespace,
-            present: false,
-            name: None,
-            unique: false,
-            sparse: false,
-            hidden: false,
             problem: Some(problem.to_string()),
-            guarantees_uniqueness: false,
-            queryable: None,
+            ..IndexOutcome::default()
         };
     }
     let candidates: Vec<&IndexSpec> = indexes.iter().filter(|i| i.is_single_field_on(key)).collect();
@@ -180,7 +235,8 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, namespace
     let score = |i: &IndexSpec| {
         let covers_all = i.partial_filter.is_none() || i.partial_is_exists(key);
         let sparse_like = i.sparse || i.partial_is_exists(key);
-        (i.unique && covers_all) as u8 * 8
+        (i.unique && covers_all) as u8 * 16
+            + (i.build == BuildState::Ready) as u8 * 8
             + i.unique as u8 * 4
             + (sparse_like == expect_sparse) as u8 * 2
             + (!i.hidden) as u8
@@ -201,26 +257,27 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, namespace
         };
         return IndexOutcome {
             namespace,
-            present: false,
-            name: None,
-            unique: false,
-            sparse: false,
-            hidden: false,
             problem: Some(problem),
-            guarantees_uniqueness: false,
-            queryable: None,
+            ..IndexOutcome::default()
         };
     };
 
     let partial_exists = index.partial_is_exists(key);
     let sparse_like = index.sparse || partial_exists;
     let covers_all = index.partial_filter.is_none() || partial_exists;
-    let guarantees = index.unique && covers_all;
-    let problem = if !index.unique {
+    let enforcing = index.unique && covers_all;
+    // Only a finished build enforces; one whose state is unknown is not trusted.
+    let guarantees = enforcing && index.build == BuildState::Ready;
+    let problem = if index.build == BuildState::Building {
+        Some(format!(
+            "index {} is still being built: it enforces nothing until the build commits, and duplicates are counted by a scan meanwhile",
+            index.name
+        ))
+    } else if !index.unique {
         Some(format!("index {} on {key} is not unique", index.name))
     } else if !covers_all {
         Some(format!(
-            "index {} has partialFilterExpression {}; only {{{key}: {{$exists: true}}}} covers every keyed document",
+            "index {} has partialFilterExpression {}: it enforces uniqueness only inside that filter (only {{{key}: {{$exists: true}}}} covers every keyed document), so duplicates are counted by a scan",
             index.name,
             index.partial_filter.as_ref().map(|f| f.to_string()).unwrap_or_default()
         ))
@@ -239,6 +296,7 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, namespace
     });
     IndexOutcome {
         namespace,
+        build: Some(index.build),
         present: problem.is_none(),
         name: Some(index.name.clone()),
         unique: index.unique,
@@ -276,34 +334,129 @@ async fn namespace(ctx: &Context<'_>) -> Result<Namespace, QueryError> {
     Ok(Namespace::from_entry(entries.first()))
 }
 
+/// How `listIndexes` is asked to mark builds in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BuildMarker {
+    /// `includeIndexBuildInfo` (6.3+).
+    IndexBuildInfo,
+    /// `includeBuildUUIDs` (4.4 up to the versions that replaced it).
+    BuildUuids,
+    /// Not asked: the server is too old, or its version unknown.
+    None,
+}
+
+impl BuildMarker {
+    fn for_deployment(d: &Deployment) -> Self {
+        if d.has_index_build_info() {
+            BuildMarker::IndexBuildInfo
+        } else if d.version.is_some_and(|v| v.at_least(4, 4)) {
+            BuildMarker::BuildUuids
+        } else {
+            BuildMarker::None
+        }
+    }
+}
+
+/// Error codes of a server that refuses a command field it does not know
+/// (`BSON field ... is an unknown field`; FailedToParse; InvalidOptions).
+const UNKNOWN_FIELD_CODES: [i32; 3] = [40415, 9, 72];
+
 /// Lists the collection's indexes and evaluates them.
 pub async fn run(ctx: &mut Context<'_>) -> Result<IndexOutcome, QueryError> {
     let mut kind = namespace(ctx).await?;
     let mut specs = Vec::new();
     if kind == Namespace::Collection {
-        let command = doc! {
-            "listIndexes": &ctx.target.collection,
-            "maxTimeMS": ctx.max_time_ms(),
-        };
-        let mut action = ctx.db.run_cursor_command(command);
-        if let Some(criteria) = ctx.client.selection_criteria().cloned() {
-            action = action.selection_criteria(criteria);
-        }
-        match action.await {
-            Ok(cursor) => {
-                let docs: Vec<Document> = cursor.try_collect().await.map_err(|e| ctx.mongo.error(&e))?;
-                specs = docs.iter().map(IndexSpec::from_document).collect();
-            }
+        match list_indexes(ctx).await? {
+            Some(found) => specs = found,
             // Dropped between the two commands.
-            Err(e) if matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == NAMESPACE_NOT_FOUND) => {
-                kind = Namespace::Missing;
-            }
-            Err(e) => return Err(ctx.mongo.error(&e)),
+            None => kind = Namespace::Missing,
         }
     }
     let outcome = evaluate(&specs, &ctx.target.key, ctx.target.sparse, kind);
     ctx.index = Some(outcome.clone());
     Ok(outcome)
+}
+
+/// The collection's indexes with their build state; `None` when the
+/// collection does not exist.
+async fn list_indexes(ctx: &Context<'_>) -> Result<Option<Vec<IndexSpec>>, QueryError> {
+    let marker = BuildMarker::for_deployment(&ctx.deployment);
+    let (entries, marked) = match list_index_entries(ctx, marker).await {
+        // A server that reports a new version but refuses the flag (a
+        // compatible implementation, say): ask plainly; the state comes from
+        // `$indexStats` then.
+        Err(e) if marker != BuildMarker::None && is_command_error(&e, &UNKNOWN_FIELD_CODES) => {
+            (list_index_entries(ctx, BuildMarker::None).await, false)
+        }
+        other => (other, marker != BuildMarker::None),
+    };
+    let entries = match entries {
+        Ok(entries) => entries,
+        Err(e) if is_command_error(&e, &[NAMESPACE_NOT_FOUND]) => return Ok(None),
+        Err(e) => return Err(ctx.mongo.error(&e)),
+    };
+    let mut specs: Vec<IndexSpec> = entries.iter().map(IndexSpec::from_entry).collect();
+    if !marked {
+        let building = building_from_index_stats(ctx).await;
+        mark_builds(&mut specs, building.as_deref());
+    }
+    Ok(Some(specs))
+}
+
+/// Sends `listIndexes` with the client's read preference (the driver's
+/// helper pins it to the primary), asking for build markers as `marker` says.
+async fn list_index_entries(ctx: &Context<'_>, marker: BuildMarker) -> Result<Vec<Document>, mongodb::error::Error> {
+    let mut command = doc! {
+        "listIndexes": &ctx.target.collection,
+        "maxTimeMS": ctx.max_time_ms(),
+    };
+    match marker {
+        BuildMarker::IndexBuildInfo => command.insert("includeIndexBuildInfo", true),
+        BuildMarker::BuildUuids => command.insert("includeBuildUUIDs", true),
+        BuildMarker::None => None,
+    };
+    let mut action = ctx.db.run_cursor_command(command);
+    if let Some(criteria) = ctx.client.selection_criteria().cloned() {
+        action = action.selection_criteria(criteria);
+    }
+    action.await?.try_collect().await
+}
+
+fn is_command_error(e: &mongodb::error::Error, codes: &[i32]) -> bool {
+    matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if codes.contains(&c.code))
+}
+
+/// The names of the indexes `$indexStats` reports as `building: true`, for a
+/// server whose `listIndexes` cannot mark builds; `None` when `$indexStats`
+/// is refused (the `indexStats` privilege) or fails.
+async fn building_from_index_stats(ctx: &Context<'_>) -> Option<Vec<String>> {
+    let options = mongodb::options::AggregateOptions::builder()
+        .max_time(ctx.deadline.remaining())
+        .build();
+    let pipeline = vec![doc! { "$indexStats": {} }, doc! { "$project": { "name": 1, "building": 1 } }];
+    let cursor = ctx.coll.aggregate(pipeline).with_options(options).await.ok()?;
+    let rows: Vec<Document> = cursor.try_collect().await.ok()?;
+    Some(building_names(&rows))
+}
+
+/// Names of `$indexStats` rows marked `building: true`.
+pub fn building_names(rows: &[Document]) -> Vec<String> {
+    rows.iter()
+        .filter(|r| matches!(r.get("building"), Some(Bson::Boolean(true))))
+        .filter_map(|r| r.get_str("name").ok().map(str::to_string))
+        .collect()
+}
+
+/// Sets each spec's build state from `$indexStats`: building when listed as
+/// such, ready otherwise; unknown for every index when it could not be read.
+pub fn mark_builds(specs: &mut [IndexSpec], building: Option<&[String]>) {
+    for spec in specs {
+        spec.build = match building {
+            Some(names) if names.contains(&spec.name) => BuildState::Building,
+            Some(_) => BuildState::Ready,
+            None => BuildState::Unknown,
+        };
+    }
 }
 
 #[cfg(test)]
@@ -500,5 +653,103 @@ mod tests {
         assert_eq!(Namespace::from_entry(Some(&doc! {"name": "c", "type": "collection"})), Namespace::Collection);
         assert_eq!(Namespace::from_entry(Some(&doc! {"name": "c"})), Namespace::Collection);
         assert_eq!(Namespace::from_entry(None), Namespace::Missing);
+    }
+
+    /// Issue 10: an index still being built is listed like any other; each
+    /// documented shape of `listIndexes` must say which one is building.
+    #[test]
+    fn build_markers_are_read_from_every_documented_shape() {
+        let ready_wrapped = doc! {"spec": {"v": 2, "key": {K: 1}, "name": "a", "unique": true}};
+        let building_info = doc! {"spec": {"v": 2, "key": {K: 1}, "name": "b", "unique": true},
+            "indexBuildInfo": {"buildUUID": Bson::Binary(mongodb::bson::Binary { subtype: mongodb::bson::spec::BinarySubtype::Uuid, bytes: vec![7; 16] })}};
+        let building_uuid = doc! {"spec": {"v": 2, "key": {K: 1}, "name": "c", "unique": true},
+            "buildUUID": Bson::Binary(mongodb::bson::Binary { subtype: mongodb::bson::spec::BinarySubtype::Uuid, bytes: vec![7; 16] })};
+        let plain = doc! {"v": 2, "key": {K: 1}, "name": "d", "unique": true};
+        let read = |d: &Document| IndexSpec::from_entry(d);
+        assert_eq!((read(&ready_wrapped).name.as_str(), read(&ready_wrapped).build), ("a", BuildState::Ready));
+        assert!(read(&ready_wrapped).unique, "the spec's options are read from inside `spec`");
+        assert_eq!(read(&building_info).build, BuildState::Building);
+        assert_eq!(read(&building_uuid).build, BuildState::Building);
+        assert_eq!(read(&plain).build, BuildState::Ready);
+    }
+
+    #[test]
+    fn a_unique_index_still_building_is_not_a_guarantee() {
+        let mut building = spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true});
+        building.build = BuildState::Building;
+        let o = evaluate(&[id_index(), building], K, true, Namespace::Collection);
+        assert!(!o.present, "{o:?}");
+        assert_eq!(o.build, Some(BuildState::Building));
+        assert!(!o.guarantees_uniqueness && o.queryable.is_none());
+        assert!(o.problem.unwrap().contains("still being built"));
+    }
+
+    #[test]
+    fn a_ready_index_wins_over_a_building_twin() {
+        let mut building = spec(doc! {"key": {K: 1}, "name": "new", "unique": true, "sparse": true});
+        building.build = BuildState::Building;
+        let ready = spec(doc! {"key": {K: -1}, "name": "old", "unique": true, "sparse": true});
+        let o = evaluate(&[building, ready], K, true, Namespace::Collection);
+        assert!(o.present && o.guarantees_uniqueness);
+        assert_eq!(o.name.as_deref(), Some("old"));
+    }
+
+    /// When neither `listIndexes` nor `$indexStats` can tell, the index is
+    /// there (no page for a missing index) but not trusted (duplicates are scanned).
+    #[test]
+    fn an_unknown_build_state_is_present_but_not_trusted() {
+        let mut specs = vec![spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true})];
+        mark_builds(&mut specs, None);
+        let o = evaluate(&specs, K, true, Namespace::Collection);
+        assert!(o.present);
+        assert_eq!(o.build, Some(BuildState::Unknown));
+        assert!(!o.guarantees_uniqueness && o.queryable.is_none());
+    }
+
+    /// `$indexStats` rows as the manual shows them: `building: true` only on
+    /// builds in progress, absent otherwise.
+    #[test]
+    fn index_stats_mark_the_building_index_only() {
+        let rows = [
+            doc! {"name": "_id_", "key": {"_id": 1}, "host": "db1:27017", "accesses": {"ops": 3i64, "since": mongodb::bson::DateTime::now()}},
+            doc! {"name": "pk", "key": {K: 1}, "host": "db1:27017", "accesses": {"ops": 0i64}, "building": true,
+                  "spec": {"v": 2, "key": {K: 1}, "name": "pk", "unique": true}},
+        ];
+        let names = building_names(&rows);
+        assert_eq!(names, vec!["pk".to_string()]);
+        let mut specs = vec![id_index(), spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true})];
+        mark_builds(&mut specs, Some(&names));
+        assert_eq!(specs[0].build, BuildState::Ready);
+        assert_eq!(specs[1].build, BuildState::Building);
+    }
+
+    /// Issue 10: `$exists: 1` and `$and`-wrapped spellings of "has the key"
+    /// are sparse-equivalent; anything narrower is not.
+    #[test]
+    fn partial_filters_equivalent_to_exists_are_sparse() {
+        let equivalent = [
+            doc! {K: {"$exists": 1}},
+            doc! {K: {"$exists": 1i64}},
+            doc! {K: {"$exists": 1.0}},
+            doc! {"$and": [{K: {"$exists": true}}]},
+            doc! {"$and": [{K: {"$exists": true}}, {"$and": [{K: {"$exists": 1}}]}]},
+        ];
+        for filter in equivalent {
+            let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "partialFilterExpression": filter.clone()})], K, true, Namespace::Collection);
+            assert!(o.present && o.sparse && o.guarantees_uniqueness, "{filter}: {o:?}");
+        }
+        let narrower = [
+            doc! {K: {"$exists": false}},
+            doc! {K: {"$exists": true, "$type": "string"}},
+            doc! {"$and": [{K: {"$exists": true}}, {"status": "active"}]},
+            doc! {"$and": []},
+            doc! {"other": {"$exists": true}},
+            doc! {},
+        ];
+        for filter in narrower {
+            let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "partialFilterExpression": filter.clone()})], K, true, Namespace::Collection);
+            assert!(!o.present && !o.guarantees_uniqueness, "{filter}: {o:?}");
+            assert!(o.problem.unwrap().contains("only inside that filter"), "{filter}");
+        }
     }
 }

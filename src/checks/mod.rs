@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::mongo::{Deadline, FailureReason, Mongo, QueryError};
 
 pub use duplicates::DuplicatesOutcome;
-pub use index::IndexOutcome;
+pub use index::{BuildState, IndexOutcome};
 pub use missing_keys::MissingKeysOutcome;
 
 /// The checks of a target; also the `check` label values.
@@ -108,10 +108,15 @@ impl Figures {
     pub fn summary(&self) -> String {
         match self {
             Figures::Index(i) if i.present => format!(
-                "{} (unique{}{})",
+                "{} (unique{}{}){}",
                 i.name.as_deref().unwrap_or("?"),
                 if i.sparse { ", sparse" } else { "" },
-                if i.hidden { ", hidden" } else { "" }
+                if i.hidden { ", hidden" } else { "" },
+                if i.build == Some(BuildState::Unknown) {
+                    "; the server cannot say whether its build has finished, so duplicates are counted by a scan"
+                } else {
+                    ""
+                }
             ),
             Figures::Index(i) => i.problem.clone().unwrap_or_else(|| "unexpected options".into()),
             Figures::Duplicates(d) => {
@@ -475,7 +480,16 @@ fn record_check(target: &str, result: &CheckResult, previous: Option<&CheckResul
 
 fn set_figures(target: &str, figures: &Figures, m: &Metrics) {
     match figures {
-        Figures::Index(i) => m.unique_index_present.with_label_values(&[target]).set(i.present as i64),
+        Figures::Index(i) => {
+            m.unique_index_present.with_label_values(&[target]).set(i.present as i64);
+            match i.build {
+                Some(BuildState::Ready) => m.unique_index_building.with_label_values(&[target]).set(0),
+                Some(BuildState::Building) => m.unique_index_building.with_label_values(&[target]).set(1),
+                Some(BuildState::Unknown) | None => {
+                    let _ = m.unique_index_building.remove_label_values(&[target]);
+                }
+            }
+        }
         Figures::Duplicates(d) => {
             m.duplicate_keys.with_label_values(&[target]).set(d.keys as i64);
             m.duplicate_documents.with_label_values(&[target]).set(d.documents as i64);
@@ -495,6 +509,7 @@ fn withdraw_figures(target: &str, check: CheckName, m: &Metrics) {
     match check {
         CheckName::Index => {
             let _ = m.unique_index_present.remove_label_values(&[target]);
+            let _ = m.unique_index_building.remove_label_values(&[target]);
         }
         CheckName::Duplicates => {
             let _ = m.duplicate_keys.remove_label_values(&[target]);

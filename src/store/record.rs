@@ -115,6 +115,7 @@ fn run_row(run: &RunRecord) -> RunRow {
             // Kept through `present` and the problem's absence; the audit
             // reports missing or wrong, not why.
             namespace: _,
+            build: _,
             present,
             name,
             unique,
