@@ -30,6 +30,7 @@ use serde_json::Value as Json;
 const ALERTS: &[(&str, &str)] = &[
     ("UniqwatchDuplicatesFound", "critical"),
     ("UniqwatchUniqueIndexMissing", "critical"),
+    ("UniqwatchUniqueIndexBuilding", "warning"),
     ("UniqwatchMissingKeys", "warning"),
     ("UniqwatchDuplicateKeyErrorsHigh", "warning"),
     ("UniqwatchConflictsNotRecovered", "critical"),
@@ -48,6 +49,7 @@ const RUNBOOK_PREFIX: &str = "https://github.com/uniqwatch/uniqwatch/blob/main/d
 const TARGET_METRICS: &[&str] = &[
     "uniqwatch_up",
     "uniqwatch_unique_index_present",
+    "uniqwatch_unique_index_building",
     "uniqwatch_duplicate_keys",
     "uniqwatch_duplicate_documents",
     "uniqwatch_missing_key_documents",
