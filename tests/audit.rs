@@ -12,7 +12,7 @@ use uniqwatch::audit::{
     build_report, write_report_files, AuditReport, CurrentDuplicates, CurrentState, DuplicateSample,
     LogSourceInfo, MissingCounts, Month, TargetInfo,
 };
-use uniqwatch::checks::{CheckName, DuplicatesOutcome, Figures, IndexOutcome, Method, MissingKeysOutcome, CHECKS};
+use uniqwatch::checks::{BuildState, CheckName, DuplicatesOutcome, Figures, IndexOutcome, Method, MissingKeysOutcome, CHECKS};
 use uniqwatch::logs::{ErrorTotal, LogTotals, SourceTotals};
 use uniqwatch::metrics::Metrics;
 use uniqwatch::mongo::FailureReason;
@@ -242,6 +242,7 @@ fn current() -> BTreeMap<String, CurrentState> {
             "chats".to_string(),
             CurrentState::Reachable {
                 index_present: true,
+                index_building: false,
                 duplicates: CurrentDuplicates {
                     documents: 1,
                     keys: 1,
@@ -561,7 +562,7 @@ fn a_version_1_store_is_migrated_and_keeps_its_runs() {
     }
     let mut store = Store::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), schema::CURRENT_VERSION);
-    assert_eq!(schema::CURRENT_VERSION, 2);
+    assert_eq!(schema::CURRENT_VERSION, 3);
     // The old run is still there, and the new table takes writes.
     let mut tailer = Tailer::default();
     tailer.add("app.chats", "participantsKey_1", 1, 1, 10);
@@ -726,4 +727,57 @@ fn scheduled_files_hold_the_same_report() {
     let again = write_report_files(&out, &report).unwrap();
     assert!(again[1].ends_with("uniqwatch-audit-2026-10.1.html"));
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 6);
+}
+
+/// Issue 10: a unique index still being built is missing (it enforces
+/// nothing), but not "wrong options"; runs whose build state the server could
+/// not give are counted apart, and "now" says the build is running.
+#[test]
+fn index_builds_are_kept_in_history_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("history.sqlite3")).unwrap();
+    let with_build = |present: bool, build: BuildState| {
+        Figures::Index(IndexOutcome {
+            present,
+            name: Some("participantsKey_1".into()),
+            unique: true,
+            sparse: true,
+            build: Some(build),
+            guarantees_uniqueness: build == BuildState::Ready,
+            ..IndexOutcome::default()
+        })
+    };
+    let mut runs = Vec::new();
+    for h in 0..3 {
+        runs.push(record("chats", utc(10, 2, h, 0), with_build(false, BuildState::Building)));
+    }
+    for h in 3..5 {
+        runs.push(record("chats", utc(10, 2, h, 0), with_build(true, BuildState::Unknown)));
+    }
+    runs.push(record("chats", utc(10, 2, 6, 0), index(false, Some("participantsKey_1"), false, true)));
+    runs.push(record("chats", utc(10, 2, 7, 0), with_build(true, BuildState::Ready)));
+    store.record_runs(&runs).unwrap();
+    let mut now = current();
+    now.insert(
+        "chats".into(),
+        CurrentState::Reachable {
+            index_present: false,
+            index_building: true,
+            duplicates: CurrentDuplicates { documents: 0, keys: 0, sample: Vec::new() },
+            missing: MissingCounts { absent: 0, null: 0, empty: 0 },
+        },
+    );
+    let report = build_report(&store, october(), &targets(), &sources(), &now, generated_at()).unwrap();
+    let j: Value = serde_json::from_str(&report.to_json()).unwrap();
+    let index = &j["targets"][0]["index"];
+    assert_eq!(index["runs"], 7);
+    assert_eq!(index["missing_runs"], 4);
+    assert_eq!(index["wrong_runs"], 1, "a build in progress is not a wrong option");
+    assert_eq!(index["building_runs"], 3);
+    assert_eq!(index["unknown_build_runs"], 2);
+    assert_eq!(index["building_now"], true);
+    let text = report.to_markdown();
+    assert!(text.contains("still being built: 3"), "{text}");
+    assert!(text.contains("could not say whether its build had finished (duplicates were scanned): 2"), "{text}");
+    assert!(text.contains("Now: still being built (enforces nothing yet)"), "{text}");
 }

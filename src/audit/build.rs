@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::verdict::verdict;
 use super::*;
-use crate::checks::{self, CheckName, DuplicatesOutcome, Figures, IndexOutcome, MissingKeysOutcome, TargetRun, CHECKS};
+use crate::checks::{self, BuildState, CheckName, DuplicatesOutcome, Figures, IndexOutcome, MissingKeysOutcome, TargetRun, CHECKS};
 use crate::config::Config;
 use crate::mongo::Mongo;
 use crate::store::query::{Gap, MissingAt, MissingDay, SampleSeen};
@@ -50,13 +50,13 @@ fn open_for_reading(path: &Path) -> Result<Store, StoreError> {
 /// taken apart field by field, so a new check or a new figure does not
 /// compile until the report decides what "now" shows of it.
 pub fn current_state(run: &TargetRun) -> CurrentState {
-    let (mut index_present, mut duplicates, mut missing) = (None, None, None);
+    let (mut index_present, mut index_building, mut duplicates, mut missing) = (None, false, None, None);
     for result in &run.results {
         match &result.outcome {
             Ok(Figures::Index(IndexOutcome {
                 // A namespace that is not a collection reads as "index missing", with its problem.
                 namespace: _,
-                build: _,
+                build,
                 present,
                 name: _,
                 unique: _,
@@ -65,7 +65,10 @@ pub fn current_state(run: &TargetRun) -> CurrentState {
                 problem: _,
                 guarantees_uniqueness: _,
                 queryable: _,
-            })) => index_present = Some(*present),
+            })) => {
+                index_present = Some(*present);
+                index_building = *build == Some(BuildState::Building);
+            }
             Ok(Figures::Duplicates(DuplicatesOutcome { keys, documents, method: _, sample })) => {
                 duplicates = Some(CurrentDuplicates { documents: *documents, keys: *keys, sample: sample.clone() })
             }
@@ -77,7 +80,7 @@ pub fn current_state(run: &TargetRun) -> CurrentState {
     }
     match (index_present, duplicates, missing) {
         (Some(index_present), Some(duplicates), Some(missing)) => {
-            CurrentState::Reachable { index_present, duplicates, missing }
+            CurrentState::Reachable { index_present, index_building, duplicates, missing }
         }
         _ => CurrentState::Unreachable {
             reason: run
@@ -227,8 +230,8 @@ fn target_report(
         None => NowReport { checked: false, reason: Some("not checked at report time".to_string()) },
     };
     let reachable = match current {
-        Some(CurrentState::Reachable { index_present, duplicates, missing }) => {
-            Some((*index_present, duplicates, *missing))
+        Some(CurrentState::Reachable { index_present, index_building, duplicates, missing }) => {
+            Some(((*index_present, *index_building), duplicates, *missing))
         }
         _ => None,
     };
@@ -240,7 +243,10 @@ fn target_report(
         wrong_runs: history.wrong_runs,
         first_missing: history.first_missing,
         last_missing: history.last_missing,
-        present_now: reachable.map(|(present, _, _)| present),
+        building_runs: history.building_runs,
+        unknown_build_runs: history.unknown_build_runs,
+        present_now: reachable.map(|((present, _), _, _)| present),
+        building_now: reachable.map(|((_, building), _, _)| building),
     };
 
     let days = store.duplicates_by_day(name, from, to)?;

@@ -103,6 +103,9 @@ pub enum CurrentState {
     Reachable {
         /// Whether the expected unique index exists.
         index_present: bool,
+        /// Whether that index is still being built (then not present).
+        #[serde(default)]
+        index_building: bool,
         /// Duplicates now.
         duplicates: CurrentDuplicates,
         /// Documents without a key now.
@@ -314,8 +317,17 @@ pub struct IndexReport {
     pub first_missing: Option<DateTime<Utc>>,
     /// Last run that found it missing or wrong.
     pub last_missing: Option<DateTime<Utc>>,
+    /// Of the missing runs, those that found it still being built (listed,
+    /// enforcing nothing yet).
+    pub building_runs: u64,
+    /// Runs where the server could not say whether its build had finished
+    /// (duplicates were counted by a scan then).
+    pub unknown_build_runs: u64,
     /// Whether the fresh check found it; null when it could not run.
     pub present_now: Option<bool>,
+    /// Whether the fresh check found it still being built; null when it
+    /// could not run or found no such index.
+    pub building_now: Option<bool>,
 }
 
 /// Duplicates over the month.

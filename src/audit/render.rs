@@ -164,18 +164,28 @@ fn target_section(doc: &mut Vec<Block>, r: &AuditReport, t: &TargetReport) {
     doc.push(Block::Sub("Unique index".into()));
     let mut items = vec![
         format!("Successful index runs: {}", i.runs),
-        format!("Runs that found it missing or wrong: {} (of which wrong options: {})", i.missing_runs, i.wrong_runs),
+        format!(
+            "Runs that found it missing or wrong: {} (of which wrong options: {}; still being built: {})",
+            i.missing_runs, i.wrong_runs, i.building_runs
+        ),
     ];
+    if i.unknown_build_runs > 0 {
+        items.push(format!(
+            "Runs where the server could not say whether its build had finished (duplicates were scanned): {}",
+            i.unknown_build_runs
+        ));
+    }
     if i.missing_runs > 0 {
         items.push(format!("First seen missing: {}", when_opt(i.first_missing)));
         items.push(format!("Last seen missing: {}", when_opt(i.last_missing)));
     }
     items.push(format!(
         "Now: {}",
-        match i.present_now {
-            Some(true) => "present",
-            Some(false) => "missing",
-            None => "not checked",
+        match (i.present_now, i.building_now) {
+            (Some(true), _) => "present",
+            (Some(false), Some(true)) => "still being built (enforces nothing yet)",
+            (Some(false), _) => "missing",
+            (None, _) => "not checked",
         }
     ));
     doc.push(Block::List(items));

@@ -111,6 +111,17 @@ pub enum BuildState {
     Unknown,
 }
 
+impl BuildState {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildState::Ready => "ready",
+            BuildState::Building => "building",
+            BuildState::Unknown => "unknown",
+        }
+    }
+}
+
 /// One entry of `listIndexes`, reduced to what the verdict needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexSpec {

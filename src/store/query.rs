@@ -44,12 +44,17 @@ pub struct IndexHistory {
     pub runs: u64,
     /// Runs that did not find the expected unique index.
     pub missing_runs: u64,
-    /// Of those, runs that found an index on the key with the wrong options.
+    /// Of those, runs that found an index on the key with the wrong options
+    /// (an index still being built is not counted here).
     pub wrong_runs: u64,
     /// Earliest run that found it missing or wrong.
     pub first_missing: Option<DateTime<Utc>>,
     /// Latest run that found it missing or wrong.
     pub last_missing: Option<DateTime<Utc>>,
+    /// Of the missing runs, those that found it still being built.
+    pub building_runs: u64,
+    /// Runs where the server could not say whether its build had finished.
+    pub unknown_build_runs: u64,
 }
 
 /// The successful `duplicates` runs of one UTC day.
@@ -317,9 +322,11 @@ impl Store {
                 .prepare_cached(
                     "SELECT COUNT(*),
                             SUM(index_present = 0),
-                            SUM(index_present = 0 AND index_name IS NOT NULL),
+                            SUM(index_present = 0 AND index_name IS NOT NULL AND index_build IS NOT 'building'),
                             MIN(CASE WHEN index_present = 0 THEN at_ms END),
-                            MAX(CASE WHEN index_present = 0 THEN at_ms END)
+                            MAX(CASE WHEN index_present = 0 THEN at_ms END),
+                            SUM(index_build = 'building'),
+                            SUM(index_build = 'unknown')
                      FROM check_runs
                      WHERE target_id = ?1 AND check_kind = ?2 AND at_ms >= ?3 AND at_ms < ?4
                        AND success = 1",
@@ -333,6 +340,8 @@ impl Store {
                             wrong_runs: count(r.get(2)?),
                             first_missing: r.get::<_, Option<i64>>(3)?.map(time),
                             last_missing: r.get::<_, Option<i64>>(4)?.map(time),
+                            building_runs: count(r.get(5)?),
+                            unknown_build_runs: count(r.get(6)?),
                         })
                     },
                 )

@@ -81,6 +81,7 @@ struct RunRow {
     index_unique: Option<bool>,
     index_sparse: Option<bool>,
     index_hidden: Option<bool>,
+    index_build: Option<&'static str>,
     /// Duplicates figures; `sample` only when the run found some.
     duplicate_keys: Option<i64>,
     duplicate_documents: Option<i64>,
@@ -115,7 +116,7 @@ fn run_row(run: &RunRecord) -> RunRow {
             // Kept through `present` and the problem's absence; the audit
             // reports missing or wrong, not why.
             namespace: _,
-            build: _,
+            build,
             present,
             name,
             unique,
@@ -134,6 +135,7 @@ fn run_row(run: &RunRecord) -> RunRow {
             index_unique: Some(*unique),
             index_sparse: Some(*sparse),
             index_hidden: Some(*hidden),
+            index_build: build.map(|b| b.as_str()),
             ..base(CheckName::Index)
         },
         Figures::Duplicates(DuplicatesOutcome { keys, documents, method, sample }) => RunRow {
@@ -172,8 +174,8 @@ impl Store {
                     "INSERT OR REPLACE INTO check_runs (target_id, check_kind, at_ms, success, reason,
                         duration_us, method, index_present, index_name, index_unique, index_sparse,
                         index_hidden, duplicate_keys, duplicate_documents, sample, missing_absent,
-                        missing_null, missing_empty, documents)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                        missing_null, missing_empty, documents, index_build)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
                 )?;
                 for (target, r) in &rows {
                     let id = match self.target_ids.get(*target).or(new_ids.get(*target)) {
@@ -188,7 +190,7 @@ impl Store {
                         id, r.kind, r.at_ms, r.success, r.reason, r.duration_us, r.method,
                         r.index_present, r.index_name, r.index_unique, r.index_sparse, r.index_hidden,
                         r.duplicate_keys, r.duplicate_documents, r.sample, r.missing_absent,
-                        r.missing_null, r.missing_empty, r.documents,
+                        r.missing_null, r.missing_empty, r.documents, r.index_build,
                     ])?;
                 }
             }

@@ -80,4 +80,10 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (source, counter, label, sub_label, day)
     ) WITHOUT ROWID;
     "#,
+    // 3: the unique index's build state on index runs that found a
+    // candidate: ready, building (listed but enforcing nothing yet) or
+    // unknown (the server could not say). NULL on older rows and failures.
+    r#"
+    ALTER TABLE check_runs ADD COLUMN index_build TEXT;
+    "#,
 ];
