@@ -24,6 +24,9 @@ pub struct Metrics {
     pub up: IntGaugeVec,
     /// 1 when the expected unique index exists with the expected options.
     pub unique_index_present: IntGaugeVec,
+    /// Through mongos, for a sharded collection: shards owning chunks by the
+    /// state of the unique index on them (present, missing, building).
+    pub unique_index_shards: IntGaugeVec,
     /// Key values held by more than one document.
     pub duplicate_keys: IntGaugeVec,
     /// Surplus documents: Σ(count − 1) over duplicated keys.
@@ -154,6 +157,7 @@ impl Metrics {
         let metrics = Metrics {
             up: int_gauge(&r, "up", &help("1 when the last run of the target reached MongoDB, 0 when it could not (unreachable, refused authentication, or timed out)."), &["target"]),
             unique_index_present: int_gauge(&r, "unique_index_present", &help("1 when the expected unique index on the target's key exists with the expected options, 0 when it is missing or wrong."), &["target"]),
+            unique_index_shards: int_gauge(&r, "unique_index_shards", &help("Sharded collections seen through mongos: shards owning chunks of the collection, by the state of the expected unique index on each (present, missing, building); absent for unsharded collections and other deployments."), &["target", "state"]),
             duplicate_keys: int_gauge(&r, "duplicate_keys", &help("Key values held by more than one document (documents without a usable key excluded)."), &["target"]),
             duplicate_documents: int_gauge(&r, "duplicate_documents", &help("Surplus documents sharing a key: the sum of (count - 1) over duplicated key values."), &["target"]),
             missing_key_documents: int_gauge(&r, "missing_key_documents", &help("Documents without a usable key, by kind: absent, null, or empty string."), &["target", "kind"]),

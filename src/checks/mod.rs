@@ -15,6 +15,7 @@ pub mod duplicates;
 pub mod index;
 pub mod missing_keys;
 pub mod scan;
+pub mod shards;
 
 use std::time::{Duration, Instant};
 
@@ -107,13 +108,18 @@ impl Figures {
     /// and `check`'s table show.
     pub fn summary(&self) -> String {
         match self {
-            Figures::Index(i) if i.present => format!(
-                "{} (unique{}{})",
-                i.name.as_deref().unwrap_or("?"),
-                if i.sparse { ", sparse" } else { "" },
-                if i.hidden { ", hidden" } else { "" }
+            Figures::Index(i) if i.present => shards::annotate(
+                format!(
+                    "{} (unique{}{})",
+                    i.name.as_deref().unwrap_or("?"),
+                    if i.sparse { ", sparse" } else { "" },
+                    if i.hidden { ", hidden" } else { "" }
+                ),
+                i.shards.as_deref(),
             ),
-            Figures::Index(i) => i.problem.clone().unwrap_or_else(|| "unexpected options".into()),
+            Figures::Index(i) => {
+                shards::annotate(i.problem.clone().unwrap_or_else(|| "unexpected options".into()), i.shards.as_deref())
+            }
             Figures::Duplicates(d) => {
                 format!("{} duplicated keys, {} surplus documents ({})", d.keys, d.documents, d.method.as_str())
             }
@@ -465,7 +471,10 @@ fn record_check(target: &str, result: &CheckResult, previous: Option<&CheckResul
 
 fn set_figures(target: &str, figures: &Figures, m: &Metrics) {
     match figures {
-        Figures::Index(i) => m.unique_index_present.with_label_values(&[target]).set(i.present as i64),
+        Figures::Index(i) => {
+            m.unique_index_present.with_label_values(&[target]).set(i.present as i64);
+            shards::set_metric(target, i.shards.as_deref(), m);
+        }
         Figures::Duplicates(d) => {
             m.duplicate_keys.with_label_values(&[target]).set(d.keys as i64);
             m.duplicate_documents.with_label_values(&[target]).set(d.documents as i64);
@@ -485,6 +494,7 @@ fn withdraw_figures(target: &str, check: CheckName, m: &Metrics) {
     match check {
         CheckName::Index => {
             let _ = m.unique_index_present.remove_label_values(&[target]);
+            shards::withdraw_metric(target, m);
         }
         CheckName::Duplicates => {
             let _ = m.duplicate_keys.remove_label_values(&[target]);
