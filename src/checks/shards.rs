@@ -698,6 +698,44 @@ mod tests {
         assert_eq!(unverifiable(timeout).reason, FailureReason::Timeout);
     }
 
+    /// The view reaches the landing page's line, `check --format json` and
+    /// `/metrics` through the runner, and a failed index check withdraws it.
+    #[test]
+    fn the_view_reaches_the_summary_the_json_and_the_metrics() {
+        use super::super::{record, CheckName, CheckResult, Figures, TargetRun};
+        let mut o = listed_present();
+        let id = stat("shardB", "_id_", doc! { "_id": 1 }, doc! {}, false);
+        view(doc! { K: 1 }, &[unique_on("shardA", false), id]).apply(&mut o, K);
+        let figures = Figures::Index(o);
+        assert!(figures.summary().ends_with("; sharded on {participantsKey: 1}: on 1 of 2 shards"), "{}", figures.summary());
+
+        let at = chrono::Utc::now();
+        let run = |outcome| TargetRun {
+            target: "chats".into(),
+            started_at: at,
+            results: vec![CheckResult { check: CheckName::Index, started_at: at, duration: std::time::Duration::ZERO, outcome }],
+        };
+        let target = crate::config::TargetConfig {
+            name: "chats".into(),
+            database: "app".into(),
+            collection: "chats".into(),
+            key: K.into(),
+            sparse: true,
+            schedule: "0 * * * * *".into(),
+            sample_size: 20,
+        };
+        let ok = run(Ok(figures));
+        let json = crate::report::target_json(&target, &ok);
+        assert_eq!(json["index"]["shards"]["shards"][1], serde_json::json!({"shard": "shardB", "state": "missing"}));
+        assert_eq!(json["index"]["shards"]["shard_key"], serde_json::json!({K: 1}));
+
+        let m = Metrics::new();
+        record(&ok, None, &m);
+        assert_eq!(m.unique_index_shards.with_label_values(&["chats", "missing"]).get(), 1);
+        record(&run(Err(QueryError::new(FailureReason::Timeout, "x"))), Some(&ok), &m);
+        assert!(!m.encode().contains("uniqwatch_unique_index_shards{"), "withdrawn with the failed check");
+    }
+
     #[test]
     fn the_metric_counts_shards_per_state_and_only_for_sharded_collections() {
         let m = Metrics::new();
