@@ -95,7 +95,7 @@ pub struct ShardsView {
     /// uniqueness across shards (always true when unsharded).
     pub enforces_across_shards: bool,
     /// Every shard owning chunks of a sharded collection, by name.
-    pub shards: Vec<ShardIndex>,
+    pub owners: Vec<ShardIndex>,
     /// The shard holding an unsharded collection, when it was cheap to learn.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_by: Option<String>,
@@ -201,30 +201,30 @@ impl ShardsView {
             sharded: false,
             shard_key: None,
             enforces_across_shards: true,
-            shards: Vec::new(),
+            owners: Vec::new(),
             held_by,
         }
     }
 
     /// A sharded collection: its shard key and each owning shard's state.
-    pub fn sharded(shard_key: Document, shards: Vec<ShardIndex>, key: &str) -> Self {
+    pub fn sharded(shard_key: Document, owners: Vec<ShardIndex>, key: &str) -> Self {
         let enforces_across_shards = shard_key_is_prefix(&shard_key, &doc! { key: 1 });
         ShardsView {
             sharded: true,
             shard_key: Some(shard_key),
             enforces_across_shards,
-            shards,
+            owners,
             held_by: None,
         }
     }
 
     /// Owning shards in `state`.
     pub fn count(&self, state: ShardIndexState) -> usize {
-        self.shards.iter().filter(|s| s.state == state).count()
+        self.owners.iter().filter(|s| s.state == state).count()
     }
 
     fn names(&self, state: ShardIndexState) -> String {
-        let names: Vec<&str> = self.shards.iter().filter(|s| s.state == state).map(|s| s.shard.as_str()).collect();
+        let names: Vec<&str> = self.owners.iter().filter(|s| s.state == state).map(|s| s.shard.as_str()).collect();
         names.join(", ")
     }
 
@@ -234,7 +234,7 @@ impl ShardsView {
         if !self.sharded {
             return None;
         }
-        let owners = self.shards.len();
+        let owners = self.owners.len();
         let mut why = Vec::new();
         if owners == 0 {
             why.push("config.chunks lists no chunk of the collection, so no shard's index could be checked".to_string());
@@ -254,7 +254,7 @@ impl ShardsView {
             ));
         }
         if !self.enforces_across_shards {
-            let shard_key = self.shard_key.as_ref().map(pattern).unwrap_or_else(|| "an unreadable key".into());
+            let shard_key = self.shard_key.as_ref().filter(|k| !k.is_empty()).map(pattern).unwrap_or_else(|| "an unreadable key".into());
             why.push(format!(
                 "the collection is sharded on {shard_key}, which is not a prefix of {{{key}: 1}}: each shard enforces the unique index among its own documents only, so the same key can exist on two shards"
             ));
@@ -292,7 +292,7 @@ impl ShardsView {
         format!(
             "sharded on {shard_key}: on {} of {} shards{scope}",
             self.count(ShardIndexState::Present),
-            self.shards.len()
+            self.owners.len()
         )
     }
 }
@@ -511,7 +511,7 @@ mod tests {
         let id = stat("shardB", "_id_", doc! { "_id": 1 }, doc! {}, false);
         let v = view(doc! { K: 1 }, &[unique_on("shardA", false), id]);
         assert_eq!(
-            v.shards,
+            v.owners,
             vec![
                 ShardIndex { shard: "shardA".into(), state: ShardIndexState::Present },
                 ShardIndex { shard: "shardB".into(), state: ShardIndexState::Missing },
@@ -557,7 +557,7 @@ mod tests {
         let owners = owners_of(&["shardA"]);
         let stats = [unique_on("shardA", false), stat("shardC", "_id_", doc! { "_id": 1 }, doc! {}, false)];
         let v = ShardsView::sharded(doc! { K: 1 }, shard_states(&owners, &stats, K, true).unwrap(), K);
-        assert_eq!(v.shards.len(), 1);
+        assert_eq!(v.owners.len(), 1);
         assert_eq!(v.problem(K), None);
     }
 
@@ -651,6 +651,16 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_without_a_shard_key_guarantees_nothing() {
+        let mut e = entry(doc! { K: 1 });
+        e.remove("key");
+        let Sharding::Sharded { key, .. } = Sharding::from_entry(NS, Some(&e)) else { panic!("sharded") };
+        let v = ShardsView::sharded(key, shard_states(&owners_of(&["shardA"]), &[unique_on("shardA", false)], K, true).unwrap(), K);
+        assert!(!v.enforces_across_shards);
+        assert!(v.problem(K).unwrap().starts_with("the collection is sharded on an unreadable key,"));
+    }
+
+    #[test]
     fn no_chunks_for_a_sharded_collection_is_no_guarantee() {
         let v = ShardsView::sharded(doc! { K: 1 }, Vec::new(), K);
         let mut o = listed_present();
@@ -726,7 +736,7 @@ mod tests {
         };
         let ok = run(Ok(figures));
         let json = crate::report::target_json(&target, &ok);
-        assert_eq!(json["index"]["shards"]["shards"][1], serde_json::json!({"shard": "shardB", "state": "missing"}));
+        assert_eq!(json["index"]["shards"]["owners"][1], serde_json::json!({"shard": "shardB", "state": "missing"}));
         assert_eq!(json["index"]["shards"]["shard_key"], serde_json::json!({K: 1}));
 
         let m = Metrics::new();
