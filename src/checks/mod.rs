@@ -4,6 +4,8 @@
 //! `index` first, because its verdict decides how the others are answered
 //! (a unique index is a guarantee and can be hinted; without one, a single
 //! collection pass in [`scan`] answers both `duplicates` and `missing_keys`).
+//! Through mongos, [`shards`] adds to the index verdict what `listIndexes`
+//! cannot see from one shard: the index on every shard and the shard key.
 //! Each check only computes its outcome; [`run_target`] times them under one
 //! deadline (`query_timeout`), and [`record`] is the one place that turns a
 //! run into metrics and log lines, so the two never drift apart.
