@@ -26,6 +26,9 @@ pub struct Metrics {
     pub unique_index_present: IntGaugeVec,
     /// 1 while the unique index is still being built, 0 once it is ready.
     pub unique_index_building: IntGaugeVec,
+    /// Through mongos, for a sharded collection: shards owning chunks by the
+    /// state of the unique index on them (present, missing, building).
+    pub unique_index_shards: IntGaugeVec,
     /// Key values held by more than one document.
     pub duplicate_keys: IntGaugeVec,
     /// Surplus documents: Σ(count − 1) over duplicated keys.
@@ -157,6 +160,7 @@ impl Metrics {
             up: int_gauge(&r, "up", &help("1 when the last run of the target reached MongoDB, 0 when it could not (unreachable, refused authentication, or timed out)."), &["target"]),
             unique_index_present: int_gauge(&r, "unique_index_present", &help("1 when the expected unique index on the target's key exists with the expected options, 0 when it is missing or wrong."), &["target"]),
             unique_index_building: int_gauge(&r, "unique_index_building", &help("1 while the unique index on the target's key is still being built (it enforces nothing until the build commits), 0 once it is ready; absent when there is no such index or the server cannot say."), &["target"]),
+            unique_index_shards: int_gauge(&r, "unique_index_shards", &help("Sharded collections seen through mongos: shards owning chunks of the collection, by the state of the expected unique index on each (present, missing, building); absent for unsharded collections and other deployments."), &["target", "state"]),
             duplicate_keys: int_gauge(&r, "duplicate_keys", &help("Key values held by more than one document (documents without a usable key excluded)."), &["target"]),
             duplicate_documents: int_gauge(&r, "duplicate_documents", &help("Surplus documents sharing a key: the sum of (count - 1) over duplicated key values."), &["target"]),
             missing_key_documents: int_gauge(&r, "missing_key_documents", &help("Documents without a usable key, by kind: absent, null, or empty string."), &["target", "kind"]),

@@ -48,7 +48,7 @@ pub fn target_json(target: &TargetConfig, run: &TargetRun) -> Value {
     let index = run.index().map(|i| {
         json!({
             "present": i.present, "name": i.name, "unique": i.unique,
-            "sparse": i.sparse, "hidden": i.hidden, "problem": i.problem,
+            "sparse": i.sparse, "hidden": i.hidden, "problem": i.problem, "shards": i.shards,
         })
     });
     let duplicates = run.duplicates().map(|d| {

@@ -288,3 +288,23 @@ async fn unreachable_server_fails_every_check_as_unreachable() {
         assert!(!run.reached_mongodb());
     }
 }
+
+/// The test server is no mongos: the index check stays with `listIndexes`,
+/// and nothing sharded appears in the outcome, the JSON or `/metrics`.
+#[tokio::test]
+async fn a_server_that_is_not_a_mongos_shows_nothing_sharded() {
+    let db = unique_db("notsharded");
+    seed(&shared_uri(), &db, "chats", vec![keyed("a"), keyed("b")]).await;
+    create_index(&db, doc! {"key": {"participantsKey": 1}, "name": "participantsKey_1", "unique": true, "sparse": true}).await;
+    let run = run(&db, true).await;
+    assert_eq!(run.errors().count(), 0, "{:?}", run.results);
+    let i = run.index().unwrap();
+    assert!(i.present && i.shards.is_none(), "{i:?}");
+    let metrics = uniqwatch::metrics::Metrics::new();
+    uniqwatch::checks::record(&run, None, &metrics);
+    let text = metrics.encode();
+    assert!(text.contains("uniqwatch_unique_index_present{target=\"chats\"} 1"), "{text}");
+    assert!(!text.contains("uniqwatch_unique_index_shards"), "{text}");
+    let json = serde_json::to_value(i).unwrap();
+    assert!(json.get("shards").is_none(), "{json}");
+}

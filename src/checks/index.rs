@@ -11,6 +11,7 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use serde::Serialize;
 
+use super::shards::{self, ShardsView};
 use super::Context;
 use crate::deployment::Deployment;
 use crate::mongo::QueryError;
@@ -85,6 +86,11 @@ pub struct IndexOutcome {
     /// collation, and indexes documents without the key when `!sparse`.
     #[serde(skip)]
     pub queryable: Option<QueryableIndex>,
+    /// Through mongos: the index on each shard owning chunks, and whether
+    /// the shard key lets it enforce uniqueness across shards. Boxed: it is
+    /// rare, and larger than the rest of the outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Box<ShardsView>>,
 }
 
 /// An index the `missing_keys` check may hint.
@@ -316,6 +322,7 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, namespace
         problem,
         guarantees_uniqueness: guarantees,
         queryable,
+        shards: None,
     }
 }
 
@@ -383,7 +390,10 @@ pub async fn run(ctx: &mut Context<'_>) -> Result<IndexOutcome, QueryError> {
             None => kind = Namespace::Missing,
         }
     }
-    let outcome = evaluate(&specs, &ctx.target.key, ctx.target.sparse, kind);
+    let mut outcome = evaluate(&specs, &ctx.target.key, ctx.target.sparse, kind);
+    if kind == Namespace::Collection && ctx.deployment.is_sharded_router() {
+        shards::check(ctx, &mut outcome).await?;
+    }
     ctx.index = Some(outcome.clone());
     Ok(outcome)
 }

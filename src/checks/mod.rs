@@ -4,6 +4,8 @@
 //! `index` first, because its verdict decides how the others are answered
 //! (a unique index is a guarantee and can be hinted; without one, a single
 //! collection pass in [`scan`] answers both `duplicates` and `missing_keys`).
+//! Through mongos, [`shards`] adds to the index verdict what `listIndexes`
+//! cannot see from one shard: the index on every shard and the shard key.
 //! Each check only computes its outcome; [`run_target`] times them under one
 //! deadline (`query_timeout`), and [`record`] is the one place that turns a
 //! run into metrics and log lines, so the two never drift apart.
@@ -15,6 +17,7 @@ pub mod duplicates;
 pub mod index;
 pub mod missing_keys;
 pub mod scan;
+pub mod shards;
 
 use std::time::{Duration, Instant};
 
@@ -107,18 +110,23 @@ impl Figures {
     /// and `check`'s table show.
     pub fn summary(&self) -> String {
         match self {
-            Figures::Index(i) if i.present => format!(
-                "{} (unique{}{}){}",
-                i.name.as_deref().unwrap_or("?"),
-                if i.sparse { ", sparse" } else { "" },
-                if i.hidden { ", hidden" } else { "" },
-                if i.build == Some(BuildState::Unknown) {
-                    "; the server cannot say whether its build has finished, so duplicates are counted by a scan"
-                } else {
-                    ""
-                }
+            Figures::Index(i) if i.present => shards::annotate(
+                format!(
+                    "{} (unique{}{}){}",
+                    i.name.as_deref().unwrap_or("?"),
+                    if i.sparse { ", sparse" } else { "" },
+                    if i.hidden { ", hidden" } else { "" },
+                    if i.build == Some(BuildState::Unknown) {
+                        "; the server cannot say whether its build has finished, so duplicates are counted by a scan"
+                    } else {
+                        ""
+                    }
+                ),
+                i.shards.as_deref(),
             ),
-            Figures::Index(i) => i.problem.clone().unwrap_or_else(|| "unexpected options".into()),
+            Figures::Index(i) => {
+                shards::annotate(i.problem.clone().unwrap_or_else(|| "unexpected options".into()), i.shards.as_deref())
+            }
             Figures::Duplicates(d) => {
                 format!("{} duplicated keys, {} surplus documents ({})", d.keys, d.documents, d.method.as_str())
             }
@@ -489,6 +497,7 @@ fn set_figures(target: &str, figures: &Figures, m: &Metrics) {
                     let _ = m.unique_index_building.remove_label_values(&[target]);
                 }
             }
+            shards::set_metric(target, i.shards.as_deref(), m);
         }
         Figures::Duplicates(d) => {
             m.duplicate_keys.with_label_values(&[target]).set(d.keys as i64);
@@ -510,6 +519,7 @@ fn withdraw_figures(target: &str, check: CheckName, m: &Metrics) {
         CheckName::Index => {
             let _ = m.unique_index_present.remove_label_values(&[target]);
             let _ = m.unique_index_building.remove_label_values(&[target]);
+            shards::withdraw_metric(target, m);
         }
         CheckName::Duplicates => {
             let _ = m.duplicate_keys.remove_label_values(&[target]);

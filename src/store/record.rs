@@ -128,6 +128,8 @@ fn run_row(run: &RunRecord) -> RunRow {
             // Guide the other checks of the same run; nothing to keep.
             guarantees_uniqueness: _,
             queryable: _,
+            // Folded into `present`; the per-shard detail is not kept.
+            shards: _,
         }) => RunRow {
             success: true,
             index_present: Some(*present),
