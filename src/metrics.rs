@@ -24,6 +24,10 @@ pub struct Metrics {
     pub up: IntGaugeVec,
     /// 1 when the expected unique index exists with the expected options.
     pub unique_index_present: IntGaugeVec,
+    /// 1 when the application's lookup by key is an index scan on the
+    /// unique index examining at most one key and one document; absent
+    /// when the probe could not run.
+    pub key_lookup_uses_unique_index: IntGaugeVec,
     /// Key values held by more than one document.
     pub duplicate_keys: IntGaugeVec,
     /// Surplus documents: Σ(count − 1) over duplicated keys.
@@ -154,6 +158,7 @@ impl Metrics {
         let metrics = Metrics {
             up: int_gauge(&r, "up", &help("1 when the last run of the target reached MongoDB, 0 when it could not (unreachable, refused authentication, or timed out)."), &["target"]),
             unique_index_present: int_gauge(&r, "unique_index_present", &help("1 when the expected unique index on the target's key exists with the expected options, 0 when it is missing or wrong."), &["target"]),
+            key_lookup_uses_unique_index: int_gauge(&r, "key_lookup_uses_unique_index", &help("1 when the explained lookup of one existing key value is an index scan on the unique index examining at most one key and one document, 0 when it is not; absent when the lookup could not be explained (no usable index, no key value, a failed query)."), &["target"]),
             duplicate_keys: int_gauge(&r, "duplicate_keys", &help("Key values held by more than one document (documents without a usable key excluded)."), &["target"]),
             duplicate_documents: int_gauge(&r, "duplicate_documents", &help("Surplus documents sharing a key: the sum of (count - 1) over duplicated key values."), &["target"]),
             missing_key_documents: int_gauge(&r, "missing_key_documents", &help("Documents without a usable key, by kind: absent, null, or empty string."), &["target", "kind"]),

@@ -56,6 +56,7 @@ fn index(present: bool, name: Option<&str>, unique: bool, sparse: bool) -> Figur
         problem: (!present).then(|| "missing or wrong".to_string()),
         guarantees_uniqueness: unique,
         queryable: None,
+        lookup: None,
     })
 }
 

@@ -62,6 +62,7 @@ pub fn current_state(run: &TargetRun) -> CurrentState {
                 problem: _,
                 guarantees_uniqueness: _,
                 queryable: _,
+                lookup: _,
             })) => index_present = Some(*present),
             Ok(Figures::Duplicates(DuplicatesOutcome { keys, documents, method: _, sample })) => {
                 duplicates = Some(CurrentDuplicates { documents: *documents, keys: *keys, sample: sample.clone() })

@@ -6,11 +6,14 @@
 //! verdict itself is a pure function, [`evaluate`], so its rules are tested
 //! without a server. Its result also tells the other checks whether the
 //! index already guarantees uniqueness, and whether it can answer queries.
+//! Once it can, the key lookup probe ([`super::lookup_plan`]) explains the
+//! application's lookup by key and the outcome keeps the plan's shape.
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use serde::Serialize;
 
+use super::lookup_plan::LookupProbe;
 use super::Context;
 use crate::mongo::QueryError;
 
@@ -39,6 +42,9 @@ pub struct IndexOutcome {
     /// collation, and indexes documents without the key when `!sparse`.
     #[serde(skip)]
     pub queryable: Option<QueryableIndex>,
+    /// Whether the application's lookup by key uses the index (see
+    /// [`lookup_plan`](super::lookup_plan)); `None` until the probe ran.
+    pub lookup: Option<LookupProbe>,
 }
 
 /// An index the `missing_keys` check may hint.
@@ -156,6 +162,7 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, collectio
             problem: Some(problem),
             guarantees_uniqueness: false,
             queryable: None,
+            lookup: None,
         };
     };
 
@@ -193,6 +200,7 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, collectio
         problem,
         guarantees_uniqueness: guarantees,
         queryable,
+        lookup: None,
     }
 }
 
@@ -220,7 +228,8 @@ pub async fn run(ctx: &mut Context<'_>) -> Result<IndexOutcome, QueryError> {
         }
         Err(e) => return Err(ctx.mongo.error(&e)),
     };
-    let outcome = evaluate(&specs, &ctx.target.key, ctx.target.sparse, exists);
+    let mut outcome = evaluate(&specs, &ctx.target.key, ctx.target.sparse, exists);
+    outcome.lookup = Some(super::lookup_plan::probe(ctx, &outcome).await);
     ctx.index = Some(outcome.clone());
     Ok(outcome)
 }

@@ -13,6 +13,7 @@
 
 pub mod duplicates;
 pub mod index;
+pub mod lookup_plan;
 pub mod missing_keys;
 pub mod scan;
 
@@ -30,6 +31,7 @@ use crate::mongo::{Deadline, FailureReason, Mongo, QueryError};
 
 pub use duplicates::DuplicatesOutcome;
 pub use index::IndexOutcome;
+pub use lookup_plan::{LookupPlan, LookupProbe};
 pub use missing_keys::MissingKeysOutcome;
 
 /// The checks of a target; also the `check` label values.
@@ -107,13 +109,22 @@ impl Figures {
     /// and `check`'s table show.
     pub fn summary(&self) -> String {
         match self {
-            Figures::Index(i) if i.present => format!(
-                "{} (unique{}{})",
-                i.name.as_deref().unwrap_or("?"),
-                if i.sparse { ", sparse" } else { "" },
-                if i.hidden { ", hidden" } else { "" }
-            ),
-            Figures::Index(i) => i.problem.clone().unwrap_or_else(|| "unexpected options".into()),
+            Figures::Index(i) => {
+                let index = if i.present {
+                    format!(
+                        "{} (unique{}{})",
+                        i.name.as_deref().unwrap_or("?"),
+                        if i.sparse { ", sparse" } else { "" },
+                        if i.hidden { ", hidden" } else { "" }
+                    )
+                } else {
+                    i.problem.clone().unwrap_or_else(|| "unexpected options".into())
+                };
+                match &i.lookup {
+                    Some(lookup) => format!("{index}; {}", lookup.summary()),
+                    None => index,
+                }
+            }
             Figures::Duplicates(d) => {
                 format!("{} duplicated keys, {} surplus documents ({})", d.keys, d.documents, d.method.as_str())
             }
@@ -465,7 +476,16 @@ fn record_check(target: &str, result: &CheckResult, previous: Option<&CheckResul
 
 fn set_figures(target: &str, figures: &Figures, m: &Metrics) {
     match figures {
-        Figures::Index(i) => m.unique_index_present.with_label_values(&[target]).set(i.present as i64),
+        Figures::Index(i) => {
+            m.unique_index_present.with_label_values(&[target]).set(i.present as i64);
+            // Absent while the probe cannot tell: no index, nothing to look up, a failure.
+            match i.lookup.as_ref().and_then(LookupProbe::uses_unique_index) {
+                Some(uses) => m.key_lookup_uses_unique_index.with_label_values(&[target]).set(uses as i64),
+                None => {
+                    let _ = m.key_lookup_uses_unique_index.remove_label_values(&[target]);
+                }
+            }
+        }
         Figures::Duplicates(d) => {
             m.duplicate_keys.with_label_values(&[target]).set(d.keys as i64);
             m.duplicate_documents.with_label_values(&[target]).set(d.documents as i64);
@@ -485,6 +505,7 @@ fn withdraw_figures(target: &str, check: CheckName, m: &Metrics) {
     match check {
         CheckName::Index => {
             let _ = m.unique_index_present.remove_label_values(&[target]);
+            let _ = m.key_lookup_uses_unique_index.remove_label_values(&[target]);
         }
         CheckName::Duplicates => {
             let _ = m.duplicate_keys.remove_label_values(&[target]);

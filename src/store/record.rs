@@ -123,6 +123,8 @@ fn run_row(run: &RunRecord) -> RunRow {
             // Guide the other checks of the same run; nothing to keep.
             guarantees_uniqueness: _,
             queryable: _,
+            // A plan's shape is a diagnostic of the moment, not history.
+            lookup: _,
         }) => RunRow {
             success: true,
             index_present: Some(*present),
@@ -215,6 +217,7 @@ pub(crate) mod tests {
             problem: None,
             guarantees_uniqueness: present,
             queryable: None,
+            lookup: None,
         })
     }
 
