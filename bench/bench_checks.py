@@ -149,6 +149,11 @@ def classify(client: MongoClient, db: str, command: dict) -> dict:
         row["kind"] = "catalog"
         row["note"] = "catalog read, no query plan"
         return row
+    if name == "explain" and isinstance(command.get("explain"), dict):
+        # The key lookup probe's explain runs its inner command: judge that one.
+        command = command["explain"]
+        name = next(iter(command))
+        row["note"] = "explain (executionStats) of the key lookup"
     to_explain = {k: v for k, v in command.items() if k not in NOT_EXPLAINED}
     answer = client[db].command({"explain": to_explain, "verbosity": "queryPlanner"})
     for plan in winning_plans(answer):
