@@ -67,6 +67,7 @@ fn runs_at(target: &str, at: DateTime<Utc>, minute_of_year: i64) -> Vec<RunRecor
         problem: None,
         guarantees_uniqueness: true,
         queryable: None,
+        lookup: None,
     };
     let missing = MissingKeysOutcome {
         absent: 12,

@@ -31,6 +31,7 @@ const ALERTS: &[(&str, &str)] = &[
     ("UniqwatchDuplicatesFound", "critical"),
     ("UniqwatchUniqueIndexMissing", "critical"),
     ("UniqwatchMissingKeys", "warning"),
+    ("UniqwatchKeyLookupNotIndexed", "warning"),
     ("UniqwatchDuplicateKeyErrorsHigh", "warning"),
     ("UniqwatchConflictsNotRecovered", "critical"),
     ("UniqwatchCheckFailing", "warning"),
@@ -48,6 +49,7 @@ const RUNBOOK_PREFIX: &str = "https://github.com/uniqwatch/uniqwatch/blob/main/d
 const TARGET_METRICS: &[&str] = &[
     "uniqwatch_up",
     "uniqwatch_unique_index_present",
+    "uniqwatch_key_lookup_uses_unique_index",
     "uniqwatch_duplicate_keys",
     "uniqwatch_duplicate_documents",
     "uniqwatch_missing_key_documents",

@@ -14,9 +14,15 @@
 //!    the application (the explain ignores the plan cache; index filters
 //!    still apply).
 //!
-//! Both go with the client's read preference and share half of the time left
-//! in the run, so a slow probe leaves the other checks their time. Its reply
-//! is read by pure functions ([`read_explain`]), tested on replies shaped as
+//! A unique index the probe cannot hint (hidden, or with a non-simple
+//! collation) yields no key value; the lookup of a placeholder string is then
+//! only planned (`queryPlanner` verbosity: nothing is executed, nothing
+//! scanned), which is enough to see that it is not served by the index.
+//!
+//! Every command goes with the client's read preference and they share half
+//! of the time left in the run, so a slow probe leaves the other checks their
+//! time. Replies are read by pure functions ([`read_explain`],
+//! [`read_planned`]), tested on replies shaped as
 //! MongoDB's manual shows them: classic plan trees, the slot-based engine's
 //! `queryPlan`, 8.0's `EXPRESS_IXSCAN`, and mongos's per-shard plans.
 //!
@@ -60,10 +66,11 @@ pub struct LookupPlan {
     /// Through mongos, the router's stage and each shard's plan:
     /// `SINGLE_SHARD [shard01: FETCH > IXSCAN participantsKey_1]`.
     pub plan: String,
-    /// Index keys examined (through mongos: the most any one shard examined).
-    pub keys_examined: u64,
-    /// Documents examined (through mongos: the most any one shard examined).
-    pub docs_examined: u64,
+    /// Index keys examined (through mongos: the most any one shard
+    /// examined); `None` when the lookup was only planned, not executed.
+    pub keys_examined: Option<u64>,
+    /// Documents examined, like `keys_examined`.
+    pub docs_examined: Option<u64>,
     /// The index's `isMultiKey`: whether some document's key is an array.
     /// `None` when the plan does not say (8.0's express path, no index scan).
     pub multikey: Option<bool>,
@@ -78,11 +85,13 @@ impl LookupProbe {
     pub fn summary(&self) -> String {
         match self {
             LookupProbe::Explained(p) => format!(
-                "key lookup {}: {}, {} keys and {} documents examined{}",
+                "key lookup {}: {}, {}{}",
                 if p.uses_unique_index { "uses the index" } else { "does NOT use the index" },
                 p.plan,
-                p.keys_examined,
-                p.docs_examined,
+                match (p.keys_examined, p.docs_examined) {
+                    (Some(keys), Some(docs)) => format!("{keys} keys and {docs} documents examined"),
+                    _ => "planned, not executed".to_string(),
+                },
                 match p.multikey {
                     Some(true) => ", multikey",
                     _ => "",
@@ -104,26 +113,20 @@ impl LookupProbe {
 /// Finds one key value through the index of `outcome` and explains the
 /// application's lookup of it. Never fails: a failure is a reason not to have run.
 pub async fn probe(ctx: &Context<'_>, outcome: &IndexOutcome) -> LookupProbe {
-    let Some(index) = &outcome.queryable else {
-        return LookupProbe::not_run(without_index(outcome));
-    };
     let budget = Deadline::after(ctx.deadline.remaining() / 2);
-    match budget.run(find_and_explain(ctx, &index.name, &budget)).await {
-        Ok(probe) => probe,
-        Err(e) => LookupProbe::not_run(format!("the probe failed: {e}")),
-    }
+    let probed = match (&outcome.queryable, &outcome.name) {
+        (Some(index), _) => budget.run(find_and_explain(ctx, &index.name, &budget)).await,
+        // Hidden, or a non-simple collation: no value can be read through it.
+        (None, Some(name)) if outcome.guarantees_uniqueness => budget.run(plan_only(ctx, name, &budget)).await,
+        _ => return LookupProbe::not_run("no unique index on the key to look it up through"),
+    };
+    probed.unwrap_or_else(|e| LookupProbe::not_run(format!("the probe failed: {e}")))
 }
 
-/// Why there is no index to probe through, from the index check's verdict.
-fn without_index(outcome: &IndexOutcome) -> &'static str {
-    if !outcome.guarantees_uniqueness {
-        "no unique index on the key to look it up through"
-    } else if outcome.hidden {
-        "the unique index is hidden, so the planner cannot use it for lookups"
-    } else {
-        "the unique index has a non-simple collation, so it cannot be hinted"
-    }
-}
+/// The stand-in key value of a lookup that is only planned: a string, as the
+/// application's keys are (for other key types a collated index may still
+/// serve the lookup; the plan of a string lookup does not show that).
+const PLACEHOLDER: &str = "uniqwatch-lookup-plan";
 
 async fn find_and_explain(ctx: &Context<'_>, index: &str, budget: &Deadline) -> Result<LookupProbe, QueryError> {
     let key = ctx.target.key.as_str();
@@ -146,25 +149,43 @@ async fn find_and_explain(ctx: &Context<'_>, index: &str, budget: &Deadline) -> 
         Ok(value) => value,
         Err(reason) => return Ok(LookupProbe::not_run(reason)),
     };
+    let reply = explain(ctx, value, "executionStats", budget).await?;
+    Ok(judged(read_explain(&reply, index)))
+}
+
+/// The plan of the lookup of [`PLACEHOLDER`], not executed.
+async fn plan_only(ctx: &Context<'_>, index: &str, budget: &Deadline) -> Result<LookupProbe, QueryError> {
+    let reply = explain(ctx, Bson::String(PLACEHOLDER.into()), "queryPlanner", budget).await?;
+    Ok(judged(read_planned(&reply, index)))
+}
+
+fn judged(read: Result<LookupPlan, ExplainError>) -> LookupProbe {
+    match read {
+        Ok(plan) => LookupProbe::Explained(plan),
+        Err(e) => LookupProbe::not_run(format!("the explain reply could not be read: {e}")),
+    }
+}
+
+/// Explains the application's lookup `{<key>: value}`, without a hint. The
+/// filter is written with `$eq`, which the server parses to the same query
+/// (and plan) as the bare value, so a stored value that looks like an
+/// operator document or a regular expression is still compared as a value.
+async fn explain(ctx: &Context<'_>, value: Bson, verbosity: &str, budget: &Deadline) -> Result<Document, QueryError> {
     let max_time_ms = budget.remaining().as_millis().min(i64::MAX as u128) as i64;
     let command = doc! {
         "explain": {
             "find": &ctx.target.collection,
-            "filter": { key: { "$eq": value } },
+            "filter": { ctx.target.key.as_str(): { "$eq": value } },
             "maxTimeMS": max_time_ms,
         },
-        "verbosity": "executionStats",
+        "verbosity": verbosity,
         "maxTimeMS": max_time_ms,
     };
     let mut action = ctx.db.run_command(command);
     if let Some(criteria) = ctx.client.selection_criteria().cloned() {
         action = action.selection_criteria(criteria);
     }
-    let reply = action.await.map_err(|e| ctx.mongo.error(&e))?;
-    Ok(match read_explain(&reply, index) {
-        Ok(plan) => LookupProbe::Explained(plan),
-        Err(e) => LookupProbe::not_run(format!("the explain reply could not be read: {e}")),
-    })
+    action.await.map_err(|e| ctx.mongo.error(&e))
 }
 
 /// The filter that reads a usable key value from the index: every bound it
@@ -232,26 +253,53 @@ impl ServerPlan {
     }
 }
 
+/// Reads an `explain` reply of the lookup (verbosity `queryPlanner`): the
+/// plan without counts. The lookup uses the index when every server's
+/// winning plan is an index scan on it (a unique index's equality lookup
+/// reads at most one entry).
+pub fn read_planned(reply: &Document, index: &str) -> Result<LookupPlan, ExplainError> {
+    let winning = winning_plan(reply)?;
+    let servers: Vec<(Option<String>, ServerPlan)> = match winning.get_array("shards") {
+        Ok(shards) => shards
+            .iter()
+            .filter_map(Bson::as_document)
+            .map(|shard| (Some(shard_name(shard)), server_plan(shard.get_document("winningPlan").unwrap_or(shard), index)))
+            .collect(),
+        Err(_) => vec![(None, server_plan(winning, index))],
+    };
+    if servers.is_empty() {
+        return Err(ExplainError::Missing("queryPlanner.winningPlan.shards[]"));
+    }
+    let mut plan = combine(winning, &servers);
+    plan.uses_unique_index = servers.iter().all(|(_, s)| s.on_index);
+    plan.keys_examined = None;
+    plan.docs_examined = None;
+    Ok(plan)
+}
+
+fn winning_plan(reply: &Document) -> Result<&Document, ExplainError> {
+    reply
+        .get_document("queryPlanner")
+        .map_err(|_| ExplainError::Missing("queryPlanner"))?
+        .get_document("winningPlan")
+        .map_err(|_| ExplainError::Missing("queryPlanner.winningPlan"))
+}
+
+fn shard_name(shard: &Document) -> String {
+    shard.get_str("shardName").unwrap_or("?").to_string()
+}
+
 /// Reads an `explain` reply (verbosity `executionStats`) of the lookup,
 /// from a mongod or a mongos, judged against the index named `index`.
 pub fn read_explain(reply: &Document, index: &str) -> Result<LookupPlan, ExplainError> {
-    let planner = reply.get_document("queryPlanner").map_err(|_| ExplainError::Missing("queryPlanner"))?;
-    let winning = planner
-        .get_document("winningPlan")
-        .map_err(|_| ExplainError::Missing("queryPlanner.winningPlan"))?;
+    let winning = winning_plan(reply)?;
     let stats = reply.get_document("executionStats").map_err(|_| ExplainError::Missing("executionStats"))?;
 
     let Ok(shards) = winning.get_array("shards") else {
         let mut server = server_plan(winning, index);
         server.keys = count(stats, "totalKeysExamined").ok_or(ExplainError::Missing("executionStats.totalKeysExamined"))?;
         server.docs = count(stats, "totalDocsExamined").ok_or(ExplainError::Missing("executionStats.totalDocsExamined"))?;
-        return Ok(LookupPlan {
-            uses_unique_index: server.uses(),
-            plan: server.stages.join(" > "),
-            keys_examined: server.keys,
-            docs_examined: server.docs,
-            multikey: server.multikey,
-        });
+        return Ok(combine(winning, &[(None, server)]));
     };
 
     // mongos: the router's stage, then one plan and one set of counts per shard.
@@ -262,7 +310,7 @@ pub fn read_explain(reply: &Document, index: &str) -> Result<LookupPlan, Explain
         .unwrap_or_default();
     let mut servers = Vec::new();
     for (i, shard) in shards.iter().filter_map(Bson::as_document).enumerate() {
-        let name = shard.get_str("shardName").unwrap_or("?").to_string();
+        let name = shard_name(shard);
         let plan = shard.get_document("winningPlan").unwrap_or(shard);
         let mut server = server_plan(plan, index);
         let own = shard_stats
@@ -273,21 +321,35 @@ pub fn read_explain(reply: &Document, index: &str) -> Result<LookupPlan, Explain
         let (keys, docs) = shard_counts(own).ok_or_else(|| ExplainError::ShardStats(name.clone()))?;
         server.keys = keys;
         server.docs = docs;
-        servers.push((name, server));
+        servers.push((Some(name), server));
     }
     if servers.is_empty() {
         return Err(ExplainError::Missing("queryPlanner.winningPlan.shards[]"));
     }
-    let router = winning.get_str("stage").unwrap_or("?");
-    let multikeys: Vec<Option<bool>> = servers.iter().map(|(_, s)| s.multikey).collect();
-    Ok(LookupPlan {
-        uses_unique_index: servers.iter().all(|(_, s)| s.uses()),
-        plan: format!(
-            "{router} [{}]",
-            servers.iter().map(|(n, s)| format!("{n}: {}", s.stages.join(" > "))).collect::<Vec<_>>().join("; ")
+    Ok(combine(winning, &servers))
+}
+
+/// The plan of one server (`name` `None`: a mongod), or of a mongos's
+/// shards (each named) under the router's stage, judged on every server.
+fn combine(winning: &Document, servers: &[(Option<String>, ServerPlan)]) -> LookupPlan {
+    let plan = match servers {
+        [(None, server)] => server.stages.join(" > "),
+        _ => format!(
+            "{} [{}]",
+            winning.get_str("stage").unwrap_or("?"),
+            servers
+                .iter()
+                .map(|(name, s)| format!("{}: {}", name.as_deref().unwrap_or("?"), s.stages.join(" > ")))
+                .collect::<Vec<_>>()
+                .join("; ")
         ),
-        keys_examined: servers.iter().map(|(_, s)| s.keys).max().unwrap_or(0),
-        docs_examined: servers.iter().map(|(_, s)| s.docs).max().unwrap_or(0),
+    };
+    let multikeys: Vec<Option<bool>> = servers.iter().map(|(_, s)| s.multikey).collect();
+    LookupPlan {
+        uses_unique_index: servers.iter().all(|(_, s)| s.uses()),
+        plan,
+        keys_examined: servers.iter().map(|(_, s)| s.keys).max(),
+        docs_examined: servers.iter().map(|(_, s)| s.docs).max(),
         multikey: if multikeys.contains(&Some(true)) {
             Some(true)
         } else if multikeys.iter().all(|m| *m == Some(false)) {
@@ -295,7 +357,7 @@ pub fn read_explain(reply: &Document, index: &str) -> Result<LookupPlan, Explain
         } else {
             None
         },
-    })
+    }
 }
 
 /// A shard's counts: its `totalKeysExamined`/`totalDocsExamined` when given,

@@ -58,7 +58,7 @@ fn classic_fetch_over_ixscan_on_the_index_is_used() {
     let p = read_explain(&mongod(fetch(ixscan(PK, false)), 1, 1), PK).unwrap();
     assert!(p.uses_unique_index, "{p:?}");
     assert_eq!(p.plan, "FETCH > IXSCAN participantsKey_1");
-    assert_eq!((p.keys_examined, p.docs_examined, p.multikey), (1, 1, Some(false)));
+    assert_eq!((p.keys_examined, p.docs_examined, p.multikey), (Some(1), Some(1), Some(false)));
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn a_collection_scan_is_not_used() {
     let p = read_explain(&mongod(winning, 0, 5000), PK).unwrap();
     assert!(!p.uses_unique_index);
     assert_eq!(p.plan, "COLLSCAN");
-    assert_eq!((p.keys_examined, p.docs_examined, p.multikey), (0, 5000, None));
+    assert_eq!((p.keys_examined, p.docs_examined, p.multikey), (Some(0), Some(5000), None));
 }
 
 #[test]
@@ -166,7 +166,7 @@ fn counts_of_any_numeric_type_are_read() {
     stats.insert("totalKeysExamined", Bson::Int64(1));
     stats.insert("totalDocsExamined", Bson::Double(1.0));
     let p = read_explain(&reply, PK).unwrap();
-    assert_eq!((p.keys_examined, p.docs_examined), (1, 1));
+    assert_eq!((p.keys_examined, p.docs_examined), (Some(1), Some(1)));
 }
 
 #[test]
@@ -258,7 +258,7 @@ fn single_shard_lookup_on_the_index_is_used() {
     let p = read_explain(&reply, PK).unwrap();
     assert!(p.uses_unique_index, "{p:?}");
     assert_eq!(p.plan, "SINGLE_SHARD [shard01: SHARDING_FILTER > FETCH > IXSCAN participantsKey_1]");
-    assert_eq!((p.keys_examined, p.docs_examined, p.multikey), (1, 1, Some(false)));
+    assert_eq!((p.keys_examined, p.docs_examined, p.multikey), (Some(1), Some(1), Some(false)));
 }
 
 #[test]
@@ -280,7 +280,7 @@ fn a_merge_is_used_only_when_every_shard_used_the_index() {
     let p = read_explain(&scan_on_b, PK).unwrap();
     assert!(!p.uses_unique_index);
     assert_eq!(p.plan, "SHARD_MERGE [a: FETCH > IXSCAN participantsKey_1; b: COLLSCAN]");
-    assert_eq!(p.docs_examined, 800);
+    assert_eq!(p.docs_examined, Some(800));
 }
 
 #[test]
@@ -308,7 +308,7 @@ fn shard_totals_are_preferred_when_given() {
     stats.insert("totalDocsExamined", 3);
     let reply = mongos("SINGLE_SHARD", vec![shard_plan("a", fetch(ixscan(PK, false)))], vec![stats]);
     let p = read_explain(&reply, PK).unwrap();
-    assert_eq!((p.keys_examined, p.docs_examined), (3, 3));
+    assert_eq!((p.keys_examined, p.docs_examined), (Some(3), Some(3)));
     assert!(!p.uses_unique_index);
 }
 
@@ -334,6 +334,41 @@ fn a_shard_without_statistics_is_an_error() {
     assert_eq!(read_explain(&reply, PK), Err(ExplainError::ShardStats("b".into())));
     let none = mongos("SINGLE_SHARD", vec![], vec![]);
     assert!(read_explain(&none, PK).is_err());
+}
+
+// ---- planned only (an index that cannot be hinted)
+
+/// A `queryPlanner`-verbosity reply: no `executionStats`.
+fn planned(winning: Document) -> Document {
+    let mut reply = mongod(winning, 0, 0);
+    reply.remove("executionStats");
+    reply
+}
+
+#[test]
+fn a_planned_lookup_is_judged_on_its_plan_alone() {
+    let p = read_planned(&planned(doc! {"stage": "COLLSCAN", "direction": "forward"}), PK).unwrap();
+    assert!(!p.uses_unique_index);
+    assert_eq!((p.plan.as_str(), p.keys_examined, p.docs_examined), ("COLLSCAN", None, None));
+    assert!(LookupProbe::Explained(p).summary().contains("planned, not executed"));
+
+    let p = read_planned(&planned(fetch(ixscan(PK, false))), PK).unwrap();
+    assert!(p.uses_unique_index);
+    assert_eq!(p.keys_examined, None);
+}
+
+#[test]
+fn a_planned_lookup_through_mongos_needs_every_shard_on_the_index() {
+    let mut reply = mongos(
+        "SHARD_MERGE",
+        vec![shard_plan("a", fetch(ixscan(PK, false))), shard_plan("b", doc! {"stage": "COLLSCAN"})],
+        vec![],
+    );
+    reply.remove("executionStats");
+    let p = read_planned(&reply, PK).unwrap();
+    assert!(!p.uses_unique_index);
+    assert_eq!(p.plan, "SHARD_MERGE [a: FETCH > IXSCAN participantsKey_1; b: COLLSCAN]");
+    assert_eq!(read_planned(&doc! {"ok": 1}, PK), Err(ExplainError::Missing("queryPlanner")));
 }
 
 // ---- the key value
