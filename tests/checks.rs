@@ -281,14 +281,26 @@ async fn key_lookup_on_array_keys_reports_the_index_multikey() {
 
 #[tokio::test]
 async fn key_lookup_without_the_index_is_absent_and_says_why() {
+    let indexed = unique_db("lookupix");
+    seed(&shared_uri(), &indexed, "chats", vec![keyed("a"), keyed("b")]).await;
+    create_index(&indexed, doc! {"key": {"participantsKey": 1}, "name": "participantsKey_1", "unique": true, "sparse": true}).await;
     let db = unique_db("lookupnoix");
     seed(&shared_uri(), &db, "chats", vec![keyed("a"), keyed("b")]).await;
+
+    // The same target first with the index, then without: the gauge is
+    // withdrawn, not left at its last value.
+    let metrics = uniqwatch::metrics::Metrics::new();
+    let before = run(&indexed, true).await;
+    uniqwatch::checks::record(&before, None, &metrics);
+    assert_eq!(lookup_gauge(&metrics.encode()), Some("1"));
     let run = run(&db, true).await;
     assert_eq!(run.errors().count(), 0, "{:?}", run.results);
-    let (json, metrics) = json_and_metrics(&run, &db);
+    uniqwatch::checks::record(&run, Some(&before), &metrics);
+    assert_eq!(lookup_gauge(&metrics.encode()), None, "{}", metrics.encode());
+
+    let (json, _) = json_and_metrics(&run, &db);
     assert_eq!(json["index"]["lookup"]["state"], "not_run");
     assert!(json["index"]["lookup"]["reason"].as_str().unwrap().contains("no unique index"), "{json}");
-    assert_eq!(lookup_gauge(&metrics), None, "{metrics}");
 }
 
 #[tokio::test]
