@@ -68,6 +68,7 @@ fn runs_at(target: &str, at: DateTime<Utc>, minute_of_year: i64) -> Vec<RunRecor
         guarantees_uniqueness: true,
         queryable: None,
         shards: None,
+        lookup: None,
     };
     let missing = MissingKeysOutcome {
         absent: 12,

@@ -29,6 +29,10 @@ pub struct Metrics {
     /// Through mongos, for a sharded collection: shards owning chunks by the
     /// state of the unique index on them (present, missing, building).
     pub unique_index_shards: IntGaugeVec,
+    /// 1 when the application's lookup by key is an index scan on the
+    /// unique index examining at most one key and one document; absent
+    /// when the probe could not run.
+    pub key_lookup_uses_unique_index: IntGaugeVec,
     /// Key values held by more than one document.
     pub duplicate_keys: IntGaugeVec,
     /// Surplus documents: Σ(count − 1) over duplicated keys.
@@ -161,6 +165,7 @@ impl Metrics {
             unique_index_present: int_gauge(&r, "unique_index_present", &help("1 when the expected unique index on the target's key exists with the expected options, 0 when it is missing or wrong."), &["target"]),
             unique_index_building: int_gauge(&r, "unique_index_building", &help("1 while the unique index on the target's key is still being built (it enforces nothing until the build commits), 0 once it is ready; absent when there is no such index or the server cannot say."), &["target"]),
             unique_index_shards: int_gauge(&r, "unique_index_shards", &help("Sharded collections seen through mongos: shards owning chunks of the collection, by the state of the expected unique index on each (present, missing, building); absent for unsharded collections and other deployments."), &["target", "state"]),
+            key_lookup_uses_unique_index: int_gauge(&r, "key_lookup_uses_unique_index", &help("1 when the explained lookup of one existing key value is an index scan on the unique index examining at most one key and one document, 0 when it is not; absent when the lookup could not be explained (no usable index, no key value, a failed query)."), &["target"]),
             duplicate_keys: int_gauge(&r, "duplicate_keys", &help("Key values held by more than one document (documents without a usable key excluded)."), &["target"]),
             duplicate_documents: int_gauge(&r, "duplicate_documents", &help("Surplus documents sharing a key: the sum of (count - 1) over duplicated key values."), &["target"]),
             missing_key_documents: int_gauge(&r, "missing_key_documents", &help("Documents without a usable key, by kind: absent, null, or empty string."), &["target", "kind"]),

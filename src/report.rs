@@ -49,6 +49,7 @@ pub fn target_json(target: &TargetConfig, run: &TargetRun) -> Value {
         json!({
             "present": i.present, "name": i.name, "unique": i.unique,
             "sparse": i.sparse, "hidden": i.hidden, "problem": i.problem, "shards": i.shards,
+            "lookup": i.lookup,
         })
     });
     let duplicates = run.duplicates().map(|d| {

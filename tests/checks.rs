@@ -6,7 +6,7 @@ use std::path::Path;
 
 use common::*;
 use mongodb::bson::{doc, Bson, Document};
-use uniqwatch::checks::{run_target, Method, TargetRun};
+use uniqwatch::checks::{run_target, LookupProbe, Method, TargetRun};
 use uniqwatch::config::Config;
 use uniqwatch::mongo::Mongo;
 
@@ -104,6 +104,9 @@ async fn plain_unique_index_when_sparse_expected_is_wrong_but_still_counts() {
 
     let right = run(&db, false).await;
     assert!(right.index().unwrap().present);
+    // The absent document's null entry in the plain index is skipped by the value filter.
+    let lookup = right.index().unwrap().lookup.as_ref().and_then(LookupProbe::uses_unique_index);
+    assert_eq!(lookup, Some(true), "{:?}", right.index());
 }
 
 #[tokio::test]
@@ -122,6 +125,11 @@ async fn partial_index_on_exists_counts_as_sparse() {
     assert!(i.present && i.sparse, "{i:?}");
     let m = run.missing_keys().unwrap();
     assert_eq!((m.absent, m.null, m.empty, m.documents, m.method), (1, 1, 0, 4, Method::IndexCounts));
+    // `$exists: true` in the probe's filter keeps its hint inside the partial
+    // index, so a key value is found and the lookup explained. (Which plan
+    // wins is the server's: mongod serves `{key: value}` from this index, the
+    // test server plans a collection scan, and the probe reports what it sees.)
+    assert!(matches!(i.lookup, Some(LookupProbe::Explained(_))), "{i:?}");
 }
 
 #[tokio::test]
@@ -307,4 +315,125 @@ async fn a_server_that_is_not_a_mongos_shows_nothing_sharded() {
     assert!(!text.contains("uniqwatch_unique_index_shards"), "{text}");
     let json = serde_json::to_value(i).unwrap();
     assert!(json.get("shards").is_none(), "{json}");
+}
+
+/// The run's JSON object (as `check --format json` prints it) and `/metrics`
+/// text after recording it.
+fn json_and_metrics(run: &TargetRun, db: &str) -> (serde_json::Value, String) {
+    let text = target_toml(&shared_uri(), "chats", db, "chats", "participantsKey", true, "0 */5 * * * *");
+    let config = Config::from_toml(&text, Path::new("test.toml"), None).unwrap();
+    let metrics = uniqwatch::metrics::Metrics::new();
+    uniqwatch::checks::record(run, None, &metrics);
+    (uniqwatch::report::target_json(&config.targets[0], run), metrics.encode())
+}
+
+/// The gauge's line for target `chats`, if exported.
+fn lookup_gauge(metrics: &str) -> Option<&str> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("uniqwatch_key_lookup_uses_unique_index{"))
+        .map(|l| l.rsplit(' ').next().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn key_lookup_is_explained_through_the_unique_index_and_its_value_is_never_shown() {
+    let db = unique_db("lookup");
+    // Distinctive values: none of them may appear in the JSON, the metrics or the summary.
+    let mut docs: Vec<Document> = (0..20).map(|i| keyed(&format!("secret_user_{i:02}_peer"))).collect();
+    docs.extend([chat(None), chat(Some(Bson::Null)), chat(Some("".into()))]);
+    seed(&shared_uri(), &db, "chats", docs).await;
+    create_index(&db, doc! {"key": {"participantsKey": 1}, "name": "participantsKey_1", "unique": true, "sparse": true}).await;
+
+    let run = run(&db, true).await;
+    assert_eq!(run.errors().count(), 0, "{:?}", run.results);
+    let index = run.index().unwrap();
+    let Some(LookupProbe::Explained(plan)) = &index.lookup else { panic!("not explained: {:?}", index.lookup) };
+    assert!(plan.uses_unique_index, "{plan:?}");
+    assert!(plan.plan.ends_with("IXSCAN participantsKey_1"), "{plan:?}");
+    assert!(plan.keys_examined <= Some(1) && plan.docs_examined <= Some(1), "{plan:?}");
+    assert!(plan.keys_examined.is_some(), "{plan:?}");
+    assert_eq!(plan.multikey, Some(false));
+
+    let (json, metrics) = json_and_metrics(&run, &db);
+    assert_eq!(json["index"]["lookup"]["state"], "explained");
+    assert_eq!(json["index"]["lookup"]["uses_unique_index"], true);
+    assert_eq!(lookup_gauge(&metrics), Some("1"));
+    let summary = run.result(uniqwatch::checks::CheckName::Index).unwrap().outcome.as_ref().unwrap().summary();
+    assert!(summary.contains("key lookup uses the index"), "{summary}");
+    for shown in [json.to_string(), metrics, summary, format!("{:?}", run.index())] {
+        assert!(!shown.contains("secret_user"), "a key value leaked: {shown}");
+    }
+}
+
+#[tokio::test]
+async fn key_lookup_on_array_keys_reports_the_index_multikey() {
+    let db = unique_db("lookupmk");
+    seed(
+        &shared_uri(),
+        &db,
+        "chats",
+        vec![chat(Some(Bson::Array(vec!["u1".into(), "u2".into()]))), keyed("u3_u4")],
+    )
+    .await;
+    create_index(&db, doc! {"key": {"participantsKey": 1}, "name": "participantsKey_1", "unique": true, "sparse": true}).await;
+    let run = run(&db, true).await;
+    let Some(LookupProbe::Explained(plan)) = &run.index().unwrap().lookup else { panic!("{:?}", run.index()) };
+    assert_eq!(plan.multikey, Some(true), "{plan:?}");
+    assert!(plan.uses_unique_index, "{plan:?}");
+}
+
+#[tokio::test]
+async fn key_lookup_without_the_index_is_absent_and_says_why() {
+    let indexed = unique_db("lookupix");
+    seed(&shared_uri(), &indexed, "chats", vec![keyed("a"), keyed("b")]).await;
+    create_index(&indexed, doc! {"key": {"participantsKey": 1}, "name": "participantsKey_1", "unique": true, "sparse": true}).await;
+    let db = unique_db("lookupnoix");
+    seed(&shared_uri(), &db, "chats", vec![keyed("a"), keyed("b")]).await;
+
+    // The same target first with the index, then without: the gauge is
+    // withdrawn, not left at its last value.
+    let metrics = uniqwatch::metrics::Metrics::new();
+    let before = run(&indexed, true).await;
+    uniqwatch::checks::record(&before, None, &metrics);
+    assert_eq!(lookup_gauge(&metrics.encode()), Some("1"));
+    let run = run(&db, true).await;
+    assert_eq!(run.errors().count(), 0, "{:?}", run.results);
+    uniqwatch::checks::record(&run, Some(&before), &metrics);
+    assert_eq!(lookup_gauge(&metrics.encode()), None, "{}", metrics.encode());
+
+    let (json, _) = json_and_metrics(&run, &db);
+    assert_eq!(json["index"]["lookup"]["state"], "not_run");
+    assert!(json["index"]["lookup"]["reason"].as_str().unwrap().contains("no unique index"), "{json}");
+}
+
+#[tokio::test]
+async fn key_lookup_of_an_empty_collection_is_absent_and_says_why() {
+    let empty = unique_db("lookupempty");
+    seed(&shared_uri(), &empty, "chats", vec![chat(None)]).await;
+    create_index(&empty, doc! {"key": {"participantsKey": 1}, "name": "participantsKey_1", "unique": true, "sparse": true}).await;
+    let run_empty = run(&empty, true).await;
+    assert!(run_empty.index().unwrap().present);
+    let (json, metrics) = json_and_metrics(&run_empty, &empty);
+    assert!(json["index"]["lookup"]["reason"].as_str().unwrap().contains("no document has a key value"), "{json}");
+    assert_eq!(lookup_gauge(&metrics), None);
+
+}
+
+#[tokio::test]
+async fn key_lookup_with_a_hidden_index_is_planned_only() {
+    let db = unique_db("lookuphidden");
+    seed(&shared_uri(), &db, "chats", vec![keyed("a"), keyed("b")]).await;
+    create_index(&db, doc! {"key": {"participantsKey": 1}, "name": "pk", "unique": true, "sparse": true, "hidden": true}).await;
+    let run = run(&db, true).await;
+    let (json, metrics) = json_and_metrics(&run, &db);
+    let lookup = &json["index"]["lookup"];
+    // A hidden index cannot be hinted, so no key value is read; the lookup is
+    // only planned. mongod never plans with a hidden index (a COLLSCAN: 0,
+    // covered by the unit tests); the test server does, and the probe reports
+    // the plan the server chose either way.
+    assert_eq!(lookup["state"], "explained", "{json}");
+    assert!(lookup["keys_examined"].is_null(), "a planned lookup is not executed: {json}");
+    let uses = lookup["uses_unique_index"].as_bool().unwrap();
+    assert_eq!(uses, lookup["plan"].as_str().unwrap().ends_with("IXSCAN pk"), "{json}");
+    assert_eq!(lookup_gauge(&metrics), Some(if uses { "1" } else { "0" }));
 }

@@ -88,7 +88,7 @@ async fn check_exits_1_on_duplicates_and_prints_the_json_contract() {
     }
     assert_eq!(t["name"], "chats");
     assert_eq!(t["database"], db.as_str());
-    for field in ["present", "name", "unique", "sparse", "hidden"] {
+    for field in ["present", "name", "unique", "sparse", "hidden", "lookup"] {
         assert!(t["index"].get(field).is_some(), "missing index.{field}");
     }
     assert_eq!(t["index"]["present"], false);

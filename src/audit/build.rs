@@ -65,6 +65,7 @@ pub fn current_state(run: &TargetRun) -> CurrentState {
                 problem: _,
                 guarantees_uniqueness: _,
                 queryable: _,
+                lookup: _,
                 shards: _,
             })) => {
                 index_present = Some(*present);

@@ -6,12 +6,15 @@
 //! verdict itself is a pure function, [`evaluate`], so its rules are tested
 //! without a server. Its result also tells the other checks whether the
 //! index already guarantees uniqueness, and whether it can answer queries.
+//! Once it can, the key lookup probe ([`super::lookup_plan`]) explains the
+//! application's lookup by key and the outcome keeps the plan's shape.
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use serde::Serialize;
 
 use super::shards::{self, ShardsView};
+use super::lookup_plan::LookupProbe;
 use super::Context;
 use crate::deployment::Deployment;
 use crate::mongo::QueryError;
@@ -91,6 +94,34 @@ pub struct IndexOutcome {
     /// rare, and larger than the rest of the outcome.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<Box<ShardsView>>,
+    /// Whether the application's lookup by key uses the index (see
+    /// [`lookup_plan`](super::lookup_plan)); `None` until the probe ran.
+    pub lookup: Option<LookupProbe>,
+}
+
+impl IndexOutcome {
+    /// The index in one line, without key values: what the landing page and
+    /// `check`'s table show.
+    pub fn summary(&self) -> String {
+        let mut line = if self.present {
+            format!(
+                "{} (unique{}{})",
+                self.name.as_deref().unwrap_or("?"),
+                if self.sparse { ", sparse" } else { "" },
+                if self.hidden { ", hidden" } else { "" }
+            )
+        } else {
+            self.problem.clone().unwrap_or_else(|| "unexpected options".into())
+        };
+        if self.present && self.build == Some(BuildState::Unknown) {
+            line.push_str("; the server cannot say whether its build has finished, so duplicates are counted by a scan");
+        }
+        let line = shards::annotate(line, self.shards.as_deref());
+        match &self.lookup {
+            Some(lookup) => format!("{line}; {}", lookup.summary()),
+            None => line,
+        }
+    }
 }
 
 /// An index the `missing_keys` check may hint.
@@ -323,6 +354,7 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, namespace
         guarantees_uniqueness: guarantees,
         queryable,
         shards: None,
+        lookup: None,
     }
 }
 
@@ -394,6 +426,7 @@ pub async fn run(ctx: &mut Context<'_>) -> Result<IndexOutcome, QueryError> {
     if kind == Namespace::Collection && ctx.deployment.is_sharded_router() {
         shards::check(ctx, &mut outcome).await?;
     }
+    outcome.lookup = Some(super::lookup_plan::probe(ctx, &outcome).await);
     ctx.index = Some(outcome.clone());
     Ok(outcome)
 }

@@ -15,6 +15,7 @@
 
 pub mod duplicates;
 pub mod index;
+pub mod lookup_plan;
 pub mod missing_keys;
 pub mod scan;
 pub mod shards;
@@ -33,6 +34,7 @@ use crate::mongo::{Deadline, FailureReason, Mongo, QueryError};
 
 pub use duplicates::DuplicatesOutcome;
 pub use index::{BuildState, IndexOutcome};
+pub use lookup_plan::{LookupPlan, LookupProbe};
 pub use missing_keys::MissingKeysOutcome;
 
 /// The checks of a target; also the `check` label values.
@@ -110,23 +112,7 @@ impl Figures {
     /// and `check`'s table show.
     pub fn summary(&self) -> String {
         match self {
-            Figures::Index(i) if i.present => shards::annotate(
-                format!(
-                    "{} (unique{}{}){}",
-                    i.name.as_deref().unwrap_or("?"),
-                    if i.sparse { ", sparse" } else { "" },
-                    if i.hidden { ", hidden" } else { "" },
-                    if i.build == Some(BuildState::Unknown) {
-                        "; the server cannot say whether its build has finished, so duplicates are counted by a scan"
-                    } else {
-                        ""
-                    }
-                ),
-                i.shards.as_deref(),
-            ),
-            Figures::Index(i) => {
-                shards::annotate(i.problem.clone().unwrap_or_else(|| "unexpected options".into()), i.shards.as_deref())
-            }
+            Figures::Index(i) => i.summary(),
             Figures::Duplicates(d) => {
                 format!("{} duplicated keys, {} surplus documents ({})", d.keys, d.documents, d.method.as_str())
             }
@@ -498,6 +484,13 @@ fn set_figures(target: &str, figures: &Figures, m: &Metrics) {
                 }
             }
             shards::set_metric(target, i.shards.as_deref(), m);
+            // Absent while the probe cannot tell: no index, nothing to look up, a failure.
+            match i.lookup.as_ref().and_then(LookupProbe::uses_unique_index) {
+                Some(uses) => m.key_lookup_uses_unique_index.with_label_values(&[target]).set(uses as i64),
+                None => {
+                    let _ = m.key_lookup_uses_unique_index.remove_label_values(&[target]);
+                }
+            }
         }
         Figures::Duplicates(d) => {
             m.duplicate_keys.with_label_values(&[target]).set(d.keys as i64);
@@ -520,6 +513,7 @@ fn withdraw_figures(target: &str, check: CheckName, m: &Metrics) {
             let _ = m.unique_index_present.remove_label_values(&[target]);
             let _ = m.unique_index_building.remove_label_values(&[target]);
             shards::withdraw_metric(target, m);
+            let _ = m.key_lookup_uses_unique_index.remove_label_values(&[target]);
         }
         CheckName::Duplicates => {
             let _ = m.duplicate_keys.remove_label_values(&[target]);

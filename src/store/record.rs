@@ -130,6 +130,8 @@ fn run_row(run: &RunRecord) -> RunRow {
             queryable: _,
             // Folded into `present`; the per-shard detail is not kept.
             shards: _,
+            // A plan's shape is a diagnostic of the moment, not history.
+            lookup: _,
         }) => RunRow {
             success: true,
             index_present: Some(*present),
