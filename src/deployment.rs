@@ -118,19 +118,35 @@ impl Deployment {
     }
 
     /// Asks the server, within `deadline`, with the client's read preference.
+    /// A server too old for `hello` (before 4.4.2) is asked `isMaster`.
     pub async fn discover(client: &Client, mongo: &Mongo, deadline: &Deadline) -> Result<Self, QueryError> {
-        let admin = client.database("admin");
-        let criteria = client.selection_criteria().cloned();
-        let mut hello = admin.run_command(doc! { "hello": 1 });
-        let mut build_info = admin.run_command(doc! { "buildInfo": 1 });
-        if let Some(criteria) = criteria {
-            hello = hello.selection_criteria(criteria.clone());
-            build_info = build_info.selection_criteria(criteria);
+        let hello = match deadline.run(ask(client, doc! { "hello": 1 })).await? {
+            Err(e) if is_command_not_found(&e) => deadline.run(ask(client, doc! { "isMaster": 1 })).await?,
+            other => other,
         }
-        let hello = deadline.run(async { hello.await.map_err(|e| mongo.error(&e)) }).await?;
-        let build_info = deadline.run(async { build_info.await.map_err(|e| mongo.error(&e)) }).await?;
+        .map_err(|e| mongo.error(&e))?;
+        let build_info = deadline.run(ask(client, doc! { "buildInfo": 1 })).await?.map_err(|e| mongo.error(&e))?;
         Ok(Self::from_replies(&hello, &build_info))
     }
+}
+
+/// Runs an admin command with the client's read preference. The outer
+/// `Result` is for [`Deadline::run`], which bounds it; the inner one keeps
+/// the driver's error so its code can be looked at.
+async fn ask(client: &Client, command: Document) -> Result<Result<Document, mongodb::error::Error>, QueryError> {
+    let admin = client.database("admin");
+    let mut action = admin.run_command(command);
+    if let Some(criteria) = client.selection_criteria().cloned() {
+        action = action.selection_criteria(criteria);
+    }
+    Ok(action.await)
+}
+
+/// MongoDB's CommandNotFound.
+const COMMAND_NOT_FOUND: i32 = 59;
+
+fn is_command_not_found(e: &mongodb::error::Error) -> bool {
+    matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == COMMAND_NOT_FOUND)
 }
 
 /// `versionArray` when present (its numbers are typed), else the `version` string.

@@ -86,9 +86,10 @@ impl QueryError {
 
 /// Server error codes that mean "not allowed".
 const UNAUTHORIZED_CODES: [i32; 3] = [13, 18, 8000];
-/// `MaxTimeMSExpired` (mongod), and `ExceededTimeLimit`, which mongos also
-/// answers when `maxTimeMS` runs out on a shard.
-const TIME_LIMIT_CODES: [i32; 2] = [50, 262];
+/// `MaxTimeMSExpired` (mongod), and `ExceededTimeLimit` and
+/// `NetworkInterfaceExceededTimeLimit`, which mongos answers when the time
+/// runs out waiting for a shard.
+const TIME_LIMIT_CODES: [i32; 3] = [50, 262, 202];
 
 /// Sorts a driver error into a [`FailureReason`].
 pub fn classify(err: &DriverError) -> FailureReason {
@@ -219,8 +220,10 @@ fn classify_server_error(error: &str) -> String {
 pub struct Mongo {
     config: MongoConfig,
     client: OnceCell<Client>,
-    /// What the client talks to, learned on first success and kept with the client.
-    deployment: OnceCell<Deployment>,
+    /// What the client talks to and when it was learned; asked again after
+    /// [`DEPLOYMENT_TTL`], so an upgrade or a failover to another kind of
+    /// server is noticed without a restart.
+    deployment: std::sync::Mutex<Option<(Deployment, Instant)>>,
 }
 
 impl Mongo {
@@ -228,24 +231,31 @@ impl Mongo {
         Self {
             config,
             client: OnceCell::new(),
-            deployment: OnceCell::new(),
+            deployment: std::sync::Mutex::new(None),
         }
     }
 
-    /// The deployment's facts, asked once per client (a failed attempt is
-    /// retried by the next run).
-    pub async fn deployment(&self, client: &Client, deadline: &Deadline) -> Result<&Deployment, QueryError> {
-        self.deployment
-            .get_or_try_init(|| Deployment::discover(client, self, deadline))
-            .await
+    /// The deployment's facts: asked on first use and again once they are
+    /// older than [`DEPLOYMENT_TTL`] (two cheap commands). A change is logged.
+    pub async fn deployment(&self, client: &Client, deadline: &Deadline) -> Result<Deployment, QueryError> {
+        if let Some((facts, at)) = self.deployment.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if at.elapsed() < DEPLOYMENT_TTL {
+                return Ok(facts.clone());
+            }
+        }
+        let facts = Deployment::discover(client, self, deadline).await?;
+        let mut cached = self.deployment.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.as_ref().map(|(known, _)| known) != Some(&facts) {
+            tracing::info!(deployment = %facts.describe(), "MongoDB deployment");
+        }
+        *cached = Some((facts.clone(), Instant::now()));
+        Ok(facts)
     }
 
     pub fn query_timeout(&self) -> Duration {
         self.config.query_timeout
     }
 
-    /// The client, building it on first call. Failure here (a bad SRV record,
-    /// say) is an `unreachable` failure of the run, retried on the next one.
     /// Closes the client's pools and monitors, if one was built, within
     /// `limit`. A one-shot command calls it before its runtime goes away, so
     /// the driver's background tasks end in order instead of dying with the
@@ -257,6 +267,8 @@ impl Mongo {
         }
     }
 
+    /// The client, building it on first call. Failure here (a bad SRV record,
+    /// say) is an `unreachable` failure of the run, retried on the next one.
     pub async fn client(&self) -> Result<&Client, QueryError> {
         self.client
             .get_or_try_init(|| async {
@@ -289,6 +301,9 @@ impl Mongo {
 pub struct Deadline {
     end: Instant,
 }
+
+/// How long the deployment's facts are trusted before they are asked again.
+const DEPLOYMENT_TTL: Duration = Duration::from_secs(600);
 
 /// Slack after `maxTimeMS` before the client abandons a query, so the
 /// server's own (more precise) timeout error normally arrives first.
@@ -379,6 +394,11 @@ mod tests {
         let err = DriverError::from(ErrorKind::Command(cmd));
         assert_eq!(classify(&err), FailureReason::Timeout);
         assert_eq!(describe(&err), "command failed: ExceededTimeLimit (code 262)");
+        let cmd: mongodb::error::CommandError = mongodb::bson::from_document(
+            mongodb::bson::doc! {"code": 202, "codeName": "NetworkInterfaceExceededTimeLimit", "errmsg": "x"},
+        )
+        .unwrap();
+        assert_eq!(classify(&DriverError::from(ErrorKind::Command(cmd))), FailureReason::Timeout);
     }
 
     /// A runtime client built from a URI the driver would panic on fails the run instead.

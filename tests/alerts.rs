@@ -31,6 +31,7 @@ const ALERTS: &[(&str, &str)] = &[
     ("UniqwatchDuplicatesFound", "critical"),
     ("UniqwatchUniqueIndexMissing", "critical"),
     ("UniqwatchUniqueIndexBuilding", "warning"),
+    ("UniqwatchUniqueIndexBuildStuck", "critical"),
     ("UniqwatchMissingKeys", "warning"),
     ("UniqwatchKeyLookupNotIndexed", "warning"),
     ("UniqwatchDuplicateKeyErrorsHigh", "warning"),

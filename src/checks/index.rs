@@ -316,7 +316,9 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, namespace
     let enforcing = index.unique && covers_all;
     // Only a finished build enforces; one whose state is unknown is not trusted.
     let guarantees = enforcing && index.build == BuildState::Ready;
-    let problem = if index.build == BuildState::Building {
+    // A build in progress matters only for an index that would be the
+    // guarantee once built; any other index's real problem is told as such.
+    let problem = if enforcing && index.build == BuildState::Building {
         Some(format!(
             "index {} is still being built: it enforces nothing until the build commits, and duplicates are counted by a scan meanwhile",
             index.name
@@ -344,7 +346,7 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, namespace
     });
     IndexOutcome {
         namespace,
-        build: Some(index.build),
+        build: enforcing.then_some(index.build),
         present: problem.is_none(),
         name: Some(index.name.clone()),
         unique: index.unique,
@@ -450,9 +452,20 @@ async fn list_indexes(ctx: &Context<'_>) -> Result<Option<Vec<IndexSpec>>, Query
         Err(e) => return Err(ctx.mongo.error(&e)),
     };
     let mut specs: Vec<IndexSpec> = entries.iter().map(IndexSpec::from_entry).collect();
-    if !marked {
-        let building = building_from_index_stats(ctx).await;
-        mark_builds(&mut specs, building.as_deref());
+    match trust_in_markers(if marked { marker } else { BuildMarker::None }, &entries) {
+        MarkerTrust::Full => {}
+        // Ready entries are plain under `includeBuildUUIDs`, so a server that
+        // ignored the flag (or a 4.4 binary in FCV 4.2, SERVER-47842) looks
+        // all ready: `$indexStats` is asked as well, when allowed.
+        MarkerTrust::CrossCheck => {
+            if let Some(building) = building_from_index_stats(ctx).await {
+                mark_builds(&mut specs, Some(&building), true);
+            }
+        }
+        MarkerTrust::None => {
+            let building = building_from_index_stats(ctx).await;
+            mark_builds(&mut specs, building.as_deref(), false);
+        }
     }
     Ok(Some(specs))
 }
@@ -501,10 +514,36 @@ pub fn building_names(rows: &[Document]) -> Vec<String> {
         .collect()
 }
 
+/// How far the build markers of a `listIndexes` reply can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerTrust {
+    /// `includeIndexBuildInfo` was honoured: every entry is wrapped in `spec`.
+    Full,
+    /// `includeBuildUUIDs`: builds are marked, but ready entries look like
+    /// the reply of a server that ignored the flag.
+    CrossCheck,
+    /// No markers (not asked, refused, or visibly ignored).
+    None,
+}
+
+/// Whether the reply to `listIndexes` asked with `marker` carries markers
+/// that can be believed.
+fn trust_in_markers(marker: BuildMarker, entries: &[Document]) -> MarkerTrust {
+    match marker {
+        BuildMarker::IndexBuildInfo if entries.iter().all(|e| e.get_document("spec").is_ok()) => MarkerTrust::Full,
+        BuildMarker::BuildUuids => MarkerTrust::CrossCheck,
+        _ => MarkerTrust::None,
+    }
+}
+
 /// Sets each spec's build state from `$indexStats`: building when listed as
 /// such, ready otherwise; unknown for every index when it could not be read.
-pub fn mark_builds(specs: &mut [IndexSpec], building: Option<&[String]>) {
+/// With `keep_building`, an index already marked building stays so.
+pub fn mark_builds(specs: &mut [IndexSpec], building: Option<&[String]>, keep_building: bool) {
     for spec in specs {
+        if keep_building && spec.build == BuildState::Building {
+            continue;
+        }
         spec.build = match building {
             Some(names) if names.contains(&spec.name) => BuildState::Building,
             Some(_) => BuildState::Ready,
@@ -738,6 +777,22 @@ mod tests {
         assert!(o.problem.unwrap().contains("still being built"));
     }
 
+    /// A non-unique (or narrower) index being built is not "the unique index
+    /// being built": its real problem is told, and nothing is held back.
+    #[test]
+    fn a_building_index_that_would_not_enforce_is_not_reported_as_building() {
+        for d in [
+            doc! {"key": {K: 1}, "name": "pk", "sparse": true},
+            doc! {"key": {K: 1}, "name": "pk", "unique": true, "partialFilterExpression": {"status": "active"}},
+        ] {
+            let mut building = spec(d);
+            building.build = BuildState::Building;
+            let o = evaluate(&[building], K, true, Namespace::Collection);
+            assert!(!o.present && o.build.is_none(), "{o:?}");
+            assert!(!o.problem.unwrap().contains("being built"));
+        }
+    }
+
     #[test]
     fn a_ready_index_wins_over_a_building_twin() {
         let mut building = spec(doc! {"key": {K: 1}, "name": "new", "unique": true, "sparse": true});
@@ -753,11 +808,31 @@ mod tests {
     #[test]
     fn an_unknown_build_state_is_present_but_not_trusted() {
         let mut specs = vec![spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true})];
-        mark_builds(&mut specs, None);
+        mark_builds(&mut specs, None, false);
         let o = evaluate(&specs, K, true, Namespace::Collection);
         assert!(o.present);
         assert_eq!(o.build, Some(BuildState::Unknown));
         assert!(!o.guarantees_uniqueness && o.queryable.is_none());
+    }
+
+    /// Issue 10 review: a server that accepts `includeIndexBuildInfo` but
+    /// answers plain specs ignored it, so its silence is not "all ready";
+    /// `includeBuildUUIDs` replies are always cross-checked.
+    #[test]
+    fn ignored_build_markers_are_not_believed() {
+        let wrapped = [doc! {"spec": {"v": 2, "key": {"_id": 1}, "name": "_id_"}}, doc! {"spec": {"v": 2, "key": {K: 1}, "name": "pk"}}];
+        let plain = [doc! {"v": 2, "key": {"_id": 1}, "name": "_id_"}, doc! {"v": 2, "key": {K: 1}, "name": "pk"}];
+        let mixed = [wrapped[0].clone(), plain[1].clone()];
+        assert_eq!(trust_in_markers(BuildMarker::IndexBuildInfo, &wrapped), MarkerTrust::Full);
+        assert_eq!(trust_in_markers(BuildMarker::IndexBuildInfo, &plain), MarkerTrust::None);
+        assert_eq!(trust_in_markers(BuildMarker::IndexBuildInfo, &mixed), MarkerTrust::None);
+        assert_eq!(trust_in_markers(BuildMarker::BuildUuids, &plain), MarkerTrust::CrossCheck);
+        assert_eq!(trust_in_markers(BuildMarker::None, &wrapped), MarkerTrust::None);
+        // A cross-check keeps a build the markers saw and adds the ones `$indexStats` saw.
+        let mut specs = vec![spec(doc! {"key": {K: 1}, "name": "pk"}), spec(doc! {"key": {"x": 1}, "name": "x_1"})];
+        specs[0].build = BuildState::Building;
+        mark_builds(&mut specs, Some(&["x_1".to_string()]), true);
+        assert_eq!((specs[0].build, specs[1].build), (BuildState::Building, BuildState::Building));
     }
 
     /// `$indexStats` rows as the manual shows them: `building: true` only on
@@ -772,7 +847,7 @@ mod tests {
         let names = building_names(&rows);
         assert_eq!(names, vec!["pk".to_string()]);
         let mut specs = vec![id_index(), spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true})];
-        mark_builds(&mut specs, Some(&names));
+        mark_builds(&mut specs, Some(&names), false);
         assert_eq!(specs[0].build, BuildState::Ready);
         assert_eq!(specs[1].build, BuildState::Building);
     }

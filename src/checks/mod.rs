@@ -327,7 +327,7 @@ pub async fn run_target(target: &TargetConfig, mongo: &Mongo) -> TargetRun {
         Err(e) => return TargetRun::failed(&target.name, started_at, clock.elapsed(), e),
     };
     let deployment = match mongo.deployment(client, &deadline).await {
-        Ok(d) => d.clone(),
+        Ok(d) => d,
         Err(e) => return TargetRun::failed(&target.name, started_at, clock.elapsed(), e),
     };
     let db = client.database(&target.database);
