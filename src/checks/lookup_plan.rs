@@ -10,9 +10,12 @@
 //!    whose filter the index bounds answer, hinted by name, `limit 1`,
 //!    projected on the key alone, so it never scans the collection;
 //! 2. the application's lookup for that value is explained without a hint,
-//!    with `executionStats`, so the planner picks the plan it would pick for
-//!    the application (the explain ignores the plan cache; index filters
-//!    still apply).
+//!    first with `queryPlanner` (nothing executed), so the planner picks the
+//!    plan it would pick for the application (the explain ignores the plan
+//!    cache; index filters still apply); only a plan that scans the unique
+//!    index is then run with `executionStats` to count what it examines. A
+//!    plan that does not use the index is judged from its shape and never
+//!    executed: it would scan the collection.
 //!
 //! A unique index the probe cannot hint (hidden, or with a non-simple
 //! collation) yields no key value; the lookup of a placeholder string is then
@@ -118,7 +121,12 @@ pub async fn probe(ctx: &Context<'_>, outcome: &IndexOutcome) -> LookupProbe {
         (Some(index), _) => budget.run(find_and_explain(ctx, &index.name, &budget)).await,
         // Hidden, or a non-simple collation: no value can be read through it.
         (None, Some(name)) if outcome.guarantees_uniqueness => budget.run(plan_only(ctx, name, &budget)).await,
-        _ => return LookupProbe::not_run("no unique index on the key to look it up through"),
+        (None, Some(name)) => {
+            return LookupProbe::not_run(format!(
+                "index {name} is not (yet) a guarantee of uniqueness (see the index problem), so the lookup is not judged against it"
+            ))
+        }
+        (None, None) => return LookupProbe::not_run("no unique index on the key to look it up through"),
     };
     probed.unwrap_or_else(|e| LookupProbe::not_run(format!("the probe failed: {e}")))
 }
@@ -149,6 +157,13 @@ async fn find_and_explain(ctx: &Context<'_>, index: &str, budget: &Deadline) -> 
         Ok(value) => value,
         Err(reason) => return Ok(LookupProbe::not_run(reason)),
     };
+    // Planned first: a lookup the planner would not serve from the index is
+    // judged from its plan alone, never executed (executing it would scan
+    // the collection on every run, and time out exactly when it matters).
+    let planned = read_planned(&explain(ctx, value.clone(), "queryPlanner", budget).await?, index);
+    if !matches!(planned, Ok(LookupPlan { uses_unique_index: true, .. })) {
+        return Ok(judged(planned));
+    }
     let reply = explain(ctx, value, "executionStats", budget).await?;
     Ok(judged(read_explain(&reply, index)))
 }
