@@ -44,7 +44,7 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use serde::Serialize;
 
-use super::index::{evaluate, IndexOutcome, IndexSpec, Namespace};
+use super::index::{evaluate, BuildState, IndexOutcome, IndexSpec, Namespace};
 use super::Context;
 use crate::metrics::Metrics;
 use crate::mongo::{FailureReason, QueryError};
@@ -99,6 +99,10 @@ pub struct ShardsView {
     /// The shard holding an unsharded collection, when it was cheap to learn.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_by: Option<String>,
+    /// The index verdict of the owning shards (they agree when every one is
+    /// present), which stands in for `listIndexes`' answer from one shard.
+    #[serde(skip)]
+    pub owners_verdict: Option<Box<IndexOutcome>>,
 }
 
 /// How `config.collections` describes the collection.
@@ -164,21 +168,12 @@ pub fn shard_states(owners: &[String], stats: &[Document], key: &str, expect_spa
     if !owners.is_empty() && !stats.is_empty() && stats.iter().all(|s| s.get_str("shard").is_err()) {
         return Err("$indexStats through mongos does not name the shard of each index (MongoDB 4.2.4 or later is needed)".into());
     }
-    let spec_of = |s: &Document| match s.get_document("spec") {
-        Ok(spec) => IndexSpec::from_document(spec),
-        // Without `spec` only the key and name are known: not unique.
-        Err(_) => IndexSpec::from_document(s),
-    };
     Ok(owners
         .iter()
         .map(|shard| {
-            let mine: Vec<&Document> = stats.iter().filter(|s| s.get_str("shard") == Ok(shard.as_str())).collect();
-            let building = |s: &Document| matches!(s.get("building"), Some(Bson::Boolean(true)));
-            let finished: Vec<IndexSpec> = mine.iter().filter(|s| !building(s)).map(|s| spec_of(s)).collect();
-            let all: Vec<IndexSpec> = mine.iter().map(|s| spec_of(s)).collect();
-            let state = if evaluate(&finished, key, expect_sparse, Namespace::Collection).guarantees_uniqueness {
+            let state = if evaluate(&specs_on(shard, stats, true), key, expect_sparse, Namespace::Collection).guarantees_uniqueness {
                 ShardIndexState::Present
-            } else if evaluate(&all, key, expect_sparse, Namespace::Collection).guarantees_uniqueness {
+            } else if evaluate(&specs_on(shard, stats, false), key, expect_sparse, Namespace::Collection).guarantees_uniqueness {
                 ShardIndexState::Building
             } else {
                 ShardIndexState::Missing
@@ -186,6 +181,29 @@ pub fn shard_states(owners: &[String], stats: &[Document], key: &str, expect_spa
             ShardIndex { shard: shard.clone(), state }
         })
         .collect())
+}
+
+/// The indexes `$indexStats` reports on `shard` (only the finished ones
+/// with `finished_only`), as `listIndexes` specs.
+fn specs_on(shard: &str, stats: &[Document], finished_only: bool) -> Vec<IndexSpec> {
+    stats
+        .iter()
+        .filter(|s| s.get_str("shard") == Ok(shard))
+        .filter(|s| !(finished_only && matches!(s.get("building"), Some(Bson::Boolean(true)))))
+        .map(|s| match s.get_document("spec") {
+            Ok(spec) => IndexSpec::from_document(spec),
+            // Without `spec` only the key and name are known: not unique.
+            Err(_) => IndexSpec::from_document(s),
+        })
+        .collect()
+}
+
+/// The verdict on the finished indexes of the first owning shard, for a
+/// sharded collection whose `listIndexes` answered from a shard that owns
+/// no chunks (or disagrees): the owners decide.
+pub fn owners_verdict(owners: &[String], stats: &[Document], key: &str, expect_sparse: bool) -> Option<IndexOutcome> {
+    let first = owners.first()?;
+    Some(evaluate(&specs_on(first, stats, true), key, expect_sparse, Namespace::Collection))
 }
 
 /// A key pattern as an operator writes it: `{tenantId: 1}`, `{k: "hashed"}`.
@@ -203,6 +221,7 @@ impl ShardsView {
             enforces_across_shards: true,
             owners: Vec::new(),
             held_by,
+            owners_verdict: None,
         }
     }
 
@@ -215,7 +234,14 @@ impl ShardsView {
             enforces_across_shards,
             owners,
             held_by: None,
+            owners_verdict: None,
         }
+    }
+
+    /// The owning shards' own verdict on the index (see [`owners_verdict`]).
+    pub fn with_owners_verdict(mut self, verdict: Option<IndexOutcome>) -> Self {
+        self.owners_verdict = verdict.map(Box::new);
+        self
     }
 
     /// Owning shards in `state`.
@@ -266,7 +292,7 @@ impl ShardsView {
     /// guarantee on every owning shard, it is not present, guarantees
     /// nothing (so duplicates are scanned for) and is not hinted (a shard
     /// without it would refuse the hint).
-    pub fn apply(self, outcome: &mut IndexOutcome, key: &str) {
+    pub fn apply(mut self, outcome: &mut IndexOutcome, key: &str) {
         if let Some(problem) = self.problem(key) {
             outcome.present = false;
             outcome.guarantees_uniqueness = false;
@@ -275,6 +301,22 @@ impl ShardsView {
                 Some(first) => format!("{first}; {problem}"),
                 None => problem,
             });
+            // Only unfinished builds stand between the index and the
+            // guarantee: that is a build in progress (which warns), not a
+            // missing index (which pages).
+            if self.count(ShardIndexState::Missing) == 0
+                && self.count(ShardIndexState::Building) > 0
+                && self.enforces_across_shards
+            {
+                outcome.build = Some(BuildState::Building);
+            }
+        } else if let Some(agreed) = self.owners_verdict.take().filter(|_| self.sharded) {
+            // Every owning shard enforces it: `listIndexes` answered from one
+            // shard that may own no chunks; the owners' verdict stands.
+            let IndexOutcome { present, name, unique, sparse, hidden, problem, guarantees_uniqueness, queryable, build, .. } = *agreed;
+            (outcome.present, outcome.name, outcome.unique, outcome.sparse, outcome.hidden) = (present, name, unique, sparse, hidden);
+            (outcome.problem, outcome.guarantees_uniqueness, outcome.queryable, outcome.build) =
+                (problem, guarantees_uniqueness, queryable, build);
         }
         outcome.shards = Some(Box::new(self));
     }
@@ -305,13 +347,21 @@ pub fn annotate(line: String, view: Option<&ShardsView>) -> String {
     }
 }
 
-/// A refused read of `config` or `$indexStats` leaves the other shards
-/// unknown. It fails the index check, so the index is not trusted and the
+/// A refused (or timed-out) read of `config` or `$indexStats` leaves the
+/// other shards unknown. It fails the index check, so the index is not trusted and the
 /// run is unknown, but as `other`, not `unauthorized`: MongoDB answered and
 /// the target itself is readable, while `unauthorized` would read as an
 /// outage (`up` = 0) and stop the later checks, which can still count
 /// duplicates by scanning.
 pub fn unverifiable(e: QueryError) -> QueryError {
+    if e.reason == FailureReason::Timeout {
+        // mongos answered the index check's first commands; a shard slow to
+        // answer `$indexStats` is not an outage of the target.
+        return QueryError::new(
+            FailureReason::Other,
+            format!("the unique index could not be checked on each shard in time ({}); until then it is not trusted", e.message),
+        );
+    }
     if e.reason != FailureReason::Unauthorized {
         return e;
     }
@@ -373,7 +423,8 @@ async fn gather(ctx: &Context<'_>) -> Result<ShardsView, QueryError> {
             let stats = index_stats(ctx).await?;
             let shards = shard_states(&owners, &stats, &ctx.target.key, ctx.target.sparse)
                 .map_err(|why| QueryError::new(FailureReason::Other, why))?;
-            Ok(ShardsView::sharded(key, shards, &ctx.target.key))
+            let agreed = owners_verdict(&owners, &stats, &ctx.target.key, ctx.target.sparse);
+            Ok(ShardsView::sharded(key, shards, &ctx.target.key).with_owners_verdict(agreed))
         }
     }
 }

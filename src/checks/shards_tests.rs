@@ -270,8 +270,8 @@ fn a_refused_config_read_makes_the_guarantee_unknown_not_an_outage() {
     assert_eq!(run.verdict(), Verdict::Unknown);
     assert!(run.reached_mongodb(), "a refused config read is not an outage");
 
-    let timeout = QueryError::new(FailureReason::Timeout, "x");
-    assert_eq!(unverifiable(timeout).reason, FailureReason::Timeout);
+    let unreachable = QueryError::new(FailureReason::Unreachable, "x");
+    assert_eq!(unverifiable(unreachable).reason, FailureReason::Unreachable, "a lost connection stays one");
 }
 
 /// The view reaches the landing page's line, `check --format json` and
@@ -324,4 +324,44 @@ fn the_metric_counts_shards_per_state_and_only_for_sharded_collections() {
     set_metric("chats", Some(&v), &m);
     withdraw_metric("chats", &m);
     assert!(!m.encode().contains("uniqwatch_unique_index_shards{"));
+}
+
+/// Review of issue 10: `listIndexes` through mongos answers from one shard,
+/// which may own no chunks and lack the index; when every owning shard
+/// enforces it across the cluster, the owners' verdict stands (no false page).
+#[test]
+fn the_owning_shards_decide_over_listindexes_from_another_shard() {
+    let mut o = evaluate(&[], K, true, Namespace::Collection);
+    assert!(!o.present);
+    let stats = [unique_on("shardA", false), unique_on("shardB", false)];
+    let owners = owners_of(&["shardA", "shardB"]);
+    let agreed = owners_verdict(&owners, &stats, K, true);
+    ShardsView::sharded(doc! { K: 1 }, shard_states(&owners, &stats, K, true).unwrap(), K)
+        .with_owners_verdict(agreed)
+        .apply(&mut o, K);
+    assert!(o.present && o.guarantees_uniqueness && o.problem.is_none(), "{o:?}");
+    assert_eq!(o.name.as_deref(), Some("participantsKey_1"));
+}
+
+/// A build that has committed on some owning shards and runs on others is a
+/// build in progress (a warning), not a missing index (a page).
+#[test]
+fn a_build_still_running_on_one_shard_is_reported_as_building() {
+    let mut o = listed_present();
+    view(doc! { K: 1 }, &[unique_on("shardA", false), unique_on("shardB", true)]).apply(&mut o, K);
+    assert!(!o.present && !o.guarantees_uniqueness);
+    assert_eq!(o.build, Some(BuildState::Building));
+    // Missing on one shard as well: that is missing, whatever else builds.
+    let mut o = listed_present();
+    let id = stat("shardB", "_id_", doc! { "_id": 1 }, doc! {}, false);
+    view(doc! { K: 1 }, &[unique_on("shardA", true), id]).apply(&mut o, K);
+    assert_ne!(o.build, Some(BuildState::Building));
+}
+
+/// A shard slow to answer `$indexStats` is not an outage of the target.
+#[test]
+fn a_timeout_reading_the_shards_is_not_an_outage() {
+    let e = unverifiable(QueryError::new(FailureReason::Timeout, "command failed: ExceededTimeLimit (code 262)"));
+    assert_eq!(e.reason, FailureReason::Other);
+    assert!(e.message.contains("in time"), "{}", e.message);
 }
