@@ -16,7 +16,7 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 use uniqwatch::audit::{build_report, CurrentDuplicates, CurrentState, DuplicateSample, LogSourceInfo, MissingCounts, Month, TargetInfo};
-use uniqwatch::checks::{DuplicatesOutcome, Figures, IndexOutcome, Method, MissingKeysOutcome, CHECKS};
+use uniqwatch::checks::{BuildState, DuplicatesOutcome, Figures, IndexOutcome, Method, MissingKeysOutcome, CHECKS};
 use uniqwatch::logs::{ErrorTotal, LogTotals, SourceTotals};
 use uniqwatch::mongo::FailureReason;
 use uniqwatch::store::{RunOutcome, RunRecord, Store};
@@ -66,9 +66,8 @@ fn runs_at(target: &str, at: DateTime<Utc>, minute_of_year: i64) -> Vec<RunRecor
         hidden: false,
         problem: None,
         guarantees_uniqueness: true,
-        queryable: None,
-        shards: None,
-        lookup: None,
+        build: Some(BuildState::Ready),
+        ..IndexOutcome::default()
     };
     let missing = MissingKeysOutcome {
         absent: 12,
@@ -180,6 +179,7 @@ fn main() {
                 n.to_string(),
                 CurrentState::Reachable {
                     index_present: true,
+                    index_building: false,
                     duplicates: CurrentDuplicates::default(),
                     missing: MissingCounts { absent: 12, null: 0, empty: 0 },
                 },
