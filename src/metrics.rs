@@ -28,7 +28,7 @@ pub struct Metrics {
     pub duplicate_keys: IntGaugeVec,
     /// Surplus documents: Σ(count − 1) over duplicated keys.
     pub duplicate_documents: IntGaugeVec,
-    /// Documents whose key is absent, null or empty.
+    /// Documents whose key is absent, null, empty or an array.
     pub missing_key_documents: IntGaugeVec,
     /// Documents in the collection.
     pub documents: IntGaugeVec,
@@ -156,7 +156,7 @@ impl Metrics {
             unique_index_present: int_gauge(&r, "unique_index_present", &help("1 when the expected unique index on the target's key exists with the expected options, 0 when it is missing or wrong."), &["target"]),
             duplicate_keys: int_gauge(&r, "duplicate_keys", &help("Key values held by more than one document (documents without a usable key excluded)."), &["target"]),
             duplicate_documents: int_gauge(&r, "duplicate_documents", &help("Surplus documents sharing a key: the sum of (count - 1) over duplicated key values."), &["target"]),
-            missing_key_documents: int_gauge(&r, "missing_key_documents", &help("Documents without a usable key, by kind: absent, null, or empty string."), &["target", "kind"]),
+            missing_key_documents: int_gauge(&r, "missing_key_documents", &help("Documents without a usable scalar key, by kind: absent, null, empty string, or array."), &["target", "kind"]),
             documents: int_gauge(&r, "documents", &help("Documents in the target collection."), &["target"]),
             check_success: int_gauge(&r, "check_success", &help("1 when the last run of the check succeeded, 0 when it failed."), &["target", "check"]),
             check_duration_seconds: gauge(&r, "check_duration_seconds", &help("Wall time of the last run of the check, in seconds."), &["target", "check"]),

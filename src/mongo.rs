@@ -221,6 +221,12 @@ pub struct Mongo {
     client: OnceCell<Client>,
     /// What the client talks to, learned on first success and kept with the client.
     deployment: OnceCell<Deployment>,
+    /// Features the server turned out to lack (an accumulator it refused,
+    /// or one its version predates), so each is noticed and logged once.
+    lacking: std::sync::Mutex<Vec<&'static str>>,
+    /// The URI asks for `directConnection=true`: the client talks to one
+    /// server only, whatever that server calls itself.
+    direct: std::sync::atomic::AtomicBool,
 }
 
 impl Mongo {
@@ -229,7 +235,30 @@ impl Mongo {
             config,
             client: OnceCell::new(),
             deployment: OnceCell::new(),
+            lacking: std::sync::Mutex::new(Vec::new()),
+            direct: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the server was found to lack `feature`.
+    pub fn lacks(&self, feature: &str) -> bool {
+        self.lacking.lock().unwrap_or_else(|p| p.into_inner()).contains(&feature)
+    }
+
+    /// Records that the server lacks `feature`; true only the first time,
+    /// so the caller logs it once per client.
+    pub fn note_lacking(&self, feature: &'static str) -> bool {
+        let mut lacking = self.lacking.lock().unwrap_or_else(|p| p.into_inner());
+        if lacking.contains(&feature) {
+            return false;
+        }
+        lacking.push(feature);
+        true
+    }
+
+    /// Whether the client talks to exactly one server (`directConnection=true`).
+    pub fn is_direct(&self) -> bool {
+        self.direct.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The deployment's facts, asked once per client (a failed attempt is
@@ -272,6 +301,8 @@ impl Mongo {
                 opts.server_selection_timeout = Some(connect);
                 // The checks only read; a retried read is always safe.
                 opts.retry_reads = Some(true);
+                self.direct
+                    .store(opts.direct_connection == Some(true), std::sync::atomic::Ordering::Relaxed);
                 Client::with_options(opts).map_err(|e| self.error(&e))
             })
             .await

@@ -80,4 +80,9 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (source, counter, label, sub_label, day)
     ) WITHOUT ROWID;
     "#,
+    // 3: documents whose key is an array, next to absent/null/empty. Runs
+    // recorded before it have NULL: not counted then, not zero.
+    r#"
+    ALTER TABLE check_runs ADD COLUMN missing_array INTEGER;
+    "#,
 ];
