@@ -15,8 +15,9 @@
 //!   same member just before and just after the walk: equal, and the
 //!   figure is exact; different (documents were inserted or removed during
 //!   the walk), and the pass is tried again, then taken in one snapshot
-//!   session where the server offers one, and otherwise the check fails
-//!   rather than guess. Through mongos the metadata count includes orphaned
+//!   session where the server offers one (with the `_id` index counted
+//!   before and after the walk, so a snapshot that does not hold is caught),
+//!   and otherwise the check fails rather than guess. Through mongos the metadata count includes orphaned
 //!   documents, so the size comes from a count of the `_id` index (which
 //!   mongos filters), in the same snapshot as the walk (5.0+), or from one
 //!   walk of the `_id` index giving every figure on older clusters.
@@ -186,9 +187,11 @@ pub fn kept_changing(sizes: &[(u64, u64)], server: &str) -> QueryError {
     )
 }
 
-/// The keyed walk and a count of the `_id` index in one snapshot session:
-/// both at one point in time. `count` is refused in a snapshot, and the
-/// `_id` index is walked instead of the collection.
+/// The keyed walk between two counts of the `_id` index, all in one
+/// snapshot session: one point in time. `count` is refused in a snapshot,
+/// and the `_id` index is walked instead of the collection. The two counts
+/// can only differ if the server's snapshot did not hold (look-alike servers
+/// accept snapshot sessions without pinning reads); then no figure is given.
 async fn in_snapshot(ctx: &Context<'_>, index: &str, pin: Option<&SelectionCriteria>) -> Result<MissingKeysOutcome, QueryError> {
     let mut session = ctx
         .client
@@ -196,10 +199,25 @@ async fn in_snapshot(ctx: &Context<'_>, index: &str, pin: Option<&SelectionCrite
         .snapshot(true)
         .await
         .map_err(|e| ctx.mongo.error(&e))?;
+    let size = || vec![doc! { "$group": { "_id": Bson::Null, "n": { "$sum": 1 } } }];
+    let before = aggregate(ctx, ID_INDEX, size(), pin, Some(&mut session)).await?.n;
     let keyed = aggregate(ctx, index, counts_pipeline(&ctx.target.key, true), pin, Some(&mut session)).await?;
-    let size = doc! { "$group": { "_id": Bson::Null, "n": { "$sum": 1 } } };
-    let documents = aggregate(ctx, ID_INDEX, vec![size], pin, Some(&mut session)).await?.n;
-    subtract(keyed, documents, Size::Snapshot, &ctx.target.collection)
+    let after = aggregate(ctx, ID_INDEX, size(), pin, Some(&mut session)).await?.n;
+    if before != after {
+        return Err(snapshot_did_not_hold(before, after));
+    }
+    subtract(keyed, before, Size::Snapshot, &ctx.target.collection)
+}
+
+/// The failure when two counts in one snapshot session differ.
+pub fn snapshot_did_not_hold(before: u64, after: u64) -> QueryError {
+    QueryError::new(
+        FailureReason::Other,
+        format!(
+            "two counts of the _id index in one snapshot session differ ({before} then {after}): the server's snapshot reads \
+             do not hold one point in time, so absent documents cannot be counted exactly and no figure is given"
+        ),
+    )
 }
 
 /// The replica-set member every read of this run's figure goes to: the one
@@ -300,6 +318,13 @@ mod tests {
         assert_eq!(e.reason, FailureReason::Other);
         assert!(e.message.contains("10 → 12, 12 → 13, 13 → 15"), "{}", e.message);
         assert!(e.message.contains("MongoDB 4.4.1") && e.message.contains("no figure"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_snapshot_that_did_not_hold_is_a_failure() {
+        let e = snapshot_did_not_hold(340, 346);
+        assert_eq!(e.reason, FailureReason::Other);
+        assert!(e.message.contains("340 then 346") && e.message.contains("no figure"), "{}", e.message);
     }
 
     #[test]
