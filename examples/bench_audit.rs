@@ -67,11 +67,13 @@ fn runs_at(target: &str, at: DateTime<Utc>, minute_of_year: i64) -> Vec<RunRecor
         problem: None,
         guarantees_uniqueness: true,
         queryable: None,
+        ..IndexOutcome::default()
     };
     let missing = MissingKeysOutcome {
         absent: 12,
         null: (minute_of_year % 3) as u64,
         empty: 0,
+        array: 0,
         documents: 1_000_000 + minute_of_year as u64,
         method: Method::IndexCounts,
     };
@@ -179,7 +181,7 @@ fn main() {
                 CurrentState::Reachable {
                     index_present: true,
                     duplicates: CurrentDuplicates::default(),
-                    missing: MissingCounts { absent: 12, null: 0, empty: 0 },
+                    missing: MissingCounts { absent: 12, null: 0, empty: 0, array: 0 },
                 },
             )
         })
