@@ -412,6 +412,18 @@ mod tests {
         assert_eq!(describe(&err), "command failed: ExceededTimeLimit (code 262)");
     }
 
+    /// Issue 10: a missing server feature is noticed once per client, so
+    /// its log line is written once, and remembered for later runs.
+    #[test]
+    fn a_lacking_feature_is_noted_once() {
+        let mongo = Mongo::new(MongoConfig::default());
+        assert!(!mongo.lacks("$firstN"));
+        assert!(mongo.note_lacking("$firstN"));
+        assert!(!mongo.note_lacking("$firstN"), "the second notice is not news");
+        assert!(mongo.lacks("$firstN"));
+        assert!(!Mongo::new(MongoConfig::default()).lacks("$firstN"), "another client asks again");
+    }
+
     /// A runtime client built from a URI the driver would panic on fails the run instead.
     #[tokio::test]
     async fn a_uri_the_driver_cannot_parse_fails_the_run_without_a_panic() {

@@ -253,6 +253,13 @@ async fn array_keys_are_counted_on_every_path() {
     assert_eq!((m.absent, m.null, m.empty, m.array, m.documents, m.method), (2, 1, 1, 4, 28, Method::Aggregation));
     assert_eq!(scan.duplicates().unwrap().keys, 0, "equal arrays are arrays, not duplicated scalar keys");
     assert!(scan.violations().iter().any(|(_, v)| v.contains("4 array")), "{:?}", scan.violations());
+    // The landing page and the check table show the summary; the JSON carries the figure.
+    let figures = scan.result(uniqwatch::checks::CheckName::MissingKeys).unwrap().outcome.clone().unwrap();
+    assert!(figures.summary().contains("1 empty, 4 array of 28 documents"), "{}", figures.summary());
+    let text = target_toml(&shared_uri(), "chats", &scanned, "chats", "participantsKey", true, "0 */5 * * * *");
+    let config = Config::from_toml(&text, Path::new("test.toml"), None).unwrap();
+    let json = uniqwatch::report::target_json(&config.targets[0], &scan);
+    assert_eq!(json["missing"]["array"], 4, "{json}");
 
     let sparse = unique_db("arrays_sparse");
     seed(&shared_uri(), &sparse, "chats", array_docs()).await;

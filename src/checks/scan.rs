@@ -251,7 +251,8 @@ pub fn is_unknown_operator(err: &mongodb::error::Error) -> bool {
 /// without it.
 pub async fn run(ctx: &Context<'_>) -> Result<Summary, QueryError> {
     if !ctx.deployment.has_first_n() {
-        lacks_first_n(ctx, "it predates MongoDB 5.2");
+        let why = if ctx.deployment.version.is_some() { "it predates MongoDB 5.2" } else { "its version is unknown" };
+        lacks_first_n(ctx, why);
     }
     if !ctx.mongo.lacks(FIRST_N) {
         match full_pass(ctx, IdSample::FirstN(SAMPLE_IDS_PER_KEY)).await {
