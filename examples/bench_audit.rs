@@ -73,6 +73,7 @@ fn runs_at(target: &str, at: DateTime<Utc>, minute_of_year: i64) -> Vec<RunRecor
         absent: 12,
         null: (minute_of_year % 3) as u64,
         empty: 0,
+        array: 0,
         documents: 1_000_000 + minute_of_year as u64,
         method: Method::IndexCounts,
     };
@@ -181,7 +182,7 @@ fn main() {
                     index_present: true,
                     index_building: false,
                     duplicates: CurrentDuplicates::default(),
-                    missing: MissingCounts { absent: 12, null: 0, empty: 0 },
+                    missing: MissingCounts { absent: 12, null: 0, empty: 0, array: 0 },
                 },
             )
         })

@@ -37,7 +37,7 @@ pub struct Metrics {
     pub duplicate_keys: IntGaugeVec,
     /// Surplus documents: Σ(count − 1) over duplicated keys.
     pub duplicate_documents: IntGaugeVec,
-    /// Documents whose key is absent, null or empty.
+    /// Documents whose key is absent, null, empty or an array.
     pub missing_key_documents: IntGaugeVec,
     /// Documents in the collection.
     pub documents: IntGaugeVec,
@@ -168,7 +168,7 @@ impl Metrics {
             key_lookup_uses_unique_index: int_gauge(&r, "key_lookup_uses_unique_index", &help("1 when the explained lookup of one existing key value is an index scan on the unique index examining at most one key and one document, 0 when it is not; absent when the lookup could not be explained (no usable index, no key value, a failed query)."), &["target"]),
             duplicate_keys: int_gauge(&r, "duplicate_keys", &help("Key values held by more than one document (documents without a usable key excluded)."), &["target"]),
             duplicate_documents: int_gauge(&r, "duplicate_documents", &help("Surplus documents sharing a key: the sum of (count - 1) over duplicated key values."), &["target"]),
-            missing_key_documents: int_gauge(&r, "missing_key_documents", &help("Documents without a usable key, by kind: absent, null, or empty string."), &["target", "kind"]),
+            missing_key_documents: int_gauge(&r, "missing_key_documents", &help("Documents without a usable scalar key, by kind: absent, null, empty string, or array."), &["target", "kind"]),
             documents: int_gauge(&r, "documents", &help("Documents in the target collection."), &["target"]),
             check_success: int_gauge(&r, "check_success", &help("1 when the last run of the check succeeded, 0 when it failed."), &["target", "check"]),
             check_duration_seconds: gauge(&r, "check_duration_seconds", &help("Wall time of the last run of the check, in seconds."), &["target", "check"]),

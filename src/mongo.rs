@@ -224,6 +224,12 @@ pub struct Mongo {
     /// [`DEPLOYMENT_TTL`], so an upgrade or a failover to another kind of
     /// server is noticed without a restart.
     deployment: std::sync::Mutex<Option<(Deployment, Instant)>>,
+    /// Features the server turned out to lack (an accumulator it refused,
+    /// or one its version predates), so each is noticed and logged once.
+    lacking: std::sync::Mutex<Vec<&'static str>>,
+    /// The URI asks for `directConnection=true`: the client talks to one
+    /// server only, whatever that server calls itself.
+    direct: std::sync::atomic::AtomicBool,
 }
 
 impl Mongo {
@@ -232,7 +238,30 @@ impl Mongo {
             config,
             client: OnceCell::new(),
             deployment: std::sync::Mutex::new(None),
+            lacking: std::sync::Mutex::new(Vec::new()),
+            direct: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the server was found to lack `feature`.
+    pub fn lacks(&self, feature: &str) -> bool {
+        self.lacking.lock().unwrap_or_else(|p| p.into_inner()).contains(&feature)
+    }
+
+    /// Records that the server lacks `feature`; true only the first time,
+    /// so the caller logs it once per client.
+    pub fn note_lacking(&self, feature: &'static str) -> bool {
+        let mut lacking = self.lacking.lock().unwrap_or_else(|p| p.into_inner());
+        if lacking.contains(&feature) {
+            return false;
+        }
+        lacking.push(feature);
+        true
+    }
+
+    /// Whether the client talks to exactly one server (`directConnection=true`).
+    pub fn is_direct(&self) -> bool {
+        self.direct.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The deployment's facts: asked on first use and again once they are
@@ -284,6 +313,8 @@ impl Mongo {
                 opts.server_selection_timeout = Some(connect);
                 // The checks only read; a retried read is always safe.
                 opts.retry_reads = Some(true);
+                self.direct
+                    .store(opts.direct_connection == Some(true), std::sync::atomic::Ordering::Relaxed);
                 Client::with_options(opts).map_err(|e| self.error(&e))
             })
             .await
@@ -399,6 +430,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(classify(&DriverError::from(ErrorKind::Command(cmd))), FailureReason::Timeout);
+    }
+
+    /// Issue 10: a missing server feature is noticed once per client, so
+    /// its log line is written once, and remembered for later runs.
+    #[test]
+    fn a_lacking_feature_is_noted_once() {
+        let mongo = Mongo::new(MongoConfig::default());
+        assert!(!mongo.lacks("$firstN"));
+        assert!(mongo.note_lacking("$firstN"));
+        assert!(!mongo.note_lacking("$firstN"), "the second notice is not news");
+        assert!(mongo.lacks("$firstN"));
+        assert!(!Mongo::new(MongoConfig::default()).lacks("$firstN"), "another client asks again");
     }
 
     /// A runtime client built from a URI the driver would panic on fails the run instead.

@@ -56,7 +56,7 @@ pub fn target_json(target: &TargetConfig, run: &TargetRun) -> Value {
         json!({ "keys": d.keys, "documents": d.documents, "method": d.method, "sample": d.sample })
     });
     let missing = run.missing_keys().map(|m| {
-        json!({ "absent": m.absent, "null": m.null, "empty": m.empty, "method": m.method })
+        json!({ "absent": m.absent, "null": m.null, "empty": m.empty, "array": m.array, "method": m.method })
     });
     let errors: Vec<Value> = run
         .errors()

@@ -72,8 +72,8 @@ fn no_duplicates() -> Figures {
     duplicates(0, 0, Vec::new())
 }
 
-fn missing_keys(absent: u64, null: u64, empty: u64, documents: u64) -> Figures {
-    Figures::MissingKeys(MissingKeysOutcome { absent, null, empty, documents, method: Method::Aggregation })
+fn missing_keys(absent: u64, null: u64, empty: u64, array: u64, documents: u64) -> Figures {
+    Figures::MissingKeys(MissingKeysOutcome { absent, null, empty, array, documents, method: Method::Aggregation })
 }
 
 /// The runs of `chats` at one instant, following the month's story:
@@ -81,7 +81,7 @@ fn missing_keys(absent: u64, null: u64, empty: u64, documents: u64) -> Figures {
 /// - one duplicate from 10-05 12:00, two keys / three surplus documents from
 ///   10-06 00:00, cleaned on 10-08 00:00;
 /// - 10 documents without the key all month, 1 empty key on 10-15, 2 null
-///   keys from 10-20;
+///   keys from 10-20, 1 array key from 10-25;
 /// - MongoDB unreachable 10-10 03:00 to 04:50, duplicates timing out at 10-12 08:00.
 fn chats_runs(at: DateTime<Utc>) -> Vec<RunRecord> {
     if at >= utc(10, 10, 3, 0) && at < utc(10, 10, 5, 0) {
@@ -103,10 +103,11 @@ fn chats_runs(at: DateTime<Utc>) -> Vec<RunRecord> {
     };
     let empty = u64::from(at >= utc(10, 15, 0, 0) && at < utc(10, 16, 0, 0));
     let nulls = if at >= utc(10, 20, 0, 0) { 2 } else { 0 };
+    let arrays = u64::from(at >= utc(10, 25, 0, 0));
     let mut runs = vec![
         record("chats", at, index),
         record("chats", at, duplicates),
-        record("chats", at, missing_keys(10, nulls, empty, 10_000)),
+        record("chats", at, missing_keys(10, nulls, empty, arrays, 10_000)),
     ];
     if at == utc(10, 12, 8, 0) {
         runs[1] = failure("chats", CheckName::Duplicates, at, FailureReason::Timeout);
@@ -119,7 +120,7 @@ fn users_runs(at: DateTime<Utc>) -> Vec<RunRecord> {
     vec![
         record("users", at, index(true, Some("email_1"), true, false)),
         record("users", at, no_duplicates()),
-        record("users", at, missing_keys(0, 0, 0, 500)),
+        record("users", at, missing_keys(0, 0, 0, 0, 500)),
     ]
 }
 
@@ -248,7 +249,7 @@ fn current() -> BTreeMap<String, CurrentState> {
                     keys: 1,
                     sample: vec![DuplicateSample { key: json!("userE_userF"), count: 2, ids: vec![json!("id9"), json!("id10")] }],
                 },
-                missing: MissingCounts { absent: 10, null: 2, empty: 0 },
+                missing: MissingCounts { absent: 10, null: 2, empty: 0, array: 1 },
             },
         ),
         ("users".to_string(), CurrentState::Unreachable { reason: "unreachable".into() }),
@@ -333,11 +334,12 @@ fn every_section_matches_what_was_injected() {
 
     // Documents without a key.
     let missing = &chats["missing"];
-    assert_eq!(missing["max"], json!({"absent": 10, "null": 2, "empty": 1}));
-    assert_eq!(missing["max_total"], 12);
-    assert_eq!(missing["current"], json!({"absent": 10, "null": 2, "empty": 0}));
+    assert_eq!(missing["max"], json!({"absent": 10, "null": 2, "empty": 1, "array": 1}));
+    assert_eq!(missing["max_total"], 13);
+    assert_eq!(missing["current"], json!({"absent": 10, "null": 2, "empty": 0, "array": 1}));
     assert_eq!(missing["first"]["total"], 10);
-    assert_eq!(missing["last"]["total"], 12);
+    assert_eq!(missing["last"]["total"], 13);
+    assert_eq!(missing["last"]["array"], 1);
     assert_eq!(missing["trend"], "rising");
 
     // The clean target that could not be checked now.
@@ -349,7 +351,7 @@ fn every_section_matches_what_was_injected() {
     assert_eq!(users["index"]["present_now"], Value::Null);
     assert_eq!(users["duplicates"]["max_documents"], 0);
     assert_eq!(users["duplicates"]["current"], json!({"documents": null, "keys": null, "sample": []}));
-    assert_eq!(users["missing"]["current"], json!({"absent": null, "null": null, "empty": null}));
+    assert_eq!(users["missing"]["current"], json!({"absent": null, "null": null, "empty": null, "array": null}));
 
     // Logs: day counts are differences of the tailer's totals.
     let logs = &j["logs"]["chat-backend"];
@@ -457,7 +459,7 @@ fn the_three_formats_carry_the_same_figures() {
         format!("Check runs: {}, failed: {}", chats["checks"]["runs"], chats["checks"]["failed"]),
         "Failures by reason: timeout 1, unreachable 36".to_string(),
         "Longest gap without a successful run: 2h 10m (2026-10-10 02:50 UTC to 2026-10-10 05:00 UTC), check index".to_string(),
-        "Trend over the month: rising (from 10 to 12 documents without a key)".to_string(),
+        "Trend over the month: rising (from 10 to 13 documents without a key)".to_string(),
         format!("Duplicate-key errors: {}", logs["duplicate_key_errors"]),
         format!("Recoveries: {}", logs["recoveries"]),
         "Worst day: 2026-10-17 (12 duplicate-key errors)".to_string(),
@@ -562,7 +564,7 @@ fn a_version_1_store_is_migrated_and_keeps_its_runs() {
     }
     let mut store = Store::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), schema::CURRENT_VERSION);
-    assert_eq!(schema::CURRENT_VERSION, 3);
+    assert_eq!(schema::CURRENT_VERSION, 4);
     // The old run is still there, and the new table takes writes.
     let mut tailer = Tailer::default();
     tailer.add("app.chats", "participantsKey_1", 1, 1, 10);
@@ -574,6 +576,41 @@ fn a_version_1_store_is_migrated_and_keeps_its_runs() {
     assert_eq!(report.targets[0].duplicates.max_documents, Some(7));
     assert_eq!(report.targets[1].checks.runs, 3);
     assert_eq!(report.logs["chat-backend"].duplicate_key_errors, 1);
+}
+
+/// Issue 10: versions 3 and 4 add `index_build` and `missing_array`. A version 2 store keeps its
+/// missing-key runs (their array figure unknown, read as none), and takes
+/// runs with arrays afterwards.
+#[test]
+fn a_version_2_store_gains_the_build_and_array_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite3");
+    let v2 = V1_SCHEMA.replace("PRAGMA user_version = 1;", "")
+        + "INSERT INTO check_runs (target_id, check_kind, at_ms, success, duration_us, missing_absent, missing_null,
+               missing_empty, documents, method)
+           VALUES (1, 3, 1791331200000, 1, 1000, 4, 1, 0, 90, 'aggregation');  -- 2026-10-07T00:00:00Z
+           CREATE TABLE log_days (source TEXT NOT NULL, counter TEXT NOT NULL, label TEXT NOT NULL DEFAULT '',
+               sub_label TEXT NOT NULL DEFAULT '', day TEXT NOT NULL, start_value INTEGER NOT NULL,
+               end_value INTEGER NOT NULL, carried INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER NOT NULL,
+               PRIMARY KEY (source, counter, label, sub_label, day)) WITHOUT ROWID;
+           PRAGMA user_version = 2;";
+    rusqlite::Connection::open(&path).unwrap().execute_batch(&v2).unwrap();
+    match Store::open_read_only(&path) {
+        Err(StoreError::NeedsMigration { found: 2, .. }) => {}
+        other => panic!("expected NeedsMigration, got {other:?}"),
+    }
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), schema::CURRENT_VERSION);
+    let report = build_report(&store, october(), &targets(), &sources(), &BTreeMap::new(), generated_at()).unwrap();
+    let m = &report.targets[0].missing;
+    assert_eq!((m.max.absent, m.max.null, m.max.array, m.max_total), (Some(4), Some(1), Some(0), Some(5)));
+    store.record_runs(&[record("chats", utc(10, 8, 0, 0), missing_keys(4, 1, 0, 3, 93))]).unwrap();
+    drop(store);
+    let store = Store::open_read_only(&path).unwrap();
+    let report = build_report(&store, october(), &targets(), &sources(), &BTreeMap::new(), generated_at()).unwrap();
+    let m = &report.targets[0].missing;
+    assert_eq!((m.max.array, m.max_total, m.last.as_ref().map(|p| p.array)), (Some(3), Some(8), Some(3)));
+    assert!(unescape_md(&report.to_markdown()).contains("| array |"), "the table has an array column");
 }
 
 #[test]
@@ -764,7 +801,7 @@ fn index_builds_are_kept_in_history_and_shown() {
             index_present: false,
             index_building: true,
             duplicates: CurrentDuplicates { documents: 0, keys: 0, sample: Vec::new() },
-            missing: MissingCounts { absent: 0, null: 0, empty: 0 },
+            missing: MissingCounts { absent: 0, null: 0, empty: 0, array: 0 },
         },
     );
     let report = build_report(&store, october(), &targets(), &sources(), &now, generated_at()).unwrap();

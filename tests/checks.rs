@@ -6,6 +6,7 @@ use std::path::Path;
 
 use common::*;
 use mongodb::bson::{doc, Bson, Document};
+use uniqwatch::checks::scan::{pipeline, IdSample, Summary};
 use uniqwatch::checks::{run_target, LookupProbe, Method, TargetRun};
 use uniqwatch::config::Config;
 use uniqwatch::mongo::Mongo;
@@ -152,7 +153,7 @@ async fn hidden_unique_index_is_present_and_figures_come_from_one_pass() {
     assert!(i.present && i.hidden, "{i:?}");
     assert_eq!(run.duplicates().unwrap().method, Method::UniqueIndex);
     let m = run.missing_keys().unwrap();
-    assert_eq!((m.absent, m.null, m.empty, m.documents, m.method), (1, 0, 1, 4, Method::Aggregation));
+    assert_eq!((m.absent, m.null, m.empty, m.documents, m.method), (1, 0, 1, 4, Method::CollectionCounts));
 }
 
 #[tokio::test]
@@ -441,4 +442,182 @@ async fn key_lookup_with_a_hidden_index_is_planned_only() {
     let uses = lookup["uses_unique_index"].as_bool().unwrap();
     assert_eq!(uses, lookup["plan"].as_str().unwrap().ends_with("IXSCAN pk"), "{json}");
     assert_eq!(lookup_gauge(&metrics), Some(if uses { "1" } else { "0" }));
+}
+
+/// The counting commands a run sent to `db.chats`, from the server's
+/// profiler: the index check's own (`listIndexes`, `$indexStats`, the lookup
+/// probe's hinted `find` and its `explain`) are left out.
+async fn profiled(db: &str, run: impl std::future::Future<Output = TargetRun>) -> (TargetRun, Vec<Document>) {
+    let uri = shared_uri();
+    command(&uri, db, doc! {"profile": 2}).await;
+    let result = run.await;
+    command(&uri, db, doc! {"profile": 0}).await;
+    let c = client(&uri).await;
+    let mut entries = c.database(db).collection::<Document>("system.profile").find(doc! {"ns": format!("{db}.chats")}).await.unwrap();
+    let mut commands = Vec::new();
+    while entries.advance().await.unwrap() {
+        if let Ok(cmd) = entries.deserialize_current().unwrap().get_document("command") {
+            let index_stats = cmd
+                .get_array("pipeline")
+                .ok()
+                .and_then(|p| p.first())
+                .and_then(Bson::as_document)
+                .is_some_and(|stage| stage.contains_key("$indexStats"));
+            let index_check = ["listIndexes", "find", "explain"].iter().any(|k| cmd.contains_key(k)) || index_stats;
+            if !index_check {
+                commands.push(cmd.clone());
+            }
+        }
+    }
+    (result, commands)
+}
+
+fn array_docs() -> Vec<Document> {
+    let mut docs: Vec<Document> = (0..20).map(|i| keyed(&format!("k{i}"))).collect();
+    docs.extend([
+        chat(Some(Bson::Array(vec!["x".into(), "y".into()]))),
+        chat(Some(Bson::Array(vec!["z".into()]))),
+        chat(Some(Bson::Array(vec![]))),
+        chat(None),
+        chat(None),
+        chat(Some(Bson::Null)),
+        chat(Some("".into())),
+    ]);
+    docs
+}
+
+/// Issue 10: documents whose key is an array are counted as `array` on
+/// every path: the index walk (sparse and plain) and the collection pass,
+/// where they are kept out of the duplicates.
+#[tokio::test]
+async fn array_keys_are_counted_on_every_path() {
+    let scanned = unique_db("arrays_scan");
+    let mut docs = array_docs();
+    docs.push(chat(Some(Bson::Array(vec!["x".into(), "y".into()]))));
+    seed(&shared_uri(), &scanned, "chats", docs).await;
+    let scan = run(&scanned, true).await;
+    assert_eq!(scan.errors().count(), 0, "{:?}", scan.results);
+    let m = scan.missing_keys().unwrap();
+    assert_eq!((m.absent, m.null, m.empty, m.array, m.documents, m.method), (2, 1, 1, 4, 28, Method::Aggregation));
+    assert_eq!(scan.duplicates().unwrap().keys, 0, "equal arrays are arrays, not duplicated scalar keys");
+    assert!(scan.violations().iter().any(|(_, v)| v.contains("4 array")), "{:?}", scan.violations());
+    // The landing page and the check table show the summary; the JSON carries the figure.
+    let figures = scan.result(uniqwatch::checks::CheckName::MissingKeys).unwrap().outcome.clone().unwrap();
+    assert!(figures.summary().contains("1 empty, 4 array of 28 documents"), "{}", figures.summary());
+    let text = target_toml(&shared_uri(), "chats", &scanned, "chats", "participantsKey", true, "0 */5 * * * *");
+    let config = Config::from_toml(&text, Path::new("test.toml"), None).unwrap();
+    let json = uniqwatch::report::target_json(&config.targets[0], &scan);
+    assert_eq!(json["missing"]["array"], 4, "{json}");
+
+    let sparse = unique_db("arrays_sparse");
+    seed(&shared_uri(), &sparse, "chats", array_docs()).await;
+    create_index(&sparse, doc! {"key": {"participantsKey": 1}, "name": "pk", "unique": true, "sparse": true}).await;
+    let (done, commands) = profiled(&sparse, run(&sparse, true)).await;
+    assert_eq!(done.errors().count(), 0, "{:?}", done.results);
+    let m = done.missing_keys().unwrap();
+    assert_eq!((m.absent, m.null, m.empty, m.array, m.documents, m.method), (2, 1, 1, 3, 27, Method::IndexCounts));
+    // One walk of the index gives every figure; the size is the metadata
+    // count read before and after it, on the same member.
+    let aggregates: Vec<&Document> = commands.iter().filter(|c| c.contains_key("aggregate")).collect();
+    assert_eq!(aggregates.len(), 1, "{commands:?}");
+    assert_eq!(aggregates[0].get_str("hint").ok(), Some("pk"), "{commands:?}");
+    assert_eq!(commands.iter().filter(|c| c.contains_key("count")).count(), 2, "{commands:?}");
+
+    let plain = unique_db("arrays_plain");
+    let mut docs = array_docs();
+    docs.retain(|d| !matches!(d.get("participantsKey"), None | Some(Bson::Null)));
+    docs.push(chat(None));
+    seed(&shared_uri(), &plain, "chats", docs).await;
+    create_index(&plain, doc! {"key": {"participantsKey": 1}, "name": "pk", "unique": true}).await;
+    let (done, commands) = profiled(&plain, run(&plain, false)).await;
+    assert_eq!(done.errors().count(), 0, "{:?}", done.results);
+    let m = done.missing_keys().unwrap();
+    assert_eq!((m.absent, m.null, m.empty, m.array, m.documents, m.method), (1, 0, 1, 3, 25, Method::IndexCounts));
+    assert_eq!(commands.len(), 1, "a plain index holds every document: one walk, no count: {commands:?}");
+}
+
+/// Issue 10: a hidden unique index guarantees uniqueness but cannot be
+/// hinted; the figures then come from one counting pass, never the full
+/// pass that groups by key and gathers ids.
+#[tokio::test]
+async fn a_hidden_unique_index_gets_the_light_pass() {
+    let db = unique_db("hidden_light");
+    seed(&shared_uri(), &db, "chats", array_docs()).await;
+    create_index(&db, doc! {"key": {"participantsKey": 1}, "name": "pk", "unique": true, "sparse": true, "hidden": true}).await;
+    let (done, commands) = profiled(&db, run(&db, true)).await;
+    assert_eq!(done.errors().count(), 0, "{:?}", done.results);
+    let m = done.missing_keys().unwrap();
+    assert_eq!((m.absent, m.null, m.empty, m.array, m.documents, m.method), (2, 1, 1, 3, 27, Method::CollectionCounts));
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    let pipeline = commands[0].get_array("pipeline").unwrap();
+    assert_eq!(pipeline.len(), 1, "{pipeline:?}");
+    let group = pipeline[0].as_document().unwrap().get_document("$group").unwrap();
+    assert_eq!(group.get("_id"), Some(&Bson::Null), "no grouping by key: {group:?}");
+    assert!(!format!("{pipeline:?}").contains("$firstN"));
+}
+
+/// Issue 10: the pipeline used before MongoDB 5.2 (no `$firstN`) runs and
+/// finds what the `$firstN` one finds, with each key's first and last id.
+#[tokio::test]
+async fn the_pre_5_2_pass_finds_the_same_figures() {
+    let db = unique_db("first_last");
+    let mut docs = array_docs();
+    docs.extend([keyed("d1"), keyed("d1"), keyed("d1"), keyed("d2"), keyed("d2")]);
+    seed(&shared_uri(), &db, "chats", docs).await;
+    let coll = client(&shared_uri()).await.database(&db).collection::<Document>("chats");
+    let mut summaries = Vec::new();
+    for ids in [IdSample::FirstN(10), IdSample::FirstAndLast] {
+        let mut cursor = coll.aggregate(pipeline("participantsKey", ids)).await.unwrap();
+        let mut s = Summary::default();
+        while cursor.advance().await.unwrap() {
+            s.add_row(&cursor.deserialize_current().unwrap(), 20);
+        }
+        summaries.push(s);
+    }
+    let (with, without) = (&summaries[0], &summaries[1]);
+    assert_eq!((with.duplicate_keys, with.duplicate_documents, with.array, with.absent), (2, 3, 3, 2));
+    assert_eq!(
+        (with.duplicate_keys, with.duplicate_documents, with.absent, with.null, with.empty, with.array, with.documents),
+        (without.duplicate_keys, without.duplicate_documents, without.absent, without.null, without.empty, without.array, without.documents)
+    );
+    assert_eq!(with.sample[0].ids.len(), 3);
+    assert_eq!(without.sample[0].ids.len(), 2, "{:?}", without.sample);
+    assert_ne!(without.sample[0].ids[0], without.sample[0].ids[1]);
+}
+
+/// Issue 10: absent is `documents − keyed`; with keyed documents inserted
+/// while the checks run, a figure taken from two moments under-reports it
+/// (and a clamp hides a negative). Every run must give the exact absent
+/// count or fail explicitly.
+#[tokio::test]
+async fn absent_stays_exact_under_concurrent_inserts() {
+    let db = unique_db("concurrent");
+    let mut docs: Vec<Document> = (0..300).map(|i| keyed(&format!("seed{i}"))).collect();
+    docs.extend((0..7).map(|_| chat(None)));
+    seed(&shared_uri(), &db, "chats", docs).await;
+    create_index(&db, doc! {"key": {"participantsKey": 1}, "name": "pk", "unique": true, "sparse": true}).await;
+
+    let writer = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let coll = client(&shared_uri()).await.database(&db).collection::<Document>("chats");
+            for i in 0..400 {
+                coll.insert_one(keyed(&format!("live{i}"))).await.unwrap();
+            }
+        })
+    };
+    let mut runs = 0;
+    while !writer.is_finished() || runs == 0 {
+        let done = run(&db, true).await;
+        match done.result(uniqwatch::checks::CheckName::MissingKeys).unwrap().outcome.as_ref() {
+            Ok(uniqwatch::checks::Figures::MissingKeys(m)) => assert_eq!(m.absent, 7, "absent must be exact: {m:?}"),
+            Ok(other) => panic!("unexpected figures {other:?}"),
+            Err(e) => assert_eq!(e.reason, uniqwatch::mongo::FailureReason::Other, "{e:?}"),
+        }
+        runs += 1;
+    }
+    writer.await.unwrap();
+    // Once the writes stop, the figure is there and exact.
+    let m = run(&db, true).await.missing_keys().cloned().expect("figures once the writes stopped");
+    assert_eq!((m.absent, m.documents), (7, 707));
 }

@@ -74,8 +74,8 @@ pub fn current_state(run: &TargetRun) -> CurrentState {
             Ok(Figures::Duplicates(DuplicatesOutcome { keys, documents, method: _, sample })) => {
                 duplicates = Some(CurrentDuplicates { documents: *documents, keys: *keys, sample: sample.clone() })
             }
-            Ok(Figures::MissingKeys(MissingKeysOutcome { absent, null, empty, documents: _, method: _ })) => {
-                missing = Some(MissingCounts { absent: *absent, null: *null, empty: *empty })
+            Ok(Figures::MissingKeys(MissingKeysOutcome { absent, null, empty, array, documents: _, method: _ })) => {
+                missing = Some(MissingCounts { absent: *absent, null: *null, empty: *empty, array: *array })
             }
             Err(_) => {}
         }
@@ -286,7 +286,8 @@ fn target_report(
         absent: m.absent,
         null: m.null,
         empty: m.empty,
-        total: MissingCounts { absent: m.absent, null: m.null, empty: m.empty }.total(),
+        array: m.array,
+        total: MissingCounts { absent: m.absent, null: m.null, empty: m.empty, array: m.array }.total(),
     };
     let first_last = store.missing_first_last(name, from, to)?;
     let (first, last) = match first_last {
@@ -295,10 +296,20 @@ fn target_report(
     };
     let missing = MissingReport {
         runs,
-        max: OptionalMissing { absent: max_of(|d| d.max_absent), null: max_of(|d| d.max_null), empty: max_of(|d| d.max_empty) },
+        max: OptionalMissing {
+            absent: max_of(|d| d.max_absent),
+            null: max_of(|d| d.max_null),
+            empty: max_of(|d| d.max_empty),
+            array: max_of(|d| d.max_array),
+        },
         max_total: max_of(|d| d.max_total),
         current: match reachable {
-            Some((_, _, m)) => OptionalMissing { absent: Some(m.absent), null: Some(m.null), empty: Some(m.empty) },
+            Some((_, _, m)) => OptionalMissing {
+                absent: Some(m.absent),
+                null: Some(m.null),
+                empty: Some(m.empty),
+                array: Some(m.array),
+            },
             None => OptionalMissing::default(),
         },
         trend: trend(first.as_ref().map(|p| p.total), last.as_ref().map(|p| p.total)),
@@ -306,7 +317,14 @@ fn target_report(
         last,
         by_day: days
             .iter()
-            .map(|d| MissingDayReport { date: d.date, absent: d.max_absent, null: d.max_null, empty: d.max_empty, total: d.max_total })
+            .map(|d| MissingDayReport {
+                date: d.date,
+                absent: d.max_absent,
+                null: d.max_null,
+                empty: d.max_empty,
+                array: d.max_array,
+                total: d.max_total,
+            })
             .collect(),
     };
 

@@ -137,12 +137,16 @@ pub struct MissingCounts {
     pub null: u64,
     /// The key is the empty string.
     pub empty: u64,
+    /// The key is an array (a scalar key is expected). Absent from what
+    /// older versions wrote: zero then.
+    #[serde(default)]
+    pub array: u64,
 }
 
 impl MissingCounts {
     /// All kinds together.
     pub fn total(&self) -> u64 {
-        self.absent + self.null + self.empty
+        self.absent + self.null + self.empty + self.array
     }
 }
 
@@ -424,6 +428,8 @@ pub struct OptionalMissing {
     pub null: Option<u64>,
     /// Key "".
     pub empty: Option<u64>,
+    /// Key an array.
+    pub array: Option<u64>,
 }
 
 /// Missing keys found by one run.
@@ -437,6 +443,8 @@ pub struct MissingPoint {
     pub null: u64,
     /// Key "".
     pub empty: u64,
+    /// Key an array.
+    pub array: u64,
     /// All kinds.
     pub total: u64,
 }
@@ -452,6 +460,8 @@ pub struct MissingDayReport {
     pub null: u64,
     /// Most empty.
     pub empty: u64,
+    /// Most arrays.
+    pub array: u64,
     /// Most of all kinds together.
     pub total: u64,
 }

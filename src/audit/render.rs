@@ -251,10 +251,10 @@ fn target_section(doc: &mut Vec<Block>, r: &AuditReport, t: &TargetReport) {
     let m = &t.missing;
     doc.push(Block::Sub("Documents without a key".into()));
     let row = |label: String, c: OptionalMissing, total: Option<u64>| {
-        vec![label, opt(c.absent), opt(c.null), opt(c.empty), opt(total)]
+        vec![label, opt(c.absent), opt(c.null), opt(c.empty), opt(c.array), opt(total)]
     };
-    let current_total = match (m.current.absent, m.current.null, m.current.empty) {
-        (Some(a), Some(n), Some(e)) => Some(a + n + e),
+    let current_total = match (m.current.absent, m.current.null, m.current.empty, m.current.array) {
+        (Some(a), Some(n), Some(e), Some(r)) => Some(a + n + e + r),
         _ => None,
     };
     let mut rows = vec![row("Most in one run".into(), m.max, m.max_total), row("Now".into(), m.current, current_total)];
@@ -262,13 +262,13 @@ fn target_section(doc: &mut Vec<Block>, r: &AuditReport, t: &TargetReport) {
         if let Some(p) = p {
             rows.push(row(
                 format!("{label} ({})", when(p.at)),
-                OptionalMissing { absent: Some(p.absent), null: Some(p.null), empty: Some(p.empty) },
+                OptionalMissing { absent: Some(p.absent), null: Some(p.null), empty: Some(p.empty), array: Some(p.array) },
                 Some(p.total),
             ));
         }
     }
     doc.push(Block::Table {
-        head: ["", "absent", "null", "empty", "total"].map(String::from).to_vec(),
+        head: ["", "absent", "null", "empty", "array", "total"].map(String::from).to_vec(),
         rows,
         marks: None,
     });

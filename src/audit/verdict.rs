@@ -61,8 +61,10 @@ pub(super) fn verdict(targets: &[TargetReport], logs: &BTreeMap<String, LogRepor
             },
         });
         let m = &t.missing;
-        let missing_now = match (m.current.absent, m.current.null, m.current.empty) {
-            (Some(absent), Some(null), Some(empty)) => Some(MissingCounts { absent, null, empty }.total().to_string()),
+        let missing_now = match (m.current.absent, m.current.null, m.current.empty, m.current.array) {
+            (Some(absent), Some(null), Some(empty), Some(array)) => {
+                Some(MissingCounts { absent, null, empty, array }.total().to_string())
+            }
             _ => None,
         };
         items.push(VerdictItem {
@@ -77,10 +79,11 @@ pub(super) fn verdict(targets: &[TargetReport], logs: &BTreeMap<String, LogRepor
                 None => format!("no successful missing_keys run this month{}", now_note(missing_now)),
                 Some(0) => format!("0 documents without a key in {} runs{}", m.runs, now_note(missing_now)),
                 Some(total) => format!(
-                    "up to {total} documents without a key (absent {}, null {}, empty {}){}",
+                    "up to {total} documents without a key (absent {}, null {}, empty {}, array {}){}",
                     m.max.absent.unwrap_or(0),
                     m.max.null.unwrap_or(0),
                     m.max.empty.unwrap_or(0),
+                    m.max.array.unwrap_or(0),
                     now_note(missing_now)
                 ),
             },

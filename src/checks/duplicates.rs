@@ -5,6 +5,9 @@
 //! the answer is that guarantee (zero, method `unique_index`) and no query is
 //! sent. Otherwise the figures come from the shared collection pass
 //! ([`super::scan`], method `aggregation`), which also feeds `missing_keys`.
+//! Documents whose key is an array are not duplicates here: a unique index
+//! compares them element by element, which a count by whole value cannot
+//! follow, so `missing_keys` counts them apart (`kind="array"`).
 
 use serde::Serialize;
 

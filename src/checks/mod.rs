@@ -73,10 +73,14 @@ impl CheckName {
 pub enum Method {
     /// A valid unique index makes duplicates impossible; no query was needed.
     UniqueIndex,
-    /// Hinted index lookups plus collection metadata.
+    /// One walk of an index, hinted (plus the collection's size where the
+    /// index skips documents without the key).
     IndexCounts,
-    /// One aggregation pass over the collection.
+    /// One aggregation pass over the collection, grouping by key.
     Aggregation,
+    /// One counting pass over the collection, no grouping by key: an index
+    /// that cannot be hinted already guarantees uniqueness.
+    CollectionCounts,
 }
 
 impl Method {
@@ -85,6 +89,7 @@ impl Method {
             Method::UniqueIndex => "unique_index",
             Method::IndexCounts => "index_counts",
             Method::Aggregation => "aggregation",
+            Method::CollectionCounts => "collection_counts",
         }
     }
 }
@@ -117,10 +122,11 @@ impl Figures {
                 format!("{} duplicated keys, {} surplus documents ({})", d.keys, d.documents, d.method.as_str())
             }
             Figures::MissingKeys(m) => format!(
-                "{} absent, {} null, {} empty of {} documents ({})",
+                "{} absent, {} null, {} empty, {} array of {} documents ({})",
                 m.absent,
                 m.null,
                 m.empty,
+                m.array,
                 m.documents,
                 m.method.as_str()
             ),
@@ -239,7 +245,10 @@ impl TargetRun {
             if m.total() > 0 {
                 v.push((
                     CheckName::MissingKeys,
-                    format!("documents without a usable key: {} absent, {} null, {} empty", m.absent, m.null, m.empty),
+                    format!(
+                        "documents without a usable key: {} absent, {} null, {} empty, {} array",
+                        m.absent, m.null, m.empty, m.array
+                    ),
                 ));
             }
         }
@@ -497,7 +506,7 @@ fn set_figures(target: &str, figures: &Figures, m: &Metrics) {
             m.duplicate_documents.with_label_values(&[target]).set(d.documents as i64);
         }
         Figures::MissingKeys(k) => {
-            for (kind, n) in [("absent", k.absent), ("null", k.null), ("empty", k.empty)] {
+            for (kind, n) in [("absent", k.absent), ("null", k.null), ("empty", k.empty), ("array", k.array)] {
                 m.missing_key_documents.with_label_values(&[target, kind]).set(n as i64);
             }
             m.documents.with_label_values(&[target]).set(k.documents as i64);
@@ -520,7 +529,7 @@ fn withdraw_figures(target: &str, check: CheckName, m: &Metrics) {
             let _ = m.duplicate_documents.remove_label_values(&[target]);
         }
         CheckName::MissingKeys => {
-            for kind in ["absent", "null", "empty"] {
+            for kind in ["absent", "null", "empty", "array"] {
                 let _ = m.missing_key_documents.remove_label_values(&[target, kind]);
             }
             let _ = m.documents.remove_label_values(&[target]);

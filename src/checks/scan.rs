@@ -1,18 +1,37 @@
-//! The single collection pass used when no index can answer for the key.
+//! The collection passes used when no index can answer for the key.
 //!
-//! One aggregation groups the collection by key and then folds every key
-//! held by exactly one document into a single `singles` row, so the cursor
-//! returns only what matters: duplicated keys, the absent/null group, the
-//! empty-string group, and one row of totals. From that one pass come both the
+//! The full pass ([`run`]) answers when nothing guarantees uniqueness. One
+//! aggregation groups the collection by key and then folds every key held by
+//! exactly one document into a single `singles` row, and every array-valued
+//! key into one `array` row, so the cursor returns only what matters:
+//! duplicated keys, the absent/null group, the empty-string group, the
+//! arrays, and one row of totals. From that one pass come both the
 //! `duplicates` figures and the `missing_keys` figures (and the collection's
 //! size), where the hand-run shell commands need two. The daemon streams the
 //! cursor and keeps only a bounded sample, never the collection.
 //!
-//! The pipeline is built by a pure function, [`pipeline`], and the rows are
-//! folded by another, [`Summary::add_row`], so both are unit-tested.
+//! Array keys are not grouped as duplicates: a unique index compares arrays
+//! element by element, which a `$group` by whole value cannot see, so they are
+//! counted apart as a violation of the scalar-key invariant.
+//!
+//! Sample ids come from `$firstN` (MongoDB 5.2). On an older server, or one
+//! that refuses the accumulator, the same pass keeps each key's first and
+//! last id (`$first`/`$last`, bounded to two) instead, and says so once per
+//! client.
+//!
+//! The light pass ([`count_pass`]) answers `missing_keys` when an index
+//! already guarantees uniqueness but cannot be hinted (hidden, or a
+//! non-simple collation): one `$group` with `_id: null` that only counts, no
+//! grouping by key and no ids.
+//!
+//! The pipelines are built by pure functions ([`pipeline`],
+//! [`counts_pipeline`]) and the rows folded by others ([`Summary::add_row`],
+//! [`Counts::from_row`]), so all are unit-tested. [`counts_pipeline`] also
+//! serves the index passes of `missing_keys`.
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
+use mongodb::error::ErrorKind;
 use mongodb::options::AggregateOptions;
 use serde::Serialize;
 
@@ -39,33 +58,106 @@ pub struct Summary {
     pub absent: u64,
     pub null: u64,
     pub empty: u64,
+    /// Documents whose key is an array.
+    pub array: u64,
     pub documents: u64,
     /// The worst offenders, largest count first, at most `sample_size`.
     pub sample: Vec<DuplicateSample>,
 }
 
-/// The aggregation pipeline for `key`, keeping `ids_per_key` ids per group.
-pub fn pipeline(key: &str, ids_per_key: usize) -> Vec<Document> {
+/// How the full pass gathers the ids of a duplicated key's documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdSample {
+    /// Up to this many ids per key, with `$firstN` (MongoDB 5.2+).
+    FirstN(usize),
+    /// The first and the last id of each key (`$first`/`$last`): two ids
+    /// per duplicated key, on any server.
+    FirstAndLast,
+}
+
+/// The full pass's pipeline for `key`.
+pub fn pipeline(key: &str, ids: IdSample) -> Vec<Document> {
     let field = format!("${key}");
-    vec![
-        doc! { "$group": {
-            "_id": &field,
-            "n": { "$sum": 1 },
-            // $group puts absent and null keys in one null group; count the absent ones apart.
-            "absent": { "$sum": { "$cond": [ { "$eq": [ { "$type": &field }, "missing" ] }, 1, 0 ] } },
-            "ids": { "$firstN": { "n": ids_per_key as i64, "input": "$_id" } },
-        }},
-        doc! { "$group": {
-            "_id": { "$cond": [
+    let mut first = doc! {
+        "_id": &field,
+        "n": { "$sum": 1 },
+        // $group puts absent and null keys in one null group; count the absent ones apart.
+        "absent": { "$sum": { "$cond": [ { "$eq": [ { "$type": &field }, "missing" ] }, 1, 0 ] } },
+    };
+    let mut second = doc! {
+        "_id": { "$cond": [
+            { "$isArray": "$_id" },
+            "array",
+            { "$cond": [
                 { "$or": [ { "$gt": ["$n", 1] }, { "$eq": ["$_id", Bson::Null] }, { "$eq": ["$_id", ""] } ] },
                 { "k": "$_id" },
                 "singles",
             ]},
-            "n": { "$sum": "$n" },
-            "absent": { "$sum": "$absent" },
-            "ids": { "$first": "$ids" },
-        }},
-    ]
+        ]},
+        "n": { "$sum": "$n" },
+        "absent": { "$sum": "$absent" },
+    };
+    match ids {
+        IdSample::FirstN(n) => {
+            first.insert("ids", doc! { "$firstN": { "n": n as i64, "input": "$_id" } });
+            second.insert("ids", doc! { "$first": "$ids" });
+        }
+        IdSample::FirstAndLast => {
+            first.insert("first", doc! { "$first": "$_id" });
+            first.insert("last", doc! { "$last": "$_id" });
+            second.insert("first", doc! { "$first": "$first" });
+            second.insert("last", doc! { "$first": "$last" });
+        }
+    }
+    vec![doc! { "$group": first }, doc! { "$group": second }]
+}
+
+/// A counting pass's pipeline: one `$group` with `_id: null` summing the
+/// documents seen (`n`) and those whose key is absent, null, the empty
+/// string or an array. With `keyed_only`, a `$match` on `$exists: true`
+/// keeps the pass inside a sparse (or `$exists`-partial) index, so that a
+/// hint on it is accepted and `n` counts the keyed documents.
+pub fn counts_pipeline(key: &str, keyed_only: bool) -> Vec<Document> {
+    let field = format!("${key}");
+    let when = |cond: Document| doc! { "$sum": { "$cond": [cond, 1, 0] } };
+    let group = doc! { "$group": {
+        "_id": Bson::Null,
+        "n": { "$sum": 1 },
+        "absent": when(doc! { "$eq": [ { "$type": &field }, "missing" ] }),
+        "null": when(doc! { "$eq": [ { "$type": &field }, "null" ] }),
+        "empty": when(doc! { "$eq": [ &field, "" ] }),
+        "array": when(doc! { "$isArray": &field }),
+    }};
+    if keyed_only {
+        vec![doc! { "$match": { key: { "$exists": true } } }, group]
+    } else {
+        vec![group]
+    }
+}
+
+/// What one counting pass found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Documents the pass saw.
+    pub n: u64,
+    pub absent: u64,
+    pub null: u64,
+    pub empty: u64,
+    pub array: u64,
+}
+
+impl Counts {
+    /// Reads the pass's one row; no row means nothing was seen.
+    pub fn from_row(row: Option<&Document>) -> Self {
+        let Some(row) = row else { return Self::default() };
+        Counts {
+            n: number(row.get("n")),
+            absent: number(row.get("absent")),
+            null: number(row.get("null")),
+            empty: number(row.get("empty")),
+            array: number(row.get("array")),
+        }
+    }
 }
 
 impl Summary {
@@ -75,6 +167,10 @@ impl Summary {
         self.documents += n;
         let key = match row.get("_id") {
             Some(Bson::Document(d)) => d.get("k").cloned().unwrap_or(Bson::Null),
+            Some(Bson::String(s)) if s == "array" => {
+                self.array += n;
+                return;
+            }
             _ => return, // the "singles" row: keys held by one document each
         };
         match &key {
@@ -89,7 +185,11 @@ impl Summary {
                 self.duplicate_documents += n.saturating_sub(1);
                 let ids = match row.get("ids") {
                     Some(Bson::Array(ids)) => ids.iter().map(to_json).collect(),
-                    _ => Vec::new(),
+                    _ => {
+                        let mut ids: Vec<serde_json::Value> = ["first", "last"].iter().filter_map(|f| row.get(f)).map(to_json).collect();
+                        ids.dedup();
+                        ids
+                    }
                 };
                 self.offer(DuplicateSample { key: to_json(&key), count: n, ids }, sample_size);
             }
@@ -131,8 +231,76 @@ pub fn to_json(v: &Bson) -> serde_json::Value {
     }
 }
 
-/// Runs the pass and streams its rows into a [`Summary`].
+/// Server error codes meaning "no such accumulator or stage": MongoDB's
+/// `unknown group operator` (15952), InvalidPipelineOperator (168),
+/// `Unrecognized pipeline stage name` (40324), and NotImplemented (238),
+/// which look-alike servers answer.
+const UNKNOWN_OPERATOR_CODES: [i32; 4] = [15952, 168, 40324, 238];
+
+/// The feature name [`crate::mongo::Mongo::lacks`] keeps for `$firstN`.
+pub const FIRST_N: &str = "$firstN";
+
+/// Whether a server error says the pipeline used something it does not know.
+pub fn is_unknown_operator(err: &mongodb::error::Error) -> bool {
+    matches!(err.kind.as_ref(), ErrorKind::Command(c) if UNKNOWN_OPERATOR_CODES.contains(&c.code))
+}
+
+/// Runs the full pass and streams its rows into a [`Summary`]. Uses
+/// `$firstN` unless the server is older than 5.2 or has refused it before;
+/// a refusal now is remembered for the client and the pass runs again
+/// without it.
 pub async fn run(ctx: &Context<'_>) -> Result<Summary, QueryError> {
+    if !ctx.deployment.has_first_n() {
+        let why = if ctx.deployment.version.is_some() { "it predates MongoDB 5.2" } else { "its version is unknown" };
+        lacks_first_n(ctx, why);
+    }
+    if !ctx.mongo.lacks(FIRST_N) {
+        match full_pass(ctx, IdSample::FirstN(SAMPLE_IDS_PER_KEY)).await {
+            Err(Refused::Operator) => lacks_first_n(ctx, "it refused the accumulator"),
+            other => return other.map_err(Refused::into_error),
+        }
+    }
+    full_pass(ctx, IdSample::FirstAndLast).await.map_err(Refused::into_error)
+}
+
+/// Remembers for the client that `$firstN` is missing; says so once.
+fn lacks_first_n(ctx: &Context<'_>, why: &str) {
+    if ctx.mongo.note_lacking(FIRST_N) {
+        tracing::warn!(
+            server = %ctx.deployment.describe(),
+            "the server has no $firstN ({why}; it needs MongoDB 5.2): duplicate samples keep each key's first and last document id"
+        );
+    }
+}
+
+/// Why a pass failed: the server did not know an operator, or anything else.
+enum Refused {
+    Operator,
+    Other(QueryError),
+}
+
+impl Refused {
+    fn into_error(self) -> QueryError {
+        match self {
+            Refused::Other(e) => e,
+            // Only the fallback pipeline can fail this way once `$firstN` is
+            // out, and it uses nothing newer than MongoDB 3.4.
+            Refused::Operator => QueryError::new(
+                crate::mongo::FailureReason::Other,
+                "the server refused a pipeline operator of MongoDB 3.4 ($group with $first/$last/$isArray)",
+            ),
+        }
+    }
+}
+
+async fn full_pass(ctx: &Context<'_>, ids: IdSample) -> Result<Summary, Refused> {
+    let failed = |e: mongodb::error::Error| {
+        if is_unknown_operator(&e) {
+            Refused::Operator
+        } else {
+            Refused::Other(ctx.mongo.error(&e))
+        }
+    };
     let options = AggregateOptions::builder()
         .allow_disk_use(true)
         .max_time(ctx.deadline.remaining())
@@ -140,15 +308,31 @@ pub async fn run(ctx: &Context<'_>) -> Result<Summary, QueryError> {
         .build();
     let mut cursor = ctx
         .coll
-        .aggregate(pipeline(&ctx.target.key, SAMPLE_IDS_PER_KEY))
+        .aggregate(pipeline(&ctx.target.key, ids))
         .with_options(options)
         .await
-        .map_err(|e| ctx.mongo.error(&e))?;
+        .map_err(failed)?;
     let mut summary = Summary::default();
-    while let Some(row) = cursor.try_next().await.map_err(|e| ctx.mongo.error(&e))? {
+    while let Some(row) = cursor.try_next().await.map_err(failed)? {
         summary.add_row(&row, ctx.target.sample_size);
     }
     Ok(summary)
+}
+
+/// The light pass: counts only, one row back.
+pub async fn count_pass(ctx: &Context<'_>) -> Result<Counts, QueryError> {
+    let options = AggregateOptions::builder()
+        .max_time(ctx.deadline.remaining())
+        .comment(Bson::String("uniqwatch: missing keys (counts only)".into()))
+        .build();
+    let mut cursor = ctx
+        .coll
+        .aggregate(counts_pipeline(&ctx.target.key, false))
+        .with_options(options)
+        .await
+        .map_err(|e| ctx.mongo.error(&e))?;
+    let row = cursor.try_next().await.map_err(|e| ctx.mongo.error(&e))?;
+    Ok(Counts::from_row(row.as_ref()))
 }
 
 #[cfg(test)]
@@ -162,7 +346,7 @@ mod tests {
 
     #[test]
     fn pipeline_groups_on_the_configured_key_and_bounds_ids() {
-        let p = pipeline("a.b", 7);
+        let p = pipeline("a.b", IdSample::FirstN(7));
         let first = p[0].get_document("$group").unwrap();
         assert_eq!(first.get_str("_id").unwrap(), "$a.b");
         assert_eq!(first.get_document("ids").unwrap().get_document("$firstN").unwrap().get_i64("n").unwrap(), 7);
@@ -183,6 +367,69 @@ mod tests {
         assert_eq!(s.documents, 90 + 3 + 2 + 5 + 4);
         assert_eq!(s.sample[0].key, serde_json::json!("a_b"));
         assert_eq!(s.sample[0].count, 3);
+    }
+
+    /// Issue 10: arrays are counted apart, never grouped as duplicates by
+    /// whole value, and folded into one row whatever their number.
+    #[test]
+    fn array_keys_are_one_row_counted_apart_from_duplicates() {
+        let p = pipeline("k", IdSample::FirstN(3));
+        let second = p[1].get_document("$group").unwrap();
+        let by = second.get_document("_id").unwrap().get_array("$cond").unwrap();
+        assert_eq!(by[0], Bson::Document(doc! {"$isArray": "$_id"}));
+        assert_eq!(by[1], Bson::String("array".into()));
+        let mut s = Summary::default();
+        s.add_row(&row(Bson::String("array".into()), 4, 0), 20);
+        s.add_row(&row(Bson::Document(doc! {"k": "a"}), 2, 0), 20);
+        assert_eq!((s.array, s.duplicate_keys, s.documents), (4, 1, 6));
+    }
+
+    /// Issue 10: before MongoDB 5.2 the pass may not use `$firstN`, and may
+    /// not `$push` ids without bound; it keeps a key's first and last id.
+    #[test]
+    fn the_pre_5_2_pipeline_keeps_two_ids_without_first_n() {
+        let p = pipeline("k", IdSample::FirstAndLast);
+        let text = format!("{p:?}");
+        assert!(!text.contains("$firstN") && !text.contains("$push") && !text.contains("$addToSet"), "{text}");
+        let first = p[0].get_document("$group").unwrap();
+        assert_eq!(first.get_document("first").unwrap(), &doc! {"$first": "$_id"});
+        assert_eq!(first.get_document("last").unwrap(), &doc! {"$last": "$_id"});
+        let mut s = Summary::default();
+        s.add_row(&doc! {"_id": {"k": "a"}, "n": 5, "absent": 0, "first": 1, "last": 9}, 20);
+        assert_eq!(s.sample[0].ids, vec![serde_json::json!(1), serde_json::json!(9)]);
+        assert_eq!(s.sample[0].count, 5);
+    }
+
+    #[test]
+    fn a_refused_accumulator_is_told_apart_from_other_errors() {
+        let error = |code: i32| {
+            let cmd: mongodb::error::CommandError =
+                mongodb::bson::from_document(doc! {"code": code, "codeName": "X", "errmsg": "unknown group operator '$firstN'"}).unwrap();
+            mongodb::error::Error::from(ErrorKind::Command(cmd))
+        };
+        for code in [15952, 168, 40324, 238] {
+            assert!(is_unknown_operator(&error(code)), "{code}");
+        }
+        assert!(!is_unknown_operator(&error(50)));
+        assert!(!is_unknown_operator(&error(2)));
+    }
+
+    #[test]
+    fn the_counting_pipeline_counts_every_kind_without_grouping_by_key() {
+        let p = counts_pipeline("k", false);
+        assert_eq!(p.len(), 1);
+        let group = p[0].get_document("$group").unwrap();
+        assert_eq!(group.get("_id"), Some(&Bson::Null), "no grouping by key");
+        for field in ["n", "absent", "null", "empty", "array"] {
+            assert!(group.contains_key(field), "{field}");
+        }
+        assert!(!format!("{p:?}").contains("$firstN"));
+        let keyed = counts_pipeline("k", true);
+        assert_eq!(keyed[0], doc! {"$match": {"k": {"$exists": true}}});
+        assert_eq!(keyed[1], p[0]);
+        let c = Counts::from_row(Some(&doc! {"_id": Bson::Null, "n": 9i64, "absent": 1, "null": 2, "empty": 3, "array": 1.0}));
+        assert_eq!(c, Counts { n: 9, absent: 1, null: 2, empty: 3, array: 1 });
+        assert_eq!(Counts::from_row(None), Counts::default(), "an empty collection gives no row");
     }
 
     #[test]

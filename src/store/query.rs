@@ -102,6 +102,8 @@ pub struct MissingDay {
     pub max_null: u64,
     /// Most documents with the key "".
     pub max_empty: u64,
+    /// Most documents whose key is an array.
+    pub max_array: u64,
     /// Most documents without a usable key, all kinds together.
     pub max_total: u64,
 }
@@ -117,6 +119,8 @@ pub struct MissingAt {
     pub null: u64,
     /// Documents with the key "".
     pub empty: u64,
+    /// Documents whose key is an array.
+    pub array: u64,
 }
 
 /// The longest stretch without a successful run of a check.
@@ -443,8 +447,9 @@ impl Store {
             self.conn
                 .prepare_cached(
                     "SELECT at_ms / 86400000 AS day, COUNT(*),
-                            MAX(missing_absent), MAX(missing_null), MAX(missing_empty),
-                            MAX(COALESCE(missing_absent, 0) + COALESCE(missing_null, 0) + COALESCE(missing_empty, 0))
+                            MAX(missing_absent), MAX(missing_null), MAX(missing_empty), MAX(missing_array),
+                            MAX(COALESCE(missing_absent, 0) + COALESCE(missing_null, 0) + COALESCE(missing_empty, 0)
+                                + COALESCE(missing_array, 0))
                      FROM check_runs
                      WHERE target_id = ?1 AND check_kind = ?2 AND at_ms >= ?3 AND at_ms < ?4
                        AND success = 1
@@ -459,7 +464,8 @@ impl Store {
                             max_absent: count(r.get(2)?),
                             max_null: count(r.get(3)?),
                             max_empty: count(r.get(4)?),
-                            max_total: count(r.get(5)?),
+                            max_array: count(r.get(5)?),
+                            max_total: count(r.get(6)?),
                         })
                     },
                 )?
@@ -480,7 +486,7 @@ impl Store {
             let one = |order: &str| -> rusqlite::Result<Option<MissingAt>> {
                 self.conn
                     .prepare_cached(&format!(
-                        "SELECT at_ms, missing_absent, missing_null, missing_empty
+                        "SELECT at_ms, missing_absent, missing_null, missing_empty, missing_array
                          FROM check_runs
                          WHERE target_id = ?1 AND check_kind = ?2 AND at_ms >= ?3 AND at_ms < ?4
                            AND success = 1
@@ -494,6 +500,7 @@ impl Store {
                                 absent: count(r.get(1)?),
                                 null: count(r.get(2)?),
                                 empty: count(r.get(3)?),
+                                array: count(r.get(4)?),
                             })
                         },
                     )

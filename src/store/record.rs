@@ -90,6 +90,7 @@ struct RunRow {
     missing_absent: Option<i64>,
     missing_null: Option<i64>,
     missing_empty: Option<i64>,
+    missing_array: Option<i64>,
     documents: Option<i64>,
 }
 
@@ -153,11 +154,12 @@ fn run_row(run: &RunRecord) -> RunRow {
             }),
             ..base(CheckName::Duplicates)
         },
-        Figures::MissingKeys(MissingKeysOutcome { absent, null, empty, documents, method }) => RunRow {
+        Figures::MissingKeys(MissingKeysOutcome { absent, null, empty, array, documents, method }) => RunRow {
             success: true,
             missing_absent: stored(*absent),
             missing_null: stored(*null),
             missing_empty: stored(*empty),
+            missing_array: stored(*array),
             documents: stored(*documents),
             method: Some(method.as_str()),
             ..base(CheckName::MissingKeys)
@@ -178,8 +180,8 @@ impl Store {
                     "INSERT OR REPLACE INTO check_runs (target_id, check_kind, at_ms, success, reason,
                         duration_us, method, index_present, index_name, index_unique, index_sparse,
                         index_hidden, duplicate_keys, duplicate_documents, sample, missing_absent,
-                        missing_null, missing_empty, documents, index_build)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                        missing_null, missing_empty, missing_array, documents, index_build)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
                 )?;
                 for (target, r) in &rows {
                     let id = match self.target_ids.get(*target).or(new_ids.get(*target)) {
@@ -194,7 +196,7 @@ impl Store {
                         id, r.kind, r.at_ms, r.success, r.reason, r.duration_us, r.method,
                         r.index_present, r.index_name, r.index_unique, r.index_sparse, r.index_hidden,
                         r.duplicate_keys, r.duplicate_documents, r.sample, r.missing_absent,
-                        r.missing_null, r.missing_empty, r.documents, r.index_build,
+                        r.missing_null, r.missing_empty, r.missing_array, r.documents, r.index_build,
                     ])?;
                 }
             }
@@ -288,12 +290,14 @@ pub(crate) mod tests {
             absent: 5,
             null: 0,
             empty: u64::MAX,
+            array: 2,
             documents: 9,
             method: Method::IndexCounts,
         }))));
         assert_eq!(row.missing_absent, Some(5));
         assert_eq!(row.missing_null, Some(0));
         assert_eq!(row.missing_empty, Some(i64::MAX), "clamped, not wrapped");
+        assert_eq!(row.missing_array, Some(2));
         assert_eq!(row.method, Some("index_counts"));
     }
 

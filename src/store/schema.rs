@@ -86,4 +86,9 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE check_runs ADD COLUMN index_build TEXT;
     "#,
+    // 4: documents whose key is an array, next to absent/null/empty. Runs
+    // recorded before it have NULL: not counted then, not zero.
+    r#"
+    ALTER TABLE check_runs ADD COLUMN missing_array INTEGER;
+    "#,
 ];
