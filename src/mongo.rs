@@ -276,6 +276,8 @@ impl Mongo {
         let mut cached = self.deployment.lock().unwrap_or_else(|p| p.into_inner());
         if cached.as_ref().map(|(known, _)| known) != Some(&facts) {
             tracing::info!(deployment = %facts.describe(), "MongoDB deployment");
+            // Another server or version (an upgrade, say): what it lacked is asked again.
+            self.lacking.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
         *cached = Some((facts.clone(), Instant::now()));
         Ok(facts)

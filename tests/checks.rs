@@ -588,7 +588,10 @@ async fn the_pre_5_2_pass_finds_the_same_figures() {
 /// Issue 10: absent is `documents − keyed`; with keyed documents inserted
 /// while the checks run, a figure taken from two moments under-reports it
 /// (and a clamp hides a negative). Every run must give the exact absent
-/// count or fail explicitly.
+/// count: when the size keeps changing around the keyed walk and no
+/// snapshot holds (the test server's snapshots do not), the figures come
+/// from one counting pass instead of a failure, so a busy collection never
+/// leaves the check failing run after run.
 #[tokio::test]
 async fn absent_stays_exact_under_concurrent_inserts() {
     let db = unique_db("concurrent");
@@ -612,7 +615,7 @@ async fn absent_stays_exact_under_concurrent_inserts() {
         match done.result(uniqwatch::checks::CheckName::MissingKeys).unwrap().outcome.as_ref() {
             Ok(uniqwatch::checks::Figures::MissingKeys(m)) => assert_eq!(m.absent, 7, "absent must be exact: {m:?}"),
             Ok(other) => panic!("unexpected figures {other:?}"),
-            Err(e) => assert_eq!(e.reason, uniqwatch::mongo::FailureReason::Other, "{e:?}"),
+            Err(e) => panic!("a busy collection must still give figures: {e:?}"),
         }
         runs += 1;
     }
