@@ -13,18 +13,22 @@
 //!   fabricate or hide absent documents. On a replica-set member or a
 //!   standalone server the collection size is the metadata count, read on the
 //!   same member just before and just after the walk: equal, and the
-//!   figure is exact; different (documents were inserted or removed during
+//!   figure is taken; different (documents were inserted or removed during
 //!   the walk), and the pass is tried again, then taken in one snapshot
 //!   session where the server offers one (with the `_id` index counted
 //!   before and after the walk, so a snapshot that does not hold is caught),
-//!   and otherwise the check fails rather than guess. Through mongos the metadata count includes orphaned
+//!   and otherwise one counting pass over the collection gives every figure
+//!   from one operation (a busy collection never leaves the check failing
+//!   run after run). Through mongos the metadata count includes orphaned
 //!   documents, so the size comes from a count of the `_id` index (which
 //!   mongos filters), in the same snapshot as the walk (5.0+), or from one
 //!   walk of the `_id` index giving every figure on older clusters.
 //!
 //! More keyed documents than documents is impossible; it means the metadata
-//! count is wrong (after an unclean shutdown), and fails the check with a
-//! message saying to run `validate`, instead of being clamped to zero.
+//! count is wrong (after an unclean shutdown): it is never clamped, the
+//! counting pass gives the figures, and the daemon says once which member's
+//! count is wrong and how `validate` corrects it. In a snapshot the same
+//! result is an inconsistent index and fails the check.
 //!
 //! Without such an index, the figures come from the collection: from the
 //! light counting pass of [`scan::count_pass`] when an index (hidden, or with
