@@ -149,11 +149,20 @@ def classify(client: MongoClient, db: str, command: dict) -> dict:
         row["kind"] = "catalog"
         row["note"] = "catalog read, no query plan"
         return row
+    pipeline = command.get("pipeline") if name == "aggregate" else None
+    if pipeline and isinstance(pipeline[0], dict) and "$indexStats" in pipeline[0]:
+        # Index metadata (build state), no documents read; the test server
+        # explains it as a COLLSCAN, mongod as an $indexStats stage.
+        row["kind"] = "catalog"
+        row["note"] = "$indexStats: index metadata, no query plan"
+        return row
     if name == "explain" and isinstance(command.get("explain"), dict):
-        # The key lookup probe's explain runs its inner command: judge that one.
+        # The key lookup probe's explain: judge its inner command (with
+        # queryPlanner verbosity it is only planned, with executionStats run).
+        verbosity = command.get("verbosity", "?")
         command = command["explain"]
         name = next(iter(command))
-        row["note"] = "explain (executionStats) of the key lookup"
+        row["note"] = f"explain ({verbosity}) of the key lookup"
     to_explain = {k: v for k, v in command.items() if k not in NOT_EXPLAINED}
     answer = client[db].command({"explain": to_explain, "verbosity": "queryPlanner"})
     for plan in winning_plans(answer):
