@@ -80,15 +80,19 @@ def wait_until(what: str, cond, limit: float) -> None:
     raise RuntimeError(f"timed out after {limit:.0f}s waiting for {what}")
 
 
-def config_toml(uri: str, db: str, listen: str) -> str:
+def config_toml(uri: str, db: str, listen: str, state: Path) -> str:
     # The schedule fires once a year: the daemon runs the target once at
-    # start-up, which is the pass being measured.
+    # start-up, which is the pass being measured. The state dir is the
+    # benchmark's own, never the machine's default.
     return f"""[mongodb]
 uri = "{uri}"
 query_timeout = "10m"
 
 [web]
 listen = "{listen}"
+
+[state]
+dir = "{state}"
 
 [[target]]
 name = "chats"
@@ -347,7 +351,7 @@ def main() -> int:
             say(f"{out} ({'unique sparse index' if extra else 'no unique index'}, "
                 f"{time.perf_counter() - t:.0f} s)")
             configs[db] = work / f"{db}.toml"
-            configs[db].write_text(config_toml(uri, db, "127.0.0.1:0"))
+            configs[db].write_text(config_toml(uri, db, "127.0.0.1:0", work / "state"))
 
         # ---- 1. cost to the database
         say()
@@ -417,7 +421,7 @@ def main() -> int:
         say("## 3. Peak memory during the pass over bench_noindex")
         web_port = free_port()
         daemon_config = work / "daemon.toml"
-        daemon_config.write_text(config_toml(uri, "bench_noindex", f"127.0.0.1:{web_port}"))
+        daemon_config.write_text(config_toml(uri, "bench_noindex", f"127.0.0.1:{web_port}", work / "state"))
         daemon_log = open(work / "daemon.log", "w")
         started = time.perf_counter()
         daemon = subprocess.Popen([str(args.binary), "run", "--config", str(daemon_config)],
