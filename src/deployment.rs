@@ -12,7 +12,7 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::Client;
 use serde::Serialize;
 
-use crate::mongo::{Deadline, Mongo, QueryError};
+use crate::mongo::{admin_command, is_command_error, Deadline, Mongo, QueryError};
 
 /// How the client's server is deployed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -130,23 +130,18 @@ impl Deployment {
     }
 }
 
-/// Runs an admin command with the client's read preference. The outer
-/// `Result` is for [`Deadline::run`], which bounds it; the inner one keeps
-/// the driver's error so its code can be looked at.
+/// [`admin_command`] in the shape [`Deadline::run`] bounds: the outer
+/// `Result` is the deadline's, the inner one keeps the driver's error so its
+/// code can be looked at.
 async fn ask(client: &Client, command: Document) -> Result<Result<Document, mongodb::error::Error>, QueryError> {
-    let admin = client.database("admin");
-    let mut action = admin.run_command(command);
-    if let Some(criteria) = client.selection_criteria().cloned() {
-        action = action.selection_criteria(criteria);
-    }
-    Ok(action.await)
+    Ok(admin_command(client, command).await)
 }
 
 /// MongoDB's CommandNotFound.
 const COMMAND_NOT_FOUND: i32 = 59;
 
 fn is_command_not_found(e: &mongodb::error::Error) -> bool {
-    matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == COMMAND_NOT_FOUND)
+    is_command_error(e, &[COMMAND_NOT_FOUND])
 }
 
 /// `versionArray` when present (its numbers are typed), else the `version` string.

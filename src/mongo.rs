@@ -114,6 +114,22 @@ pub fn classify(err: &DriverError) -> FailureReason {
     }
 }
 
+/// Whether the server refused a command with one of `codes`.
+pub fn is_command_error(err: &DriverError, codes: &[i32]) -> bool {
+    matches!(err.kind.as_ref(), ErrorKind::Command(c) if codes.contains(&c.code))
+}
+
+/// Runs an admin command (`hello`, `buildInfo`) with the client's read
+/// preference, so it reaches the member the checks read from.
+pub async fn admin_command(client: &Client, command: mongodb::bson::Document) -> Result<mongodb::bson::Document, DriverError> {
+    let admin = client.database("admin");
+    let mut action = admin.run_command(command);
+    if let Some(criteria) = client.selection_criteria().cloned() {
+        action = action.selection_criteria(criteria);
+    }
+    action.await
+}
+
 /// A driver error in one short line for logs and pages, built from its
 /// kind and structured fields only: the driver's text may quote the
 /// connection string or a value it was given, so it is never printed.

@@ -17,7 +17,7 @@ use super::shards::{self, ShardsView};
 use super::lookup_plan::LookupProbe;
 use super::Context;
 use crate::deployment::Deployment;
-use crate::mongo::QueryError;
+use crate::mongo::{is_command_error, QueryError};
 
 /// What the target's namespace is, from `listCollections`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -487,10 +487,6 @@ async fn list_index_entries(ctx: &Context<'_>, marker: BuildMarker) -> Result<Ve
         action = action.selection_criteria(criteria);
     }
     action.await?.try_collect().await
-}
-
-fn is_command_error(e: &mongodb::error::Error, codes: &[i32]) -> bool {
-    matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if codes.contains(&c.code))
 }
 
 /// The names of the indexes `$indexStats` reports as `building: true`, for a

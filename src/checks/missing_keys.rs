@@ -43,7 +43,7 @@ use serde::Serialize;
 use super::scan::{self, counts_pipeline, Counts};
 use super::{Context, Method};
 use crate::deployment::Topology;
-use crate::mongo::{FailureReason, QueryError};
+use crate::mongo::{admin_command, FailureReason, QueryError};
 
 /// What the missing-keys check found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -274,12 +274,7 @@ async fn pin(ctx: &Context<'_>) -> Result<Option<(SelectionCriteria, String)>, Q
     if ctx.deployment.topology != Topology::ReplicaSet || ctx.mongo.is_direct() {
         return Ok(None);
     }
-    let admin = ctx.client.database("admin");
-    let mut hello = admin.run_command(doc! { "hello": 1 });
-    if let Some(criteria) = ctx.client.selection_criteria().cloned() {
-        hello = hello.selection_criteria(criteria);
-    }
-    let reply = hello.await.map_err(|e| ctx.mongo.error(&e))?;
+    let reply = admin_command(ctx.client, doc! { "hello": 1 }).await.map_err(|e| ctx.mongo.error(&e))?;
     let me = reply.get_str("me").ok().or(ctx.deployment.me.as_deref());
     let Some((address, name)) = me.and_then(|m| ServerAddress::parse(m).ok().map(|a| (a, m.to_string()))) else {
         return Err(QueryError::new(

@@ -31,13 +31,12 @@
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
-use mongodb::error::ErrorKind;
 use mongodb::options::AggregateOptions;
 use serde::Serialize;
 
 use super::Context;
 use crate::config::SAMPLE_IDS_PER_KEY;
-use crate::mongo::QueryError;
+use crate::mongo::{is_command_error, QueryError};
 
 /// One duplicated key value with its documents (a bounded list of ids).
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -244,7 +243,7 @@ pub const FIRST_N: &str = "$firstN";
 
 /// Whether a server error says the pipeline used something it does not know.
 pub fn is_unknown_operator(err: &mongodb::error::Error) -> bool {
-    matches!(err.kind.as_ref(), ErrorKind::Command(c) if UNKNOWN_OPERATOR_CODES.contains(&c.code))
+    is_command_error(err, &UNKNOWN_OPERATOR_CODES)
 }
 
 /// Runs the full pass and streams its rows into a [`Summary`]. Uses
@@ -407,7 +406,7 @@ mod tests {
         let error = |code: i32| {
             let cmd: mongodb::error::CommandError =
                 mongodb::bson::from_document(doc! {"code": code, "codeName": "X", "errmsg": "unknown group operator '$firstN'"}).unwrap();
-            mongodb::error::Error::from(ErrorKind::Command(cmd))
+            mongodb::error::Error::from(mongodb::error::ErrorKind::Command(cmd))
         };
         for code in [15952, 168, 40324, 224, 238] {
             assert!(is_unknown_operator(&error(code)), "{code}");
