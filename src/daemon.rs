@@ -38,7 +38,7 @@ use crate::store;
 pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     for t in &config.targets {
-        checks::init_metrics(&t.name, &metrics);
+        checks::init_metrics(t, &metrics);
     }
     let state = Arc::new(State::new(&config.targets));
     let mongo = Arc::new(Mongo::new(config.mongodb.clone()));

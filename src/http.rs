@@ -31,7 +31,8 @@ use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::checks::{CheckName, CHECKS};
+use crate::checks::{self, CheckName, Figures, Group};
+use crate::config::{CanonicalConfig, Preset};
 use crate::html::escape;
 use crate::logs::LogTotals;
 use crate::metrics::Metrics;
@@ -254,14 +255,27 @@ th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b0002
             skipped = st.skipped,
             running = st.running_since.map(|t| format!("; a run is going since {}", when(t))).unwrap_or_default(),
         );
+        if let Some(canonical) = &c.canonical {
+            let _ = write!(
+                h,
+                "<p>Canonical key: <code>{}</code>; its checks read every document, on schedule <code>{}</code> (UTC). Passes: {}.</p>",
+                escape(&canonical_text(canonical)),
+                escape(&canonical.schedule),
+                st.canonical_runs,
+            );
+        }
         h.push_str("<table><tr><th>check</th><th>result</th><th>ran at</th><th>took</th><th>last success</th></tr>");
-        for check in CHECKS {
-            let result = st.last_run.as_ref().and_then(|r| r.result(check));
+        for check in checks::checks_of(c) {
+            let last = match check.group() {
+                Group::Key => st.last_run.as_ref(),
+                Group::Canonical => st.last_canonical.as_ref(),
+            };
+            let result = last.and_then(|r| r.result(check));
             let (class, text, at, took) = match result {
                 None => ("muted", "not run yet".to_string(), String::new(), String::new()),
                 Some(r) => {
                     let (class, text) = match &r.outcome {
-                        Ok(f) => (if f.healthy() { "ok" } else { "bad" }, f.summary()),
+                        Ok(f) => (if f.healthy() { "ok" } else { "bad" }, with_sample(f)),
                         Err(e) => ("fail", format!("failed ({}): {}", e.reason, e.message)),
                     };
                     (class, text, when(r.started_at), format!("{:.1} ms", r.duration.as_secs_f64() * 1000.0))
@@ -299,11 +313,44 @@ th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b0002
     Html(h)
 }
 
+/// A canonical derivation in one line, as the config reads.
+fn canonical_text(c: &CanonicalConfig) -> String {
+    match (&c.preset, &c.expression) {
+        (Some(Preset::SortedJoin), _) => format!("sorted_join of {} with {:?}", c.fields.join(", "), c.separator),
+        (Some(p), _) if c.fields.is_empty() => format!("{} of the key", p.as_str()),
+        (Some(p), _) => format!("{} of {}", p.as_str(), c.fields.join(", ")),
+        (None, Some(e)) => e.clone(),
+        (None, None) => String::new(),
+    }
+}
+
+/// A check's summary, with the first few offenders of the canonical checks.
+fn with_sample(f: &Figures) -> String {
+    let mut text = f.summary();
+    match f {
+        Figures::KeyConsistency(k) => {
+            for s in k.sample.iter().take(3) {
+                let _ = write!(text, "; {} {}: stored {}, canonical {}", s.kind.as_str(), s.id, s.stored, s.canonical);
+            }
+        }
+        Figures::CanonicalDuplicates(d) => {
+            for s in d.sample.iter().take(3) {
+                let keys: Vec<String> = s.keys.iter().map(|k| k.to_string()).collect();
+                let _ = write!(text, "; {} held by {} documents (stored keys {})", s.canonical, s.count, keys.join(", "));
+            }
+        }
+        _ => {}
+    }
+    text
+}
+
 fn check_title(check: CheckName) -> &'static str {
     match check {
         CheckName::Index => "unique index",
         CheckName::Duplicates => "duplicates",
         CheckName::MissingKeys => "missing keys",
+        CheckName::KeyConsistency => "key consistency",
+        CheckName::CanonicalDuplicates => "canonical duplicates",
     }
 }
 

@@ -87,7 +87,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     let run = AssertUnwindSafe(checks::run_target(target, &mongo))
                         .catch_unwind()
                         .await
-                        .unwrap_or_else(|_| checks::TargetRun::panicked(&target.name, started_at));
+                        .unwrap_or_else(|_| checks::TargetRun::panicked(&target.name, &checks::checks_of(target), started_at));
                     runs.push(run);
                 }
                 mongo.shutdown(CLIENT_SHUTDOWN_LIMIT).await;

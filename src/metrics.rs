@@ -40,6 +40,9 @@ pub struct Metrics {
     /// Documents whose key is absent, null, empty or an array.
     pub missing_key_documents: IntGaugeVec,
     /// Documents in the collection.
+    pub canonical_duplicate_keys: IntGaugeVec,
+    pub canonical_duplicate_documents: IntGaugeVec,
+    pub key_mismatch_documents: IntGaugeVec,
     pub documents: IntGaugeVec,
     /// 1 when the last run of a check succeeded.
     pub check_success: IntGaugeVec,
@@ -169,6 +172,9 @@ impl Metrics {
             duplicate_keys: int_gauge(&r, "duplicate_keys", &help("Key values held by more than one document (documents without a usable key excluded)."), &["target"]),
             duplicate_documents: int_gauge(&r, "duplicate_documents", &help("Surplus documents sharing a key: the sum of (count - 1) over duplicated key values."), &["target"]),
             missing_key_documents: int_gauge(&r, "missing_key_documents", &help("Documents without a usable scalar key, by kind: absent, null, empty string, or array."), &["target", "kind"]),
+            canonical_duplicate_keys: int_gauge(&r, "canonical_duplicate_keys", &help("Canonical values ([target.canonical]) held by more than one document, keyed or not: two documents meant to be one. Absent without [target.canonical]."), &["target"]),
+            canonical_duplicate_documents: int_gauge(&r, "canonical_duplicate_documents", &help("Surplus documents sharing a canonical value: the sum of (count - 1) over those values."), &["target"]),
+            key_mismatch_documents: int_gauge(&r, "key_mismatch_documents", &help("Documents whose stored key is not their canonical value, by kind: mismatch (stored and different), derivable (no key; it can be computed), underivable (the canonical value cannot be computed)."), &["target", "kind"]),
             documents: int_gauge(&r, "documents", &help("Documents in the target collection."), &["target"]),
             check_success: int_gauge(&r, "check_success", &help("1 when the last run of the check succeeded, 0 when it failed."), &["target", "check"]),
             check_duration_seconds: gauge(&r, "check_duration_seconds", &help("Wall time of the last run of the check, in seconds."), &["target", "check"]),

@@ -58,6 +58,13 @@ pub fn target_json(target: &TargetConfig, run: &TargetRun) -> Value {
     let missing = run.missing_keys().map(|m| {
         json!({ "absent": m.absent, "null": m.null, "empty": m.empty, "array": m.array, "method": m.method })
     });
+    let key_consistency = run.key_consistency().map(|k| {
+        json!({ "mismatch": k.mismatch, "derivable": k.derivable, "underivable": k.underivable,
+                "documents": k.documents, "sample": k.sample })
+    });
+    let canonical_duplicates = run.canonical_duplicates().map(|c| {
+        json!({ "keys": c.keys, "documents": c.documents, "sample": c.sample })
+    });
     let errors: Vec<Value> = run
         .errors()
         .map(|(check, e)| json!({ "check": check, "reason": e.reason, "message": e.message }))
@@ -71,6 +78,9 @@ pub fn target_json(target: &TargetConfig, run: &TargetRun) -> Value {
         "duplicates": duplicates,
         "missing": missing,
         "documents": run.missing_keys().map(|m| m.documents),
+        "canonical": target.canonical,
+        "key_consistency": key_consistency,
+        "canonical_duplicates": canonical_duplicates,
         "errors": errors,
     })
 }
@@ -94,15 +104,29 @@ pub fn check_text(targets: &[TargetConfig], runs: &[TargetRun]) -> String {
                 Err(e) => format!("FAILED   {}", e),
                 Ok(figures) => {
                     let mut line = format!("{} {}", if figures.healthy() { "ok      " } else { "VIOLATED" }, figures.summary());
-                    if let checks::Figures::Duplicates(d) = figures {
-                        for sample in d.sample.iter().take(5) {
-                            let _ = write!(line, "\n{:>26}{} held by {} documents", "", sample.key, sample.count);
+                    match figures {
+                        checks::Figures::Duplicates(d) => {
+                            for sample in d.sample.iter().take(5) {
+                                let _ = write!(line, "\n{:>33}{} held by {} documents", "", sample.key, sample.count);
+                            }
                         }
+                        checks::Figures::CanonicalDuplicates(c) => {
+                            for s in c.sample.iter().take(5) {
+                                let keys: Vec<String> = s.keys.iter().map(|k| k.to_string()).collect();
+                                let _ = write!(line, "\n{:>33}{} held by {} documents (stored keys {})", "", s.canonical, s.count, keys.join(", "));
+                            }
+                        }
+                        checks::Figures::KeyConsistency(k) => {
+                            for s in k.sample.iter().take(5) {
+                                let _ = write!(line, "\n{:>33}{} {}: stored {}, canonical {}", "", s.kind.as_str(), s.id, s.stored, s.canonical);
+                            }
+                        }
+                        _ => {}
                     }
                     line
                 }
             };
-            let _ = writeln!(out, "  {:<13}{:>8.1}ms  {}", r.check.as_str(), ms, line);
+            let _ = writeln!(out, "  {:<20}{:>8.1}ms  {}", r.check.as_str(), ms, line);
         }
     }
     let _ = writeln!(

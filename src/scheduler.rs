@@ -1,9 +1,12 @@
 //! Fires each target's cron schedule and hands the run to the checks.
 //!
 //! Holds no check logic: a tick takes the target's run lock without waiting,
-//! runs [`checks::run_target`], and stores the result in [`State`]. A tick
+//! runs [`checks::run_group`], and stores the result in [`State`]. A tick
 //! that finds the previous run still going is skipped and counted, so runs
 //! of one target never overlap. Every target also runs once at start-up.
+//! A target with `[target.canonical]` has a second job, on its own
+//! schedule and with its own lock, for the canonical checks: an hourly pass
+//! over every document never delays the five-minute index check.
 //! On shutdown, no new run starts and in-flight runs get a grace period.
 //!
 //! A run that panics (in a check, or while its outcome is recorded) is
@@ -21,7 +24,7 @@ use futures_util::future::{BoxFuture, FutureExt as _};
 use tokio::sync::{mpsc, Mutex};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
-use crate::checks::{self, TargetRun};
+use crate::checks::{self, Group, TargetRun};
 use crate::config::TargetConfig;
 use crate::metrics::Metrics;
 use crate::mongo::Mongo;
@@ -37,12 +40,12 @@ pub struct ScheduleError {
     source: JobSchedulerError,
 }
 
-/// Runs every check of a target once: [`checks::run_target`] in the
-/// daemon; unit tests put a fault here (nothing in the config can).
-type RunChecks = for<'a> fn(&'a TargetConfig, &'a Mongo) -> BoxFuture<'a, TargetRun>;
+/// Runs the checks of one group of a target once: [`checks::run_group`] in
+/// the daemon; unit tests put a fault here (nothing in the config can).
+type RunChecks = for<'a> fn(&'a TargetConfig, &'a Mongo, Group) -> BoxFuture<'a, TargetRun>;
 
-fn run_checks<'a>(target: &'a TargetConfig, mongo: &'a Mongo) -> BoxFuture<'a, TargetRun> {
-    Box::pin(checks::run_target(target, mongo))
+fn run_checks<'a>(target: &'a TargetConfig, mongo: &'a Mongo, group: Group) -> BoxFuture<'a, TargetRun> {
+    Box::pin(checks::run_group(target, mongo, group))
 }
 
 /// What every tick needs, shared by all jobs.
@@ -52,8 +55,8 @@ struct Runner {
     state: Arc<State>,
     mongo: Arc<Mongo>,
     metrics: Metrics,
-    /// One lock per target (same order as `state.targets`); held for the length of a run.
-    locks: Vec<Arc<Mutex<()>>>,
+    /// One lock per target and group (same order as `state.targets`); held for the length of a run.
+    locks: Vec<[Arc<Mutex<()>>; 2]>,
     /// Set on shutdown so late ticks start nothing.
     closed: AtomicBool,
     /// Finished runs go here too (to the history store), when one is attached.
@@ -61,30 +64,30 @@ struct Runner {
 }
 
 impl Runner {
-    /// Starts a run of target `i` unless one is going or the scheduler is closed.
-    fn fire(self: &Arc<Self>, i: usize) {
+    /// Starts a run of `group` of target `i` unless one is going or the scheduler is closed.
+    fn fire(self: &Arc<Self>, i: usize, group: Group) {
         if self.closed.load(Ordering::SeqCst) {
             return;
         }
         let slot = &self.state.targets[i];
-        let Ok(guard) = self.locks[i].clone().try_lock_owned() else {
-            slot.run_skipped(&self.metrics);
+        let Ok(guard) = self.locks[i][group as usize].clone().try_lock_owned() else {
+            slot.run_skipped(group, &self.metrics);
             return;
         };
         let runner = Arc::clone(self);
         tokio::spawn(async move {
             let slot = &runner.state.targets[i];
-            slot.run_started();
+            slot.run_started(group);
             let started_at = chrono::Utc::now();
             let done = AssertUnwindSafe(async {
-                let run = (runner.run_checks)(&slot.config, &runner.mongo).await;
+                let run = (runner.run_checks)(&slot.config, &runner.mongo, group).await;
                 runner.record(i, run);
             })
             .catch_unwind()
             .await;
             // The payload is dropped unread: it may echo a URI or a password.
             if done.is_err() {
-                runner.record(i, TargetRun::panicked(&slot.config.name, started_at));
+                runner.record(i, TargetRun::panicked(&slot.config.name, group.checks(), started_at));
             }
             drop(guard);
         });
@@ -133,7 +136,7 @@ impl Scheduler {
         };
         let runner = Arc::new(Runner {
             run_checks,
-            locks: state.targets.iter().map(|_| Arc::new(Mutex::new(()))).collect(),
+            locks: state.targets.iter().map(|_| [Arc::new(Mutex::new(())), Arc::new(Mutex::new(()))]).collect(),
             state,
             mongo,
             metrics,
@@ -142,17 +145,24 @@ impl Scheduler {
         });
         let jobs = JobScheduler::new().await.map_err(err("*"))?;
         for (i, slot) in runner.state.targets.iter().enumerate() {
-            let r = Arc::clone(&runner);
-            let job = Job::new_async(slot.config.schedule.as_str(), move |_, _| {
-                r.fire(i);
-                Box::pin(async {})
-            })
-            .map_err(err(&slot.config.name))?;
-            jobs.add(job).await.map_err(err(&slot.config.name))?;
+            for group in Group::ALL {
+                let Some(schedule) = group.schedule(&slot.config) else { continue };
+                let r = Arc::clone(&runner);
+                let job = Job::new_async(schedule, move |_, _| {
+                    r.fire(i, group);
+                    Box::pin(async {})
+                })
+                .map_err(err(&slot.config.name))?;
+                jobs.add(job).await.map_err(err(&slot.config.name))?;
+            }
         }
         jobs.start().await.map_err(err("*"))?;
-        for i in 0..runner.state.targets.len() {
-            runner.fire(i);
+        for (i, slot) in runner.state.targets.iter().enumerate() {
+            for group in Group::ALL {
+                if group.applies_to(&slot.config) {
+                    runner.fire(i, group);
+                }
+            }
         }
         Ok(Self { jobs, runner })
     }
@@ -186,7 +196,7 @@ impl Scheduler {
             tracing::warn!(error = %e, "cron scheduler did not stop cleanly");
         }
         let all_idle = async {
-            for lock in &self.runner.locks {
+            for lock in self.runner.locks.iter().flatten() {
                 let _ = lock.lock().await;
             }
         };
@@ -225,13 +235,14 @@ mod tests {
 
     /// The fault: a run that panics with a secret in its message, as the
     /// redaction code did on a URI with `%` before a non-ASCII character.
-    fn panicking<'a>(_: &'a TargetConfig, _: &'a Mongo) -> BoxFuture<'a, TargetRun> {
+    fn panicking<'a>(_: &'a TargetConfig, _: &'a Mongo, _: Group) -> BoxFuture<'a, TargetRun> {
         Box::pin(async { panic!("cannot redact mongodb://u:hunter2@db/") })
     }
 
     async fn runs_finished(state: &State, n: u64) {
         for _ in 0..2000 {
-            if state.targets[0].status().runs >= n {
+            let status = state.targets[0].status();
+            if status.runs >= n && status.canonical_runs >= n {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -248,16 +259,17 @@ mod tests {
         let subscriber = tracing_subscriber::fmt().with_writer(move || sink.clone()).with_ansi(false).finish();
         let _default = tracing::subscriber::set_default(subscriber);
 
-        let toml = "[mongodb]\nuri = \"mongodb://u:hunter2@db/\"\n[[target]]\nname = \"chats\"\ndatabase = \"app\"\ncollection = \"chats\"\nkey = \"k\"\nschedule = \"0 0 0 1 1 *\"\n";
+        let toml = "[mongodb]\nuri = \"mongodb://u:hunter2@db/\"\n[[target]]\nname = \"chats\"\ndatabase = \"app\"\ncollection = \"chats\"\nkey = \"k\"\nschedule = \"0 0 0 1 1 *\"\n[target.canonical]\npreset = \"lowercase\"\nschedule = \"0 0 0 1 1 *\"\n";
         let config = Config::from_toml(toml, Path::new("test.toml"), None).unwrap();
         let state = Arc::new(State::new(&config.targets));
         let metrics = Metrics::new();
-        checks::init_metrics("chats", &metrics);
+        checks::init_metrics(&config.targets[0], &metrics);
         let mongo = Arc::new(Mongo::new(config.mongodb.clone()));
         let scheduler = Scheduler::start_with(Arc::clone(&state), mongo, metrics.clone(), None, panicking).await.unwrap();
         runs_finished(&state, 1).await;
         // The target is not stalled: the next tick runs (and panics) again.
-        scheduler.runner.fire(0);
+        scheduler.runner.fire(0, Group::Key);
+        scheduler.runner.fire(0, Group::Canonical);
         runs_finished(&state, 2).await;
         assert!(scheduler.stop(Duration::from_secs(5)).await);
 

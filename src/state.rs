@@ -13,7 +13,7 @@ use std::sync::RwLock;
 
 use chrono::{DateTime, Utc};
 
-use crate::checks::{self, CheckName, TargetRun};
+use crate::checks::{self, CheckName, Group, TargetRun};
 use crate::config::TargetConfig;
 use crate::metrics::Metrics;
 
@@ -42,8 +42,12 @@ pub struct TargetStatus {
     pub skipped_this_run: u64,
     /// When the run now going started, if one is.
     pub running_since: Option<DateTime<Utc>>,
-    /// The last finished run.
+    /// The last finished run of the key checks (`schedule`).
     pub last_run: Option<TargetRun>,
+    /// Runs of the canonical checks finished since start-up.
+    pub canonical_runs: u64,
+    /// The last finished run of the canonical checks (`canonical.schedule`).
+    pub last_canonical: Option<TargetRun>,
     /// When each check last succeeded.
     pub last_success: BTreeMap<CheckName, DateTime<Utc>>,
 }
@@ -103,17 +107,25 @@ impl TargetSlot {
         self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn run_started(&self) {
-        self.status.write().unwrap_or_else(|e| e.into_inner()).running_since = Some(Utc::now());
+    /// Notes that a run of `group` started; the landing page shows the key runs'.
+    pub fn run_started(&self, group: Group) {
+        if group == Group::Key {
+            self.status.write().unwrap_or_else(|e| e.into_inner()).running_since = Some(Utc::now());
+        }
     }
 
     /// Counts a tick that found the previous run still going; logs the first
     /// one of a run only (the counter has the rest).
-    pub fn run_skipped(&self, metrics: &Metrics) {
+    pub fn run_skipped(&self, group: Group, metrics: &Metrics) {
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
         status.skipped += 1;
-        status.skipped_this_run += 1;
         metrics.runs_skipped_total.with_label_values(&[&self.config.name]).inc();
+        if group == Group::Canonical {
+            // Hourly by default: a skip means a pass longer than its period, worth a line each time.
+            tracing::warn!(target = %self.config.name, "previous canonical pass still going; this scheduled pass is skipped");
+            return;
+        }
+        status.skipped_this_run += 1;
         if status.skipped_this_run == 1 {
             tracing::warn!(target = %self.config.name, "previous run still going; scheduled runs are skipped until it ends");
         }
@@ -122,11 +134,21 @@ impl TargetSlot {
     /// Stores a finished run and records its metrics and transition logs.
     pub fn run_finished(&self, run: TargetRun, metrics: &Metrics) {
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
-        checks::record(&run, status.last_run.as_ref(), metrics);
+        let group = run.group();
+        let previous = match group {
+            Group::Key => status.last_run.as_ref(),
+            Group::Canonical => status.last_canonical.as_ref(),
+        };
+        checks::record(&run, previous, metrics);
         for r in &run.results {
             if r.outcome.is_ok() {
                 status.last_success.insert(r.check, r.started_at);
             }
+        }
+        if group == Group::Canonical {
+            status.canonical_runs += 1;
+            status.last_canonical = Some(run);
+            return;
         }
         if status.skipped_this_run > 0 {
             tracing::info!(target = %self.config.name, skipped = status.skipped_this_run, "long run ended; scheduled runs resume");

@@ -366,7 +366,7 @@ const NAMESPACE_NOT_FOUND: i32 = 26;
 /// Finds what the target's name is in its database. `listCollections` takes
 /// no `maxTimeMS`; `nameOnly` keeps it lock-free and cheap, and the run's
 /// deadline bounds it on the client.
-async fn namespace(ctx: &Context<'_>) -> Result<Namespace, QueryError> {
+pub(super) async fn namespace(ctx: &Context<'_>) -> Result<Namespace, QueryError> {
     let command = doc! {
         "listCollections": 1,
         "filter": { "name": &ctx.target.collection },

@@ -10,11 +10,20 @@
 //! deadline (`query_timeout`), and [`record`] is the one place that turns a
 //! run into metrics and log lines, so the two never drift apart.
 //!
+//! The checks come in two [`Group`]s with schedules of their own: the key
+//! checks (`index`, `duplicates`, `missing_keys`) on the target's
+//! `schedule`, and, when `[target.canonical]` is set, the canonical checks
+//! (`key_consistency`, `canonical_duplicates`), which read every document
+//! in one pass ([`canonical`]) on `canonical.schedule`.
+//!
 //! Adding a check: a new file, a variant in [`CheckName`] and [`Figures`],
 //! and the compiler's complaints.
 
+pub mod canonical;
+pub mod canonical_duplicates;
 pub mod duplicates;
 pub mod index;
+pub mod key_consistency;
 pub mod lookup_plan;
 pub mod missing_keys;
 pub mod scan;
@@ -32,8 +41,11 @@ use crate::deployment::Deployment;
 use crate::metrics::Metrics;
 use crate::mongo::{Deadline, FailureReason, Mongo, QueryError};
 
+pub use canonical::{CanonicalSample, MismatchKind, MismatchSample};
+pub use canonical_duplicates::CanonicalDuplicatesOutcome;
 pub use duplicates::DuplicatesOutcome;
 pub use index::{BuildState, IndexOutcome};
+pub use key_consistency::KeyConsistencyOutcome;
 pub use lookup_plan::{LookupPlan, LookupProbe};
 pub use missing_keys::MissingKeysOutcome;
 
@@ -44,10 +56,60 @@ pub enum CheckName {
     Index,
     Duplicates,
     MissingKeys,
+    KeyConsistency,
+    CanonicalDuplicates,
 }
 
 /// Every check, in the order a run executes them.
-pub const CHECKS: [CheckName; 3] = [CheckName::Index, CheckName::Duplicates, CheckName::MissingKeys];
+pub const CHECKS: [CheckName; 5] = [
+    CheckName::Index,
+    CheckName::Duplicates,
+    CheckName::MissingKeys,
+    CheckName::KeyConsistency,
+    CheckName::CanonicalDuplicates,
+];
+
+/// Checks that run together, on one schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Group {
+    /// `index`, `duplicates`, `missing_keys`: the target's `schedule`.
+    Key,
+    /// `key_consistency`, `canonical_duplicates`: `canonical.schedule`.
+    Canonical,
+}
+
+impl Group {
+    pub const ALL: [Group; 2] = [Group::Key, Group::Canonical];
+
+    /// The group's checks, in the order a run executes them.
+    pub fn checks(self) -> &'static [CheckName] {
+        match self {
+            Group::Key => &CHECKS[..3],
+            Group::Canonical => &CHECKS[3..],
+        }
+    }
+
+    /// Whether `target` has checks of this group.
+    pub fn applies_to(self, target: &TargetConfig) -> bool {
+        match self {
+            Group::Key => true,
+            Group::Canonical => target.canonical.is_some(),
+        }
+    }
+
+    /// The cron expression the group runs on for `target`.
+    pub fn schedule(self, target: &TargetConfig) -> Option<&str> {
+        match self {
+            Group::Key => Some(target.schedule.as_str()),
+            Group::Canonical => target.canonical.as_ref().map(|c| c.schedule.as_str()),
+        }
+    }
+}
+
+/// The checks `target` has, in run order.
+pub fn checks_of(target: &TargetConfig) -> Vec<CheckName> {
+    Group::ALL.iter().filter(|g| g.applies_to(target)).flat_map(|g| g.checks().iter().copied()).collect()
+}
 
 impl CheckName {
     pub fn as_str(self) -> &'static str {
@@ -55,6 +117,15 @@ impl CheckName {
             CheckName::Index => "index",
             CheckName::Duplicates => "duplicates",
             CheckName::MissingKeys => "missing_keys",
+            CheckName::KeyConsistency => "key_consistency",
+            CheckName::CanonicalDuplicates => "canonical_duplicates",
+        }
+    }
+
+    pub fn group(self) -> Group {
+        match self {
+            CheckName::Index | CheckName::Duplicates | CheckName::MissingKeys => Group::Key,
+            CheckName::KeyConsistency | CheckName::CanonicalDuplicates => Group::Canonical,
         }
     }
 
@@ -63,6 +134,8 @@ impl CheckName {
             CheckName::Index => index::run(ctx).await.map(Figures::Index),
             CheckName::Duplicates => duplicates::run(ctx).await.map(Figures::Duplicates),
             CheckName::MissingKeys => missing_keys::run(ctx).await.map(Figures::MissingKeys),
+            CheckName::KeyConsistency => key_consistency::run(ctx).await.map(Figures::KeyConsistency),
+            CheckName::CanonicalDuplicates => canonical_duplicates::run(ctx).await.map(Figures::CanonicalDuplicates),
         }
     }
 }
@@ -81,6 +154,8 @@ pub enum Method {
     /// One counting pass over the collection, no grouping by key: an index
     /// that cannot be hinted already guarantees uniqueness.
     CollectionCounts,
+    /// The canonical pass: one aggregation computing every document's canonical value.
+    Canonical,
 }
 
 impl Method {
@@ -90,6 +165,7 @@ impl Method {
             Method::IndexCounts => "index_counts",
             Method::Aggregation => "aggregation",
             Method::CollectionCounts => "collection_counts",
+            Method::Canonical => "canonical",
         }
     }
 }
@@ -101,6 +177,8 @@ pub enum Figures {
     Index(IndexOutcome),
     Duplicates(DuplicatesOutcome),
     MissingKeys(MissingKeysOutcome),
+    KeyConsistency(KeyConsistencyOutcome),
+    CanonicalDuplicates(CanonicalDuplicatesOutcome),
 }
 
 impl Figures {
@@ -110,6 +188,8 @@ impl Figures {
             Figures::Index(i) => i.present,
             Figures::Duplicates(d) => d.keys == 0,
             Figures::MissingKeys(m) => m.total() == 0,
+            Figures::KeyConsistency(k) => k.total() == 0,
+            Figures::CanonicalDuplicates(c) => c.keys == 0,
         }
     }
 
@@ -130,6 +210,13 @@ impl Figures {
                 m.documents,
                 m.method.as_str()
             ),
+            Figures::KeyConsistency(k) => format!(
+                "{} mismatch, {} derivable, {} underivable of {} documents (canonical)",
+                k.mismatch, k.derivable, k.underivable, k.documents
+            ),
+            Figures::CanonicalDuplicates(c) => {
+                format!("{} canonical values held by several documents, {} surplus documents (canonical)", c.keys, c.documents)
+            }
         }
     }
 }
@@ -178,9 +265,35 @@ impl TargetRun {
         }
     }
 
+    pub fn key_consistency(&self) -> Option<&KeyConsistencyOutcome> {
+        match self.result(CheckName::KeyConsistency)?.outcome.as_ref().ok()? {
+            Figures::KeyConsistency(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    pub fn canonical_duplicates(&self) -> Option<&CanonicalDuplicatesOutcome> {
+        match self.result(CheckName::CanonicalDuplicates)?.outcome.as_ref().ok()? {
+            Figures::CanonicalDuplicates(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The group of the run's checks (a run holds one group's, or, from
+    /// [`run_target`], every group's in order: then the first).
+    pub fn group(&self) -> Group {
+        self.results.first().map(|r| r.check.group()).unwrap_or(Group::Key)
+    }
+
+    /// Another run's results after this one's, as `check` shows a target's
+    /// every group in one report.
+    pub fn extend(&mut self, other: TargetRun) {
+        self.results.extend(other.results);
+    }
+
     /// A run in which every check failed the same way before any could start.
-    fn failed(target: &str, started_at: DateTime<Utc>, duration: Duration, e: QueryError) -> Self {
-        let results = CHECKS
+    fn failed(target: &str, checks: &[CheckName], started_at: DateTime<Utc>, duration: Duration, e: QueryError) -> Self {
+        let results = checks
             .iter()
             .map(|&check| CheckResult {
                 check,
@@ -199,9 +312,9 @@ impl TargetRun {
     /// A run that panicked: every check failed with `internal`. The panic's
     /// message is not kept (it may hold configuration values), and the run
     /// counts as not having reached MongoDB, so it pages like an outage.
-    pub fn panicked(target: &str, started_at: DateTime<Utc>) -> Self {
+    pub fn panicked(target: &str, checks: &[CheckName], started_at: DateTime<Utc>) -> Self {
         let duration = (Utc::now() - started_at).to_std().unwrap_or_default();
-        Self::failed(target, started_at, duration, QueryError::new(FailureReason::Internal, PANICKED))
+        Self::failed(target, checks, started_at, duration, QueryError::new(FailureReason::Internal, PANICKED))
     }
 
     /// Whether the run got answers from MongoDB: false when any check could
@@ -252,6 +365,25 @@ impl TargetRun {
                 ));
             }
         }
+        if let Some(k) = self.key_consistency() {
+            if k.total() > 0 {
+                v.push((
+                    CheckName::KeyConsistency,
+                    format!(
+                        "keys that are not their canonical value: {} mismatch, {} derivable, {} underivable",
+                        k.mismatch, k.derivable, k.underivable
+                    ),
+                ));
+            }
+        }
+        if let Some(c) = self.canonical_duplicates() {
+            if c.keys > 0 {
+                v.push((
+                    CheckName::CanonicalDuplicates,
+                    format!("{} canonical values held by several documents, {} surplus documents", c.keys, c.documents),
+                ));
+            }
+        }
         v
     }
 
@@ -297,6 +429,8 @@ pub struct Context<'a> {
     pub index: Option<IndexOutcome>,
     /// The shared collection pass, once run (or failed), so it runs at most once per run.
     scan: Option<Result<scan::Summary, QueryError>>,
+    /// The canonical pass, once run (or failed), shared the same way.
+    canonical: Option<Result<canonical::Summary, QueryError>>,
 }
 
 impl Context<'_> {
@@ -324,20 +458,41 @@ impl Context<'_> {
         self.scan = Some(result.clone());
         result
     }
+
+    /// The canonical pass, run on first use and shared by later checks.
+    pub async fn canonical(&mut self) -> Result<canonical::Summary, QueryError> {
+        if let Some(done) = &self.canonical {
+            return done.clone();
+        }
+        let result = canonical::run(self).await;
+        self.canonical = Some(result.clone());
+        result
+    }
 }
 
-/// Runs every check of `target` once, within `query_timeout`.
+/// Runs every check of `target` once, each group within its own
+/// `query_timeout`: what `uniqwatch check` reports.
 pub async fn run_target(target: &TargetConfig, mongo: &Mongo) -> TargetRun {
+    let mut run = run_group(target, mongo, Group::Key).await;
+    if Group::Canonical.applies_to(target) {
+        run.extend(run_group(target, mongo, Group::Canonical).await);
+    }
+    run
+}
+
+/// Runs the checks of one group of `target` once, within `query_timeout`.
+pub async fn run_group(target: &TargetConfig, mongo: &Mongo, group: Group) -> TargetRun {
+    let checks = group.checks();
     let deadline = Deadline::after(mongo.query_timeout());
     let started_at = Utc::now();
     let clock = Instant::now();
     let client = match deadline.run(mongo.client()).await {
         Ok(client) => client,
-        Err(e) => return TargetRun::failed(&target.name, started_at, clock.elapsed(), e),
+        Err(e) => return TargetRun::failed(&target.name, checks, started_at, clock.elapsed(), e),
     };
     let deployment = match mongo.deployment(client, &deadline).await {
         Ok(d) => d,
-        Err(e) => return TargetRun::failed(&target.name, started_at, clock.elapsed(), e),
+        Err(e) => return TargetRun::failed(&target.name, checks, started_at, clock.elapsed(), e),
     };
     let db = client.database(&target.database);
     let mut ctx = Context {
@@ -350,12 +505,13 @@ pub async fn run_target(target: &TargetConfig, mongo: &Mongo) -> TargetRun {
         deadline,
         index: None,
         scan: None,
+        canonical: None,
     };
-    let mut results = Vec::with_capacity(CHECKS.len());
+    let mut results = Vec::with_capacity(checks.len());
     // Once MongoDB proved unreachable or refused us, later checks fail the
     // same way at once instead of waiting out another server selection.
     let mut down: Option<QueryError> = None;
-    for check in CHECKS {
+    for &check in checks {
         let at = Utc::now();
         let t0 = Instant::now();
         let outcome = match &down {
@@ -417,16 +573,30 @@ fn log_verdict(run: &TargetRun, previous: Option<&TargetRun>) {
     if !worth_logging(&now, previous.map(TargetRun::verdict).as_ref(), complete) {
         return;
     }
-    match now {
-        Verdict::Holds => tracing::info!(target = target, "uniqueness invariant holds"),
-        Verdict::Violated(violations) => {
+    match (now, run.group()) {
+        (Verdict::Holds, Group::Key) => tracing::info!(target = target, "uniqueness invariant holds"),
+        (Verdict::Holds, Group::Canonical) => {
+            tracing::info!(target = target, "one document per canonical value, every key its canonical value: holds")
+        }
+        (Verdict::Violated(violations), Group::Key) => {
             let sample: Vec<String> = run
                 .duplicates()
                 .map(|d| d.sample.iter().take(5).map(|s| format!("{}×{}", s.key, s.count)).collect())
                 .unwrap_or_default();
             tracing::warn!(target = target, violations = ?violations, sample = ?sample, "uniqueness invariant violated");
         }
-        Verdict::Unknown => {}
+        (Verdict::Violated(violations), Group::Canonical) => {
+            let duplicates: Vec<String> = run
+                .canonical_duplicates()
+                .map(|d| d.sample.iter().take(5).map(|s| format!("{}×{}", s.canonical, s.count)).collect())
+                .unwrap_or_default();
+            let keys: Vec<String> = run
+                .key_consistency()
+                .map(|k| k.sample.iter().take(5).map(|s| format!("{} {}: {} ≠ {}", s.kind.as_str(), s.id, s.stored, s.canonical)).collect())
+                .unwrap_or_default();
+            tracing::warn!(target = target, violations = ?violations, duplicates = ?duplicates, keys = ?keys, "canonical invariant violated");
+        }
+        (Verdict::Unknown, _) => {}
     }
 }
 
@@ -511,6 +681,15 @@ fn set_figures(target: &str, figures: &Figures, m: &Metrics) {
             }
             m.documents.with_label_values(&[target]).set(k.documents as i64);
         }
+        Figures::KeyConsistency(k) => {
+            for (kind, n) in [(MismatchKind::Mismatch, k.mismatch), (MismatchKind::Derivable, k.derivable), (MismatchKind::Underivable, k.underivable)] {
+                m.key_mismatch_documents.with_label_values(&[target, kind.as_str()]).set(n as i64);
+            }
+        }
+        Figures::CanonicalDuplicates(c) => {
+            m.canonical_duplicate_keys.with_label_values(&[target]).set(c.keys as i64);
+            m.canonical_duplicate_documents.with_label_values(&[target]).set(c.documents as i64);
+        }
     }
 }
 
@@ -534,18 +713,27 @@ fn withdraw_figures(target: &str, check: CheckName, m: &Metrics) {
             }
             let _ = m.documents.remove_label_values(&[target]);
         }
+        CheckName::KeyConsistency => {
+            for kind in MismatchKind::ALL {
+                let _ = m.key_mismatch_documents.remove_label_values(&[target, kind.as_str()]);
+            }
+        }
+        CheckName::CanonicalDuplicates => {
+            let _ = m.canonical_duplicate_keys.remove_label_values(&[target]);
+            let _ = m.canonical_duplicate_documents.remove_label_values(&[target]);
+        }
     }
 }
 
 /// Creates every failure-counter series of a target at zero, so that
 /// `rate()` and `increase()` see the first failure.
-pub fn init_metrics(target: &str, m: &Metrics) {
-    for check in CHECKS {
+pub fn init_metrics(target: &TargetConfig, m: &Metrics) {
+    for check in checks_of(target) {
         for reason in FailureReason::ALL {
-            m.check_failures_total.with_label_values(&[target, check.as_str(), reason.as_str()]);
+            m.check_failures_total.with_label_values(&[&target.name, check.as_str(), reason.as_str()]);
         }
     }
-    m.runs_skipped_total.with_label_values(&[target]);
+    m.runs_skipped_total.with_label_values(&[&target.name]);
 }
 
 #[cfg(test)]

@@ -299,6 +299,8 @@ fn the_view_reaches_the_summary_the_json_and_the_metrics() {
         sparse: true,
         schedule: "0 * * * * *".into(),
         sample_size: 20,
+        canonical: None,
+        position: 0,
     };
     let ok = run(Ok(figures));
     let json = crate::report::target_json(&target, &ok);

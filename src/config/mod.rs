@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod canonical;
 pub mod duration;
 mod logs;
 mod mongodb;
@@ -28,6 +29,7 @@ mod state;
 mod targets;
 mod web;
 
+pub use canonical::{parse_expression, CanonicalConfig, Derivation, Preset};
 pub use duration::{duration_text, Bounded, Bounds};
 pub use logs::{LogEventConfig, LogSourceConfig, StartAt};
 pub use mongodb::MongoConfig;
@@ -154,6 +156,9 @@ impl Config {
             let field = e.path().to_string();
             parse_err(describe_toml_error(text, e.inner(), Some(field)))
         })?;
+        for (i, t) in config.targets.iter_mut().enumerate() {
+            t.position = i;
+        }
         let uri_from_env = uri_override.is_some();
         if let Some(uri) = uri_override {
             config.mongodb.uri = uri;

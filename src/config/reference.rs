@@ -10,7 +10,7 @@ use std::path::Path;
 use super::{Bounded, Config};
 
 /// The section files, in the order the reference shows them.
-const SOURCES: [&str; 5] = ["mongodb.rs", "web.rs", "state.rs", "targets.rs", "logs.rs"];
+const SOURCES: [&str; 6] = ["mongodb.rs", "web.rs", "state.rs", "targets.rs", "canonical.rs", "logs.rs"];
 
 /// A config with every section present, so every default can be read off it.
 const EVERY_SECTION: &str = r#"
@@ -22,6 +22,9 @@ name = "t"
 database = "d"
 collection = "c"
 key = "k"
+
+[target.canonical]
+preset = "lowercase"
 
 [[logs]]
 name = "l"
@@ -139,6 +142,7 @@ fn type_name(field: &Field) -> Option<&'static str> {
         "SocketAddr" => "address",
         "Vec<String>" => "list of strings",
         "StartAt" => "`end` or `beginning`",
+        "Option<Preset>" => "`sorted_join`, `lowercase` or `trim_lowercase`",
         // A nested array of tables is a section of its own.
         _ => return None,
     })
@@ -166,6 +170,7 @@ fn defaults() -> (BTreeMap<&'static str, toml::Table>, Ranges) {
     tables.insert("[state]", table(&value["state"]));
     tables.insert("[audit]", table(&value["audit"]));
     tables.insert("[[target]]", first(&value["target"]));
+    tables.insert("[target.canonical]", first(&value["target"]).get("canonical").map(table).unwrap_or_default());
     tables.insert("[[logs]]", first(&value["logs"]));
     let events = first(&value["logs"]).get("events").map(first).unwrap_or_default();
     tables.insert("[[logs.events]]", events);
@@ -224,7 +229,7 @@ fn the_reference_matches_the_source() {
 #[test]
 fn every_section_and_bounded_field_is_in_the_reference() {
     let text = render();
-    for header in ["[mongodb]", "[web]", "[state]", "[audit]", "[[target]]", "[[logs]]", "[[logs.events]]"] {
+    for header in ["[mongodb]", "[web]", "[state]", "[audit]", "[[target]]", "[target.canonical]", "[[logs]]", "[[logs.events]]"] {
         assert!(text.contains(&format!("## `{header}`")), "{header} missing");
     }
     assert!(text.contains("| `query_timeout` | duration | `\"30s\"` | 1ms to 1day |"), "{text}");

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use super::duration::{check_all, Bounded, Bounds};
-use super::{validate_name, validate_schedule};
+use super::{validate_name, validate_schedule, CanonicalConfig};
 
 /// `[[target]]`: one collection whose key must be unique.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -32,6 +32,14 @@ pub struct TargetConfig {
     /// sample for logs and `check --format json`. Never exported as labels.
     #[serde(default = "default_sample_size")]
     pub sample_size: usize,
+    /// What the key must equal, computed from the document's other fields;
+    /// absent means the key is only checked for uniqueness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canonical: Option<CanonicalConfig>,
+    /// Where the target stands in the file (`target[N]`), for messages that
+    /// name a field of it after load; set by [`super::Config::from_toml`].
+    #[serde(skip)]
+    pub(crate) position: usize,
 }
 
 /// The largest sample a run keeps; a bound on the daemon's memory per target.
@@ -86,6 +94,9 @@ pub(super) fn validate_targets(targets: &[TargetConfig]) -> Result<(), (String, 
         }
         validate_schedule(&t.schedule).map_err(|problem| (at("schedule"), problem))?;
         check_all(&format!("target[{i}]."), t.bounded())?;
+        if let Some(c) = &t.canonical {
+            c.validate(&t.key).map_err(|(field, problem)| (at(&format!("canonical.{field}")), problem))?;
+        }
     }
     Ok(())
 }

@@ -14,7 +14,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use super::{schema, target_id, Store, StoreError};
-use crate::checks::{CheckName, DuplicatesOutcome, Figures, IndexOutcome, MissingKeysOutcome, TargetRun};
+use crate::checks::{
+    CanonicalDuplicatesOutcome, CheckName, DuplicatesOutcome, Figures, IndexOutcome, KeyConsistencyOutcome, MissingKeysOutcome, TargetRun,
+};
+use crate::checks::Method;
 use crate::mongo::FailureReason;
 
 /// One run of one check of one target, as the runner reports it.
@@ -92,6 +95,16 @@ struct RunRow {
     missing_empty: Option<i64>,
     missing_array: Option<i64>,
     documents: Option<i64>,
+    /// Key-consistency figures.
+    key_mismatch: Option<i64>,
+    key_derivable: Option<i64>,
+    key_underivable: Option<i64>,
+}
+
+/// A sample as its JSON column: only when it holds something.
+fn sample_json<T: serde::Serialize>(sample: &[T]) -> Option<String> {
+    // Plain structs of numbers, strings and JSON values always serialise.
+    (!sample.is_empty()).then(|| serde_json::to_string(sample).expect("a sample serialises to JSON"))
 }
 
 /// A count as SQLite stores it; counts beyond `i64::MAX` are clamped.
@@ -148,11 +161,26 @@ fn run_row(run: &RunRecord) -> RunRow {
             duplicate_keys: stored(*keys),
             duplicate_documents: stored(*documents),
             method: Some(method.as_str()),
-            sample: (!sample.is_empty()).then(|| {
-                // Plain structs of numbers, strings and JSON values always serialise.
-                serde_json::to_string(sample).expect("a duplicate sample serialises to JSON")
-            }),
+            sample: sample_json(sample),
             ..base(CheckName::Duplicates)
+        },
+        Figures::KeyConsistency(KeyConsistencyOutcome { mismatch, derivable, underivable, documents, sample }) => RunRow {
+            success: true,
+            key_mismatch: stored(*mismatch),
+            key_derivable: stored(*derivable),
+            key_underivable: stored(*underivable),
+            documents: stored(*documents),
+            method: Some(Method::Canonical.as_str()),
+            sample: sample_json(sample),
+            ..base(CheckName::KeyConsistency)
+        },
+        Figures::CanonicalDuplicates(CanonicalDuplicatesOutcome { keys, documents, sample }) => RunRow {
+            success: true,
+            duplicate_keys: stored(*keys),
+            duplicate_documents: stored(*documents),
+            method: Some(Method::Canonical.as_str()),
+            sample: sample_json(sample),
+            ..base(CheckName::CanonicalDuplicates)
         },
         Figures::MissingKeys(MissingKeysOutcome { absent, null, empty, array, documents, method }) => RunRow {
             success: true,
@@ -180,8 +208,10 @@ impl Store {
                     "INSERT OR REPLACE INTO check_runs (target_id, check_kind, at_ms, success, reason,
                         duration_us, method, index_present, index_name, index_unique, index_sparse,
                         index_hidden, duplicate_keys, duplicate_documents, sample, missing_absent,
-                        missing_null, missing_empty, missing_array, documents, index_build)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                        missing_null, missing_empty, missing_array, documents, index_build,
+                        key_mismatch, key_derivable, key_underivable)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+                        ?22, ?23, ?24)",
                 )?;
                 for (target, r) in &rows {
                     let id = match self.target_ids.get(*target).or(new_ids.get(*target)) {
@@ -197,6 +227,7 @@ impl Store {
                         r.index_present, r.index_name, r.index_unique, r.index_sparse, r.index_hidden,
                         r.duplicate_keys, r.duplicate_documents, r.sample, r.missing_absent,
                         r.missing_null, r.missing_empty, r.missing_array, r.documents, r.index_build,
+                        r.key_mismatch, r.key_derivable, r.key_underivable,
                     ])?;
                 }
             }
@@ -213,7 +244,6 @@ impl Store {
 pub(crate) mod tests {
     use super::*;
     use crate::checks::scan::DuplicateSample;
-    use crate::checks::Method;
     use chrono::TimeZone;
 
     /// Index figures as the check reports them.

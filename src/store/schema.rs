@@ -24,6 +24,8 @@ pub fn check_kind(check: CheckName) -> i64 {
         CheckName::Index => 1,
         CheckName::Duplicates => 2,
         CheckName::MissingKeys => 3,
+        CheckName::KeyConsistency => 4,
+        CheckName::CanonicalDuplicates => 5,
     }
 }
 
@@ -90,5 +92,15 @@ pub const MIGRATIONS: &[&str] = &[
     // recorded before it have NULL: not counted then, not zero.
     r#"
     ALTER TABLE check_runs ADD COLUMN missing_array INTEGER;
+    "#,
+    // 5: the canonical checks. key_consistency rows (kind 4) keep their
+    // kinds in three columns, the documents read in `documents` and a
+    // sample of {id, kind, stored, canonical}; canonical_duplicates rows
+    // (kind 5) use duplicate_keys/duplicate_documents and a sample of
+    // {canonical, count, ids, keys}.
+    r#"
+    ALTER TABLE check_runs ADD COLUMN key_mismatch INTEGER;
+    ALTER TABLE check_runs ADD COLUMN key_derivable INTEGER;
+    ALTER TABLE check_runs ADD COLUMN key_underivable INTEGER;
     "#,
 ];
