@@ -480,10 +480,15 @@ pub async fn run_target(target: &TargetConfig, mongo: &Mongo) -> TargetRun {
     run
 }
 
-/// Runs the checks of one group of `target` once, within `query_timeout`.
+/// Runs the checks of one group of `target` once, within `query_timeout`
+/// (the canonical group: `canonical.query_timeout` when set).
 pub async fn run_group(target: &TargetConfig, mongo: &Mongo, group: Group) -> TargetRun {
     let checks = group.checks();
-    let deadline = Deadline::after(mongo.query_timeout());
+    let timeout = match (group, &target.canonical) {
+        (Group::Canonical, Some(c)) => c.query_timeout.unwrap_or(mongo.query_timeout()),
+        _ => mongo.query_timeout(),
+    };
+    let deadline = Deadline::after(timeout);
     let started_at = Utc::now();
     let clock = Instant::now();
     let client = match deadline.run(mongo.client()).await {

@@ -10,11 +10,13 @@
 //! as Extended JSON and parsed here, at load, so a typo is a config error.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 
 use mongodb::bson::Bson;
 use serde::{Deserialize, Serialize};
 
-use super::validate_schedule;
+use super::duration::{check_all, option_duration_text, Bounded};
+use super::{validate_schedule, MongoConfig};
 
 /// How the canonical value is computed, short of a hand-written expression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -66,6 +68,11 @@ pub struct CanonicalConfig {
     /// once at start-up.
     #[serde(default = "default_schedule")]
     pub schedule: String,
+    /// Upper bound for one canonical pass (sent as `maxTimeMS`); unset means
+    /// `[mongodb] query_timeout`. A pass reads every document, so a large
+    /// collection may need more than the index checks.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "option_duration_text")]
+    pub query_timeout: Option<Duration>,
 }
 
 fn default_separator() -> String {
@@ -131,10 +138,18 @@ impl CanonicalConfig {
         }
     }
 
+    /// Every bounded field with its value (`query_timeout` has the range of `[mongodb]`'s).
+    pub fn bounded(&self) -> Vec<(&'static str, Bounded)> {
+        let timeout = self.query_timeout.unwrap_or(MongoConfig::QUERY_TIMEOUT.min);
+        vec![("query_timeout", Bounded::Duration(timeout, MongoConfig::QUERY_TIMEOUT))]
+    }
+
     /// Checks the section; errors are `(field, problem)` relative to it.
-    pub fn validate(&self, key: &str) -> Result<(), (&'static str, String)> {
-        self.derivation(key)?;
-        validate_schedule(&self.schedule).map_err(|p| ("schedule", p))
+    pub fn validate(&self, key: &str) -> Result<(), (String, String)> {
+        let relative = |(field, problem): (&str, String)| (field.to_string(), problem);
+        self.derivation(key).map_err(relative)?;
+        validate_schedule(&self.schedule).map_err(|p| ("schedule".to_string(), p))?;
+        check_all("", self.bounded())
     }
 }
 
@@ -177,6 +192,10 @@ mod tests {
             Derivation::SortedJoin { fields: vec!["participants".into()], separator: "_".into() }
         );
         assert_eq!(c.schedule, "0 0 * * * *");
+        assert_eq!(c.query_timeout, None);
+        assert!(config("preset = \"lowercase\"\nquery_timeout = \"10m\"\n").validate("k").is_ok());
+        let e = config("preset = \"lowercase\"\nquery_timeout = \"2days\"\n").validate("k").unwrap_err();
+        assert_eq!(e.0, "query_timeout");
         let e = config("preset = \"sorted_join\"\n").derivation("k").unwrap_err();
         assert_eq!(e.0, "fields");
     }

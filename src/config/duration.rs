@@ -43,6 +43,23 @@ pub mod duration_text {
     }
 }
 
+/// Serde glue for optional [`Duration`] fields: `with = "option_duration_text"`
+/// together with `default` and `skip_serializing_if = "Option::is_none"`.
+pub mod option_duration_text {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => duration_text::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        duration_text::deserialize(d).map(Some)
+    }
+}
+
 /// The accepted range of one value, with the reason for its bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds<T> {

@@ -179,6 +179,7 @@ fn defaults() -> (BTreeMap<&'static str, toml::Table>, Ranges) {
     bounds.insert("[web]", config.web.bounded().to_vec());
     bounds.insert("[state]", config.state.bounded().to_vec());
     bounds.insert("[[target]]", config.targets[0].bounded().to_vec());
+    bounds.insert("[target.canonical]", config.targets[0].canonical.as_ref().map(|c| c.bounded()).unwrap_or_default());
     bounds.insert("[[logs]]", config.logs[0].bounded().to_vec());
     (tables, bounds)
 }

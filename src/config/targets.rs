@@ -184,6 +184,22 @@ mod tests {
         assert!(e.contains("target[0].key"), "{e}");
     }
 
+    /// Issue 9: a canonical section's errors name the field under the target, and never echo the expression.
+    #[test]
+    fn canonical_errors_name_the_field_under_the_target() {
+        let e = parse(&format!("{TARGET}[target.canonical]\nexpression = '{{\"$toLower\": SECRETX'\n")).unwrap_err().to_string();
+        assert!(e.contains("field `target[0].canonical.expression`") && e.contains("not valid JSON"), "{e}");
+        assert!(!e.contains("SECRETX"), "{e}");
+        let e = parse(&format!("{TARGET}[target.canonical]\npreset = \"sorted_join\"\n")).unwrap_err().to_string();
+        assert!(e.contains("field `target[0].canonical.fields`"), "{e}");
+        let e = parse(&format!("{TARGET}[target.canonical]\npreset = \"upper\"\n")).unwrap_err().to_string();
+        assert!(e.contains("target[0].canonical.preset"), "{e}");
+        let e = parse(&format!("{TARGET}[target.canonical]\npreset = \"lowercase\"\nschedule = \"0 0 0 31 2 *\"\n")).unwrap_err().to_string();
+        assert!(e.contains("target[0].canonical.schedule"), "{e}");
+        let c = parse(&format!("{TARGET}[target.canonical]\npreset = \"sorted_join\"\nfields = [\"participants\"]\n")).unwrap();
+        assert_eq!(c.targets[0].canonical.as_ref().unwrap().schedule, "0 0 * * * *");
+    }
+
     #[test]
     fn sample_size_is_bounded() {
         let e = parse(&format!("{TARGET}sample_size = 1001")).unwrap_err().to_string();
