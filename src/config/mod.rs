@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod duration;
+mod key;
 mod logs;
 mod mongodb;
 #[cfg(test)]
@@ -29,6 +30,7 @@ mod targets;
 mod web;
 
 pub use duration::{duration_text, Bounded, Bounds};
+pub use key::KeySpec;
 pub use logs::{LogEventConfig, LogSourceConfig, StartAt};
 pub use mongodb::MongoConfig;
 pub use state::{AuditConfig, StateConfig};

@@ -138,6 +138,7 @@ fn type_name(field: &Field) -> Option<&'static str> {
         "PathBuf" => "path",
         "SocketAddr" => "address",
         "Vec<String>" => "list of strings",
+        "KeySpec" => "string or list of strings",
         "StartAt" => "`end` or `beginning`",
         // A nested array of tables is a section of its own.
         _ => return None,
