@@ -248,7 +248,7 @@ th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b0002
             name = escape(&c.name),
             db = escape(&c.database),
             coll = escape(&c.collection),
-            key = escape(&c.key),
+            key = escape(&c.key.to_string()),
             sparse = if c.sparse { " (sparse)" } else { "" },
             sched = escape(&c.schedule),
             runs = st.runs,

@@ -105,7 +105,7 @@ pub fn report_subjects(config: &Config) -> (Vec<TargetInfo>, Vec<LogSourceInfo>)
             name: t.name.clone(),
             database: t.database.clone(),
             collection: t.collection.clone(),
-            key: t.key.clone(),
+            key: t.key.to_string(),
         })
         .collect();
     let sources = config

@@ -330,8 +330,12 @@ pub async fn run(ctx: &Context<'_>) -> Result<Summary, QueryError> {
         return Err(QueryError::new(FailureReason::Other, "the target has no [target.canonical] section"));
     };
     let at = |field: &str| format!("target[{}].canonical.{field}", ctx.target.position);
+    // The config refuses [target.canonical] on a compound key.
+    let Some(key) = ctx.target.key.single() else {
+        return Err(QueryError::new(FailureReason::Other, format!("{}: needs a single-field key", at("preset"))));
+    };
     let derivation = config
-        .derivation(&ctx.target.key)
+        .derivation(key)
         .map_err(|(field, problem)| QueryError::new(FailureReason::Other, format!("{}: {problem}", at(field))))?;
     // A collection that is not there would read as a clean zero.
     // Views and time-series collections hold documents to read; only a missing one fails.
@@ -365,7 +369,7 @@ pub async fn run(ctx: &Context<'_>) -> Result<Summary, QueryError> {
     };
     let mut cursor = ctx
         .coll
-        .aggregate(pipeline(&ctx.target.key, &derivation, ids, sample_size))
+        .aggregate(pipeline(key, &derivation, ids, sample_size))
         .with_options(options)
         .await
         .map_err(refused)?;

@@ -1,5 +1,8 @@
 //! The `index` check: does a unique index on exactly `{<key>: 1}` (or `-1`)
-//! exist, sparse as configured?
+//! exist, sparse as configured? For a compound key the index's key pattern
+//! must be the key's fields in the key's order (each `1` or `-1`): one on the
+//! same fields in another order, or on more or fewer fields, is not the
+//! key's index, and the problem says which it is.
 //!
 //! `listIndexes` is sent as a raw cursor command with the client's read
 //! preference, because the driver's helper pins it to the primary. The
@@ -16,6 +19,7 @@ use serde::Serialize;
 use super::shards::{self, ShardsView};
 use super::lookup_plan::LookupProbe;
 use super::Context;
+use crate::config::KeySpec;
 use crate::deployment::Deployment;
 use crate::mongo::{is_command_error, QueryError};
 
@@ -87,6 +91,8 @@ pub struct IndexOutcome {
     /// Name of an index that can be hinted to count missing keys without a
     /// collection scan: it guarantees uniqueness, is visible, uses the simple
     /// collation, and indexes documents without the key when `!sparse`.
+    /// `missing_keys` hints it for a single-field key only; the lookup probe
+    /// reads a key value through it for any key.
     #[serde(skip)]
     pub queryable: Option<QueryableIndex>,
     /// Through mongos: the index on each shard owning chunks, and whether
@@ -212,17 +218,19 @@ impl IndexSpec {
         }
     }
 
-    /// The key pattern is exactly `{<key>: 1}` or `{<key>: -1}`.
-    fn is_single_field_on(&self, key: &str) -> bool {
-        if self.key.len() != 1 {
-            return false;
-        }
-        match self.key.get(key) {
-            Some(Bson::Int32(n)) => *n == 1 || *n == -1,
-            Some(Bson::Int64(n)) => *n == 1 || *n == -1,
-            Some(Bson::Double(n)) => *n == 1.0 || *n == -1.0,
-            _ => false,
-        }
+    /// The key pattern is exactly the key's fields in order, each `1` or
+    /// `-1`: `{<key>: 1}` for a single field.
+    fn is_exactly_on(&self, key: &[String]) -> bool {
+        self.key.len() == key.len()
+            && self.key.iter().zip(key).all(|((field, direction), want)| {
+                field == want
+                    && match direction {
+                        Bson::Int32(n) => *n == 1 || *n == -1,
+                        Bson::Int64(n) => *n == 1 || *n == -1,
+                        Bson::Double(n) => *n == 1.0 || *n == -1.0,
+                        _ => false,
+                    }
+            })
     }
 
     /// The key appears somewhere in a compound (or other) pattern.
@@ -230,12 +238,13 @@ impl IndexSpec {
         self.key.contains_key(key)
     }
 
-    /// `partialFilterExpression` selects exactly the documents that have the
-    /// key: `{<key>: {$exists: true}}` in any of its spellings (`$exists: 1`,
-    /// several `$exists` conditions, wrapped in `$and`). Such a unique index
-    /// is sparse-equivalent; any other filter covers only part of the keyed
-    /// documents.
-    fn partial_is_exists(&self, key: &str) -> bool {
+    /// `partialFilterExpression` selects every document that has the key:
+    /// `{<key>: {$exists: true}}` in any of its spellings (`$exists: 1`,
+    /// several `$exists` conditions, wrapped in `$and`); for a compound key,
+    /// such conditions on any of the key's fields (every document holding
+    /// all of them passes). Such a unique index is sparse-equivalent; any
+    /// other filter covers only part of the keyed documents.
+    fn partial_is_exists(&self, key: &[String]) -> bool {
         self.partial_filter.as_ref().is_some_and(|f| filter_is_exists_on(f, key))
     }
 
@@ -247,8 +256,9 @@ impl IndexSpec {
     }
 }
 
-/// Whether `filter` is a conjunction of `{<key>: {$exists: <true>}}` and nothing else.
-fn filter_is_exists_on(filter: &Document, key: &str) -> bool {
+/// Whether `filter` is a conjunction of `{<field>: {$exists: <true>}}`
+/// on fields of the key and nothing else.
+fn filter_is_exists_on(filter: &Document, key: &[String]) -> bool {
     let truthy = |b: &Bson| match b {
         Bson::Boolean(v) => *v,
         Bson::Int32(n) => *n != 0,
@@ -262,15 +272,66 @@ fn filter_is_exists_on(filter: &Document, key: &str) -> bool {
                 !parts.is_empty()
                     && parts.iter().all(|p| matches!(p, Bson::Document(d) if filter_is_exists_on(d, key)))
             }
-            (f, Bson::Document(ops)) if f == key => {
+            (f, Bson::Document(ops)) if key.iter().any(|k| k == f) => {
                 !ops.is_empty() && ops.iter().all(|(op, v)| op == "$exists" && truthy(v))
             }
             _ => false,
         })
 }
 
+/// Why no index is on exactly the key's fields, pointing at the closest
+/// index there is: for a single field, a compound index mentioning it; for a
+/// compound key, one on the same fields in another order, then one on more
+/// fields, then one on only some of them.
+fn no_index_problem(indexes: &[IndexSpec], key: &KeySpec) -> String {
+    let pattern = key.pattern();
+    let fields = key.fields();
+    if let Some(field) = key.single() {
+        return match indexes.iter().find(|i| i.mentions(field) && i.key.len() > 1) {
+            Some(compound) => format!(
+                "no index on {pattern} alone; index {} ({}) is compound and does not make {field} unique by itself",
+                compound.name, compound.key
+            ),
+            None => format!("no index on {pattern}"),
+        };
+    }
+    let all = |i: &IndexSpec| fields.iter().all(|f| i.mentions(f));
+    let in_order = |i: &IndexSpec| i.key.keys().zip(fields).all(|(a, b)| a == b);
+    let same_fields = indexes.iter().find(|i| i.key.len() == fields.len() && all(i) && !in_order(i));
+    let other_kind = indexes.iter().find(|i| i.key.len() == fields.len() && in_order(i));
+    let more = indexes.iter().find(|i| i.key.len() > fields.len() && all(i));
+    let some = indexes
+        .iter()
+        .find(|i| !i.key.is_empty() && i.key.keys().all(|f| fields.contains(f)) && i.key.len() < fields.len());
+    if let Some(i) = same_fields {
+        format!(
+            "no index on {pattern}; {} index {} ({}) is on the same fields in another order, and a compound key must be the index's key pattern in order: list the key's fields in the index's order, or build the index in the key's",
+            if i.unique { "a unique" } else { "a non-unique" },
+            i.name,
+            i.key
+        )
+    } else if let Some(i) = other_kind {
+        format!(
+            "no index on {pattern}; index {} ({}) is on the key's fields but not in ascending or descending order (a hashed or special index is never unique)",
+            i.name, i.key
+        )
+    } else if let Some(i) = more {
+        format!(
+            "no index on {pattern}; index {} ({}) has more fields than the key and does not make ({key}) unique by itself",
+            i.name, i.key
+        )
+    } else if let Some(i) = some {
+        format!(
+            "no index on {pattern}; index {} ({}) is on only some of the key's fields, so it is not the key's index",
+            i.name, i.key
+        )
+    } else {
+        format!("no index on {pattern}")
+    }
+}
+
 /// The verdict over every index of the namespace.
-pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, namespace: Namespace) -> IndexOutcome {
+pub fn evaluate(indexes: &[IndexSpec], key: &KeySpec, expect_sparse: bool, namespace: Namespace) -> IndexOutcome {
     if let Some(problem) = namespace.problem() {
         return IndexOutcome {
             namespace,
@@ -278,11 +339,12 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, namespace
             ..IndexOutcome::default()
         };
     }
-    let candidates: Vec<&IndexSpec> = indexes.iter().filter(|i| i.is_single_field_on(key)).collect();
+    let fields = key.fields();
+    let candidates: Vec<&IndexSpec> = indexes.iter().filter(|i| i.is_exactly_on(fields)).collect();
     // The best candidate is the one matching most expectations; ties keep listing order.
     let score = |i: &IndexSpec| {
-        let covers_all = i.partial_filter.is_none() || i.partial_is_exists(key);
-        let sparse_like = i.sparse || i.partial_is_exists(key);
+        let covers_all = i.partial_filter.is_none() || i.partial_is_exists(fields);
+        let sparse_like = i.sparse || i.partial_is_exists(fields);
         (i.unique && covers_all) as u8 * 16
             + (i.build == BuildState::Ready) as u8 * 8
             + i.unique as u8 * 4
@@ -295,22 +357,14 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, namespace
     });
 
     let Some(index) = best else {
-        let problem = if let Some(compound) = indexes.iter().find(|i| i.mentions(key) && i.key.len() > 1) {
-            format!(
-                "no index on {{{key}: 1}} alone; index {} ({}) is compound and does not make {key} unique by itself",
-                compound.name, compound.key
-            )
-        } else {
-            format!("no index on {{{key}: 1}}")
-        };
         return IndexOutcome {
             namespace,
-            problem: Some(problem),
+            problem: Some(no_index_problem(indexes, key)),
             ..IndexOutcome::default()
         };
     };
 
-    let partial_exists = index.partial_is_exists(key);
+    let partial_exists = index.partial_is_exists(fields);
     let sparse_like = index.sparse || partial_exists;
     let covers_all = index.partial_filter.is_none() || partial_exists;
     let enforcing = index.unique && covers_all;
@@ -324,10 +378,15 @@ pub fn evaluate(indexes: &[IndexSpec], key: &str, expect_sparse: bool, namespace
             index.name
         ))
     } else if !index.unique {
-        Some(format!("index {} on {key} is not unique", index.name))
+        let named = key.single().map_or_else(|| format!("({key})"), str::to_string);
+        Some(format!("index {} on {named} is not unique", index.name))
     } else if !covers_all {
+        let exists = match key.single() {
+            Some(field) => format!("{{{field}: {{$exists: true}}}}"),
+            None => "$exists: true on the key's fields".to_string(),
+        };
         Some(format!(
-            "index {} has partialFilterExpression {}: it enforces uniqueness only inside that filter (only {{{key}: {{$exists: true}}}} covers every keyed document), so duplicates are counted by a scan",
+            "index {} has partialFilterExpression {}: it enforces uniqueness only inside that filter (only {exists} covers every keyed document), so duplicates are counted by a scan",
             index.name,
             index.partial_filter.as_ref().map(|f| f.to_string()).unwrap_or_default()
         ))
@@ -559,12 +618,15 @@ mod tests {
         spec(doc! {"v": 2, "key": {"_id": 1}, "name": "_id_"})
     }
     const K: &str = "participantsKey";
+    fn key() -> KeySpec {
+        KeySpec::from(K)
+    }
 
     #[test]
     fn unique_sparse_index_is_present_and_queryable() {
         let o = evaluate(
             &[id_index(), spec(doc! {"key": {K: 1}, "name": "participantsKey_1", "unique": true, "sparse": true})],
-            K,
+            &key(),
             true,
             Namespace::Collection,
         );
@@ -577,14 +639,14 @@ mod tests {
     #[test]
     fn descending_and_int64_and_double_key_patterns_count() {
         for v in [Bson::Int32(-1), Bson::Int64(1), Bson::Double(1.0)] {
-            let o = evaluate(&[spec(doc! {"key": {K: v.clone()}, "name": "x", "unique": true, "sparse": true})], K, true, Namespace::Collection);
+            let o = evaluate(&[spec(doc! {"key": {K: v.clone()}, "name": "x", "unique": true, "sparse": true})], &key(), true, Namespace::Collection);
             assert!(o.present, "{v:?}");
         }
     }
 
     #[test]
     fn missing_index_is_reported() {
-        let o = evaluate(&[id_index()], K, true, Namespace::Collection);
+        let o = evaluate(&[id_index()], &key(), true, Namespace::Collection);
         assert!(!o.present);
         assert!(!o.guarantees_uniqueness);
         assert_eq!(o.problem.as_deref(), Some("no index on {participantsKey: 1}"));
@@ -592,7 +654,7 @@ mod tests {
 
     #[test]
     fn non_unique_index_is_wrong() {
-        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "sparse": true})], K, true, Namespace::Collection);
+        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "sparse": true})], &key(), true, Namespace::Collection);
         assert!(!o.present);
         assert!(!o.unique);
         assert!(!o.guarantees_uniqueness);
@@ -601,7 +663,7 @@ mod tests {
 
     #[test]
     fn non_sparse_unique_when_sparse_expected_is_wrong_but_guarantees() {
-        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true})], K, true, Namespace::Collection);
+        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true})], &key(), true, Namespace::Collection);
         assert!(!o.present);
         assert!(o.guarantees_uniqueness);
         assert_eq!(o.queryable.as_ref().map(|q| q.skips_absent), Some(false));
@@ -610,13 +672,13 @@ mod tests {
 
     #[test]
     fn plain_unique_when_plain_expected_is_present() {
-        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true})], K, false, Namespace::Collection);
+        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true})], &key(), false, Namespace::Collection);
         assert!(o.present, "{o:?}");
     }
 
     #[test]
     fn sparse_when_plain_expected_is_wrong() {
-        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true})], K, false, Namespace::Collection);
+        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true})], &key(), false, Namespace::Collection);
         assert!(!o.present);
         assert!(o.problem.unwrap().contains("expects sparse = false"));
     }
@@ -625,7 +687,7 @@ mod tests {
     fn partial_exists_counts_as_sparse() {
         let o = evaluate(
             &[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "partialFilterExpression": {K: {"$exists": true}}})],
-            K,
+            &key(),
             true,
             Namespace::Collection,
         );
@@ -637,7 +699,7 @@ mod tests {
     fn other_partial_filter_does_not_guarantee() {
         let o = evaluate(
             &[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "partialFilterExpression": {"status": "active"}})],
-            K,
+            &key(),
             true,
             Namespace::Collection,
         );
@@ -648,7 +710,7 @@ mod tests {
 
     #[test]
     fn hidden_unique_index_is_present_but_not_queryable() {
-        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true, "hidden": true})], K, true, Namespace::Collection);
+        let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true, "hidden": true})], &key(), true, Namespace::Collection);
         assert!(o.present);
         assert!(o.hidden);
         assert!(o.guarantees_uniqueness);
@@ -659,7 +721,7 @@ mod tests {
     fn compound_index_does_not_count() {
         let o = evaluate(
             &[spec(doc! {"key": {K: 1, "createdAt": 1}, "name": "pk_created", "unique": true, "sparse": true})],
-            K,
+            &key(),
             true,
             Namespace::Collection,
         );
@@ -671,7 +733,7 @@ mod tests {
     fn wrong_key_order_compound_does_not_count() {
         let o = evaluate(
             &[spec(doc! {"key": {"createdAt": 1, K: 1}, "name": "c", "unique": true})],
-            K,
+            &key(),
             true,
             Namespace::Collection,
         );
@@ -685,7 +747,7 @@ mod tests {
                 spec(doc! {"key": {K: 1}, "name": "plain"}),
                 spec(doc! {"key": {K: -1}, "name": "good", "unique": true, "sparse": true}),
             ],
-            K,
+            &key(),
             true,
             Namespace::Collection,
         );
@@ -700,7 +762,7 @@ mod tests {
                 spec(doc! {"key": {K: 1}, "name": "hidden", "unique": true, "sparse": true, "hidden": true}),
                 spec(doc! {"key": {K: 1}, "name": "visible", "unique": true, "partialFilterExpression": {K: {"$exists": true}}}),
             ],
-            K,
+            &key(),
             true,
             Namespace::Collection,
         );
@@ -712,7 +774,7 @@ mod tests {
     fn case_insensitive_collation_is_not_queryable() {
         let o = evaluate(
             &[spec(doc! {"key": {K: 1}, "name": "ci", "unique": true, "sparse": true, "collation": {"locale": "en", "strength": 2}})],
-            K,
+            &key(),
             true,
             Namespace::Collection,
         );
@@ -722,7 +784,7 @@ mod tests {
 
     #[test]
     fn missing_collection_says_so() {
-        let o = evaluate(&[], K, true, Namespace::Missing);
+        let o = evaluate(&[], &key(), true, Namespace::Missing);
         assert_eq!(o.problem.as_deref(), Namespace::Missing.problem());
         assert!(!o.present && !o.guarantees_uniqueness);
     }
@@ -734,7 +796,7 @@ mod tests {
     fn a_view_or_timeseries_target_says_what_it_is() {
         let unique = spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true});
         for kind in [Namespace::View, Namespace::Timeseries] {
-            let o = evaluate(&[id_index(), unique.clone()], K, true, kind);
+            let o = evaluate(&[id_index(), unique.clone()], &key(), true, kind);
             assert!(!o.present && !o.guarantees_uniqueness && o.queryable.is_none(), "{kind:?}");
             assert_eq!(o.problem.as_deref(), kind.problem());
         }
@@ -766,7 +828,7 @@ mod tests {
     fn a_unique_index_still_building_is_not_a_guarantee() {
         let mut building = spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true});
         building.build = BuildState::Building;
-        let o = evaluate(&[id_index(), building], K, true, Namespace::Collection);
+        let o = evaluate(&[id_index(), building], &key(), true, Namespace::Collection);
         assert!(!o.present, "{o:?}");
         assert_eq!(o.build, Some(BuildState::Building));
         assert!(!o.guarantees_uniqueness && o.queryable.is_none());
@@ -783,7 +845,7 @@ mod tests {
         ] {
             let mut building = spec(d);
             building.build = BuildState::Building;
-            let o = evaluate(&[building], K, true, Namespace::Collection);
+            let o = evaluate(&[building], &key(), true, Namespace::Collection);
             assert!(!o.present && o.build.is_none(), "{o:?}");
             assert!(!o.problem.unwrap().contains("being built"));
         }
@@ -794,7 +856,7 @@ mod tests {
         let mut building = spec(doc! {"key": {K: 1}, "name": "new", "unique": true, "sparse": true});
         building.build = BuildState::Building;
         let ready = spec(doc! {"key": {K: -1}, "name": "old", "unique": true, "sparse": true});
-        let o = evaluate(&[building, ready], K, true, Namespace::Collection);
+        let o = evaluate(&[building, ready], &key(), true, Namespace::Collection);
         assert!(o.present && o.guarantees_uniqueness);
         assert_eq!(o.name.as_deref(), Some("old"));
     }
@@ -805,7 +867,7 @@ mod tests {
     fn an_unknown_build_state_is_present_but_not_trusted() {
         let mut specs = vec![spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "sparse": true})];
         mark_builds(&mut specs, None, false);
-        let o = evaluate(&specs, K, true, Namespace::Collection);
+        let o = evaluate(&specs, &key(), true, Namespace::Collection);
         assert!(o.present);
         assert_eq!(o.build, Some(BuildState::Unknown));
         assert!(!o.guarantees_uniqueness && o.queryable.is_none());
@@ -860,7 +922,7 @@ mod tests {
             doc! {"$and": [{K: {"$exists": true}}, {"$and": [{K: {"$exists": 1}}]}]},
         ];
         for filter in equivalent {
-            let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "partialFilterExpression": filter.clone()})], K, true, Namespace::Collection);
+            let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "partialFilterExpression": filter.clone()})], &key(), true, Namespace::Collection);
             assert!(o.present && o.sparse && o.guarantees_uniqueness, "{filter}: {o:?}");
         }
         let narrower = [
@@ -872,9 +934,13 @@ mod tests {
             doc! {},
         ];
         for filter in narrower {
-            let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "partialFilterExpression": filter.clone()})], K, true, Namespace::Collection);
+            let o = evaluate(&[spec(doc! {"key": {K: 1}, "name": "pk", "unique": true, "partialFilterExpression": filter.clone()})], &key(), true, Namespace::Collection);
             assert!(!o.present && !o.guarantees_uniqueness, "{filter}: {o:?}");
             assert!(o.problem.unwrap().contains("only inside that filter"), "{filter}");
         }
     }
 }
+
+#[cfg(test)]
+#[path = "index_compound_tests.rs"]
+mod compound_tests;

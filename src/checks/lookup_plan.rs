@@ -29,6 +29,11 @@
 //! MongoDB's manual shows them: classic plan trees, the slot-based engine's
 //! `queryPlan`, 8.0's `EXPRESS_IXSCAN`, and mongos's per-shard plans.
 //!
+//! A compound key is probed the same way, with every field: the entry read
+//! through the index gives one value per field, and the lookup explained is
+//! the equality on all of them (`{tenantId: …, email: …}`), which a unique
+//! index on exactly those fields answers by reading one entry.
+//!
 //! The key value found is user data: it lives only between the two commands
 //! and is never kept, logged or shown. What is kept is the plan's shape (stage
 //! and index names), the counts examined and the index's multikey flag.
@@ -137,40 +142,51 @@ pub async fn probe(ctx: &Context<'_>, outcome: &IndexOutcome) -> LookupProbe {
 const PLACEHOLDER: &str = "uniqwatch-lookup-plan";
 
 async fn find_and_explain(ctx: &Context<'_>, index: &str, budget: &Deadline) -> Result<LookupProbe, QueryError> {
-    let key = ctx.target.key.as_str();
+    let fields = ctx.target.key.fields();
+    let mut projection = doc! { "_id": 0 };
+    for field in fields {
+        projection.insert(field, 1);
+    }
     let options = FindOptions::builder()
         .hint(Hint::Name(index.to_string()))
         .limit(1)
-        .projection(doc! { "_id": 0, key: 1 })
+        .projection(projection)
         .max_time(budget.remaining())
         .build();
     let mut cursor = ctx
         .coll
-        .find(value_filter(key))
+        .find(value_filter(fields))
         .with_options(options)
         .await
         .map_err(|e| ctx.mongo.error(&e))?;
     let Some(found) = cursor.try_next().await.map_err(|e| ctx.mongo.error(&e))? else {
         return Ok(LookupProbe::not_run("no document has a key value to look up (the collection is empty or no key is set)"));
     };
-    let value = match lookup_value(&found, key) {
-        Ok(value) => value,
-        Err(reason) => return Ok(LookupProbe::not_run(reason)),
-    };
+    let mut values = Vec::with_capacity(fields.len());
+    for field in fields {
+        match lookup_value(&found, field) {
+            Ok(value) => values.push(value),
+            Err(reason) => return Ok(LookupProbe::not_run(reason)),
+        }
+    }
+    let filter = lookup_filter(fields, values);
     // Planned first: a lookup the planner would not serve from the index is
     // judged from its plan alone, never executed (executing it would scan
     // the collection on every run, and time out exactly when it matters).
-    let planned = read_planned(&explain(ctx, value.clone(), "queryPlanner", budget).await?, index);
+    let planned = read_planned(&explain(ctx, filter.clone(), "queryPlanner", budget).await?, index);
     if !matches!(planned, Ok(LookupPlan { uses_unique_index: true, .. })) {
         return Ok(judged(planned));
     }
-    let reply = explain(ctx, value, "executionStats", budget).await?;
+    let reply = explain(ctx, filter, "executionStats", budget).await?;
     Ok(judged(read_explain(&reply, index)))
 }
 
-/// The plan of the lookup of [`PLACEHOLDER`], not executed.
+/// The plan of the lookup of [`PLACEHOLDER`] (in every field of a compound
+/// key), not executed.
 async fn plan_only(ctx: &Context<'_>, index: &str, budget: &Deadline) -> Result<LookupProbe, QueryError> {
-    let reply = explain(ctx, Bson::String(PLACEHOLDER.into()), "queryPlanner", budget).await?;
+    let fields = ctx.target.key.fields();
+    let filter = lookup_filter(fields, fields.iter().map(|_| Bson::String(PLACEHOLDER.into())).collect());
+    let reply = explain(ctx, filter, "queryPlanner", budget).await?;
     Ok(judged(read_planned(&reply, index)))
 }
 
@@ -181,16 +197,21 @@ fn judged(read: Result<LookupPlan, ExplainError>) -> LookupProbe {
     }
 }
 
-/// Explains the application's lookup `{<key>: value}`, without a hint. The
-/// filter is written with `$eq`, which the server parses to the same query
+/// The application's lookup: `{<key>: {$eq: value}}`, one equality per
+/// field of a compound key. `$eq` is parsed by the server to the same query
 /// (and plan) as the bare value, so a stored value that looks like an
 /// operator document or a regular expression is still compared as a value.
-async fn explain(ctx: &Context<'_>, value: Bson, verbosity: &str, budget: &Deadline) -> Result<Document, QueryError> {
+pub fn lookup_filter(fields: &[String], values: Vec<Bson>) -> Document {
+    fields.iter().zip(values).map(|(field, value)| (field.clone(), Bson::Document(doc! { "$eq": value }))).collect()
+}
+
+/// Explains the application's lookup `filter` (see [`lookup_filter`]), without a hint.
+async fn explain(ctx: &Context<'_>, filter: Document, verbosity: &str, budget: &Deadline) -> Result<Document, QueryError> {
     let max_time_ms = budget.remaining().as_millis().min(i64::MAX as u128) as i64;
     let command = doc! {
         "explain": {
             "find": &ctx.target.collection,
-            "filter": { ctx.target.key.as_str(): { "$eq": value } },
+            "filter": filter,
             "maxTimeMS": max_time_ms,
         },
         "verbosity": verbosity,
@@ -204,12 +225,16 @@ async fn explain(ctx: &Context<'_>, value: Bson, verbosity: &str, budget: &Deadl
 }
 
 /// The filter that reads a usable key value from the index: every bound it
-/// sets (key present, not null, not the empty string) is an index bound, so
-/// with `limit 1` the scan stops at the first usable entry. `$exists: true`
-/// also keeps the query inside a partial index on `{<key>: {$exists: true}}`,
-/// so the hint is accepted; a sparse index holds only such entries anyway.
-pub fn value_filter(key: &str) -> Document {
-    doc! { key: { "$exists": true, "$nin": [Bson::Null, ""] } }
+/// sets (key present, not null, not the empty string; on every field of a
+/// compound key) is an index bound, so with `limit 1` the scan stops at the
+/// first usable entry. `$exists: true` also keeps the query inside a partial
+/// index on `{<key>: {$exists: true}}`, so the hint is accepted; a sparse
+/// index holds only such entries anyway.
+pub fn value_filter(fields: &[String]) -> Document {
+    fields
+        .iter()
+        .map(|field| (field.clone(), Bson::Document(doc! { "$exists": true, "$nin": [Bson::Null, ""] })))
+        .collect()
 }
 
 /// The key value to look up, from the projected document the index gave.

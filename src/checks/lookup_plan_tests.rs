@@ -376,9 +376,25 @@ fn a_planned_lookup_through_mongos_needs_every_shard_on_the_index() {
 #[test]
 fn the_value_filter_is_bounded_by_the_index() {
     assert_eq!(
-        value_filter("participantsKey"),
+        value_filter(&["participantsKey".to_string()]),
         doc! { "participantsKey": { "$exists": true, "$nin": [Bson::Null, ""] } }
     );
+    assert_eq!(
+        value_filter(&["tenantId".to_string(), "profile.email".to_string()]),
+        doc! {
+            "tenantId": { "$exists": true, "$nin": [Bson::Null, ""] },
+            "profile.email": { "$exists": true, "$nin": [Bson::Null, ""] },
+        }
+    );
+}
+
+#[test]
+fn the_lookup_is_an_equality_on_every_field_in_key_order() {
+    assert_eq!(lookup_filter(&["k".to_string()], vec![Bson::String("v".into())]), doc! { "k": { "$eq": "v" } });
+    let fields = ["tenantId".to_string(), "email".to_string()];
+    let filter = lookup_filter(&fields, vec![Bson::Int32(7), Bson::Document(doc! { "$gt": 1 })]);
+    assert_eq!(filter, doc! { "tenantId": { "$eq": 7 }, "email": { "$eq": { "$gt": 1 } } });
+    assert_eq!(filter.keys().collect::<Vec<_>>(), ["tenantId", "email"]);
 }
 
 #[test]

@@ -34,6 +34,14 @@
 //! light counting pass of [`scan::count_pass`] when an index (hidden, or with
 //! a non-simple collation) already guarantees uniqueness, else from the
 //! shared full pass that `duplicates` already ran.
+//!
+//! A compound key always takes those collection passes, never the index
+//! walks above: a compound sparse index holds every document with *any* of
+//! the key's fields, so `documents − keyed` is not the documents missing
+//! their key (one missing a single field is in the index), and the walk's
+//! per-kind counts would need the same per-document classification as the
+//! collection pass. Each document is counted once, under the first kind
+//! that applies to any of its fields: absent, null, empty, array.
 
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::{AggregateOptions, Hint, SelectionCriteria, ServerAddress};
@@ -92,7 +100,10 @@ const ID_INDEX: &str = "_id_";
 pub async fn run(ctx: &mut Context<'_>) -> Result<MissingKeysOutcome, QueryError> {
     ctx.require_collection()?;
     let guarantees = ctx.index.as_ref().is_some_and(|i| i.guarantees_uniqueness);
-    let Some(index) = ctx.index.as_ref().and_then(|i| i.queryable.clone()) else {
+    // The index walks are exact for a single field only (see the module doc).
+    let single = ctx.target.key.single().map(str::to_string);
+    let queryable = ctx.index.as_ref().and_then(|i| i.queryable.clone());
+    let (Some(index), Some(key)) = (queryable, single) else {
         if guarantees {
             let counts = scan::count_pass(ctx).await?;
             return Ok(MissingKeysOutcome::from_counts(counts, Method::CollectionCounts));
@@ -107,7 +118,6 @@ pub async fn run(ctx: &mut Context<'_>) -> Result<MissingKeysOutcome, QueryError
             method: Method::Aggregation,
         });
     };
-    let key = ctx.target.key.clone();
     if !index.skips_absent {
         // Every document is in the index: one walk counts them all.
         let counts = aggregate(ctx, &index.name, counts_pipeline(&key, false), None, None).await?;
@@ -115,7 +125,7 @@ pub async fn run(ctx: &mut Context<'_>) -> Result<MissingKeysOutcome, QueryError
     }
     if ctx.deployment.is_sharded_router() {
         if ctx.deployment.has_snapshot_reads() {
-            return in_snapshot(ctx, &index.name, None).await;
+            return in_snapshot(ctx, &index.name, &key, None).await;
         }
         // No snapshot to share: one walk of the `_id` index gives every
         // figure from one operation, nothing subtracted.
@@ -174,7 +184,7 @@ async fn pinned_counts(
     if !ctx.deployment.has_snapshot_reads() {
         return Ok(None);
     }
-    match in_snapshot(ctx, index, pin).await {
+    match in_snapshot(ctx, index, key, pin).await {
         // A snapshot refused (majority reads disabled, a look-alike server)
         // or one that did not hold: counted another way, not failed.
         Err(e) if e.reason == FailureReason::Other && !e.message.starts_with(IMPOSSIBLE) => Ok(None),
@@ -237,7 +247,12 @@ pub fn subtract(keyed: Counts, documents: u64, size: Size, collection: &str) -> 
 /// and the `_id` index is walked instead of the collection. The two counts
 /// can only differ if the server's snapshot did not hold (look-alike servers
 /// accept snapshot sessions without pinning reads); then no figure is given.
-async fn in_snapshot(ctx: &Context<'_>, index: &str, pin: Option<&SelectionCriteria>) -> Result<MissingKeysOutcome, QueryError> {
+async fn in_snapshot(
+    ctx: &Context<'_>,
+    index: &str,
+    key: &str,
+    pin: Option<&SelectionCriteria>,
+) -> Result<MissingKeysOutcome, QueryError> {
     let mut session = ctx
         .client
         .start_session()
@@ -246,7 +261,7 @@ async fn in_snapshot(ctx: &Context<'_>, index: &str, pin: Option<&SelectionCrite
         .map_err(|e| ctx.mongo.error(&e))?;
     let size = || vec![doc! { "$group": { "_id": Bson::Null, "n": { "$sum": 1 } } }];
     let before = aggregate(ctx, ID_INDEX, size(), pin, Some(&mut session)).await?.n;
-    let keyed = aggregate(ctx, index, counts_pipeline(&ctx.target.key, true), pin, Some(&mut session)).await?;
+    let keyed = aggregate(ctx, index, counts_pipeline(key, true), pin, Some(&mut session)).await?;
     let after = aggregate(ctx, ID_INDEX, size(), pin, Some(&mut session)).await?.n;
     if before != after {
         return Err(snapshot_did_not_hold(before, after));

@@ -24,8 +24,20 @@
 //! non-simple collation): one `$group` with `_id: null` that only counts, no
 //! grouping by key and no ids.
 //!
+//! A compound key (`key = ["tenantId", "email"]`) is grouped by all its
+//! fields in the same one pass ([`compound_pipeline`]): each document is
+//! classified first, by one expression ([`compound_group`]). A document
+//! whose every field is usable (present, not null, not the empty string, not
+//! an array) is grouped by the array of its values in key order; any other
+//! is counted once, under the first kind that applies in the order absent,
+//! null, empty, array (a document missing one field and holding null in
+//! another is `absent`). Duplicates are documents sharing all the values;
+//! a sample's `key` is then an object `{field: value, …}` in key order. The
+//! light pass counts the same kinds with [`compound_counts_pipeline`].
+//!
 //! The pipelines are built by pure functions ([`pipeline`],
-//! [`counts_pipeline`]) and the rows folded by others ([`Summary::add_row`],
+//! [`counts_pipeline`] and their compound twins) and the rows folded by
+//! others ([`Summary::add_row`], [`Summary::add_compound_row`],
 //! [`Counts::from_row`]), so all are unit-tested. [`counts_pipeline`] also
 //! serves the index passes of `missing_keys`.
 
@@ -96,6 +108,55 @@ pub fn pipeline(key: &str, ids: IdSample) -> Vec<Document> {
         "n": { "$sum": "$n" },
         "absent": { "$sum": "$absent" },
     };
+    add_id_sample(&mut first, &mut second, ids);
+    vec![doc! { "$group": first }, doc! { "$group": second }]
+}
+
+/// The kinds of a document without a usable compound key, in priority
+/// order: a document is counted under the first that applies.
+const COMPOUND_KINDS: [&str; 4] = ["absent", "null", "empty", "array"];
+
+/// The expression that classifies one document by a compound key: the
+/// first of [`COMPOUND_KINDS`] that applies to any of its fields, else the
+/// array of the fields' values in key order (the group of its key).
+pub fn compound_group(fields: &[String]) -> Bson {
+    let any = |test: fn(String) -> Document| {
+        let tests: Vec<Bson> = fields.iter().map(|f| Bson::Document(test(format!("${f}")))).collect();
+        doc! { "$or": tests }
+    };
+    let tests: [fn(String) -> Document; 4] = [
+        |f| doc! { "$eq": [ { "$type": f }, "missing" ] },
+        |f| doc! { "$eq": [ { "$type": f }, "null" ] },
+        |f| doc! { "$eq": [ f, "" ] },
+        |f| doc! { "$isArray": f },
+    ];
+    let mut expr = Bson::Array(fields.iter().map(|f| Bson::String(format!("${f}"))).collect());
+    for (kind, test) in COMPOUND_KINDS.iter().zip(tests).rev() {
+        expr = Bson::Document(doc! { "$cond": [ any(test), *kind, expr ] });
+    }
+    expr
+}
+
+/// The full pass's pipeline for a compound key: documents grouped by
+/// [`compound_group`], then every key held by one document folded into one
+/// `singles` row; duplicated keys come back as `{k: [values]}`, the kinds of
+/// missing keys as `{m: <kind>}`.
+pub fn compound_pipeline(fields: &[String], ids: IdSample) -> Vec<Document> {
+    let mut first = doc! { "_id": compound_group(fields), "n": { "$sum": 1 } };
+    let mut second = doc! {
+        "_id": { "$cond": [
+            { "$isArray": "$_id" },
+            { "$cond": [ { "$gt": ["$n", 1] }, { "k": "$_id" }, "singles" ] },
+            { "m": "$_id" },
+        ]},
+        "n": { "$sum": "$n" },
+    };
+    add_id_sample(&mut first, &mut second, ids);
+    vec![doc! { "$group": first }, doc! { "$group": second }]
+}
+
+/// The accumulators that keep a group's document ids, in both stages.
+fn add_id_sample(first: &mut Document, second: &mut Document, ids: IdSample) {
     match ids {
         IdSample::FirstN(n) => {
             first.insert("ids", doc! { "$firstN": { "n": n as i64, "input": "$_id" } });
@@ -108,7 +169,17 @@ pub fn pipeline(key: &str, ids: IdSample) -> Vec<Document> {
             second.insert("last", doc! { "$first": "$last" });
         }
     }
-    vec![doc! { "$group": first }, doc! { "$group": second }]
+}
+
+/// The light pass's pipeline for a compound key: every document classified
+/// by [`compound_group`], then one `$group` with `_id: null` counting the
+/// documents and each kind; the same row as [`counts_pipeline`]'s.
+pub fn compound_counts_pipeline(fields: &[String]) -> Vec<Document> {
+    let mut group = doc! { "_id": Bson::Null, "n": { "$sum": 1 } };
+    for kind in COMPOUND_KINDS {
+        group.insert(kind, doc! { "$sum": { "$cond": [ { "$eq": ["$g", kind] }, 1, 0 ] } });
+    }
+    vec![doc! { "$project": { "_id": 0, "g": compound_group(fields) } }, doc! { "$group": group }]
 }
 
 /// A counting pass's pipeline: one `$group` with `_id: null` summing the
@@ -179,20 +250,44 @@ impl Summary {
                 self.null += n.saturating_sub(absent);
             }
             Bson::String(s) if s.is_empty() => self.empty += n,
-            _ => {
-                self.duplicate_keys += 1;
-                self.duplicate_documents += n.saturating_sub(1);
-                let ids = match row.get("ids") {
-                    Some(Bson::Array(ids)) => ids.iter().map(to_json).collect(),
-                    _ => {
-                        let mut ids: Vec<serde_json::Value> = ["first", "last"].iter().filter_map(|f| row.get(f)).map(to_json).collect();
-                        ids.dedup();
-                        ids
-                    }
-                };
-                self.offer(DuplicateSample { key: to_json(&key), count: n, ids }, sample_size);
-            }
+            _ => self.add_duplicate(to_json(&key), n, row, sample_size),
         }
+    }
+
+    /// Folds one row of [`compound_pipeline`]'s output into the summary; a
+    /// duplicated key's sample is the object `{field: value, …}` in key order.
+    pub fn add_compound_row(&mut self, row: &Document, fields: &[String], sample_size: usize) {
+        let n = number(row.get("n"));
+        self.documents += n;
+        let Some(Bson::Document(group)) = row.get("_id") else {
+            return; // the "singles" row
+        };
+        match (group.get("k"), group.get_str("m")) {
+            (Some(Bson::Array(values)), _) => {
+                let key = fields.iter().cloned().zip(values.iter().map(to_json)).collect();
+                self.add_duplicate(serde_json::Value::Object(key), n, row, sample_size);
+            }
+            (_, Ok("absent")) => self.absent += n,
+            (_, Ok("null")) => self.null += n,
+            (_, Ok("empty")) => self.empty += n,
+            (_, Ok("array")) => self.array += n,
+            _ => {}
+        }
+    }
+
+    /// Counts one duplicated key held by `n` documents and offers it to the sample.
+    fn add_duplicate(&mut self, key: serde_json::Value, n: u64, row: &Document, sample_size: usize) {
+        self.duplicate_keys += 1;
+        self.duplicate_documents += n.saturating_sub(1);
+        let ids = match row.get("ids") {
+            Some(Bson::Array(ids)) => ids.iter().map(to_json).collect(),
+            _ => {
+                let mut ids: Vec<serde_json::Value> = ["first", "last"].iter().filter_map(|f| row.get(f)).map(to_json).collect();
+                ids.dedup();
+                ids
+            }
+        };
+        self.offer(DuplicateSample { key, count: n, ids }, sample_size);
     }
 
     /// Keeps the `sample_size` largest groups, in bounded memory.
@@ -307,15 +402,18 @@ async fn full_pass(ctx: &Context<'_>, ids: IdSample) -> Result<Summary, Refused>
         .max_time(ctx.deadline.remaining())
         .comment(Bson::String("uniqwatch: duplicates and missing keys".into()))
         .build();
-    let mut cursor = ctx
-        .coll
-        .aggregate(pipeline(&ctx.target.key, ids))
-        .with_options(options)
-        .await
-        .map_err(failed)?;
+    let key = &ctx.target.key;
+    let stages = match key.single() {
+        Some(field) => pipeline(field, ids),
+        None => compound_pipeline(key.fields(), ids),
+    };
+    let mut cursor = ctx.coll.aggregate(stages).with_options(options).await.map_err(failed)?;
     let mut summary = Summary::default();
     while let Some(row) = cursor.try_next().await.map_err(failed)? {
-        summary.add_row(&row, ctx.target.sample_size);
+        match key.single() {
+            Some(_) => summary.add_row(&row, ctx.target.sample_size),
+            None => summary.add_compound_row(&row, key.fields(), ctx.target.sample_size),
+        }
     }
     Ok(summary)
 }
@@ -326,9 +424,13 @@ pub async fn count_pass(ctx: &Context<'_>) -> Result<Counts, QueryError> {
         .max_time(ctx.deadline.remaining())
         .comment(Bson::String("uniqwatch: missing keys (counts only)".into()))
         .build();
+    let stages = match ctx.target.key.single() {
+        Some(field) => counts_pipeline(field, false),
+        None => compound_counts_pipeline(ctx.target.key.fields()),
+    };
     let mut cursor = ctx
         .coll
-        .aggregate(counts_pipeline(&ctx.target.key, false))
+        .aggregate(stages)
         .with_options(options)
         .await
         .map_err(|e| ctx.mongo.error(&e))?;
@@ -452,3 +554,7 @@ mod tests {
         assert_eq!(s.duplicate_keys, 1);
     }
 }
+
+#[cfg(test)]
+#[path = "scan_compound_tests.rs"]
+mod compound_tests;

@@ -8,7 +8,8 @@
 //! holding them) or is still building. And each shard enforces a unique
 //! index only among its own documents: the index is a guarantee across the
 //! cluster only when every document with a given key lives on one shard,
-//! that is when the shard key's fields are a prefix of the index's fields.
+//! that is when the shard key's fields are a prefix of the index's fields
+//! (for a compound key, of the key's fields in order).
 //!
 //! When the client talks to a mongos, [`check`] reads three things, each
 //! with the time left as `maxTimeMS` and the client's read preference
@@ -46,6 +47,7 @@ use serde::Serialize;
 
 use super::index::{evaluate, BuildState, IndexOutcome, IndexSpec, Namespace};
 use super::Context;
+use crate::config::KeySpec;
 use crate::metrics::Metrics;
 use crate::mongo::{FailureReason, QueryError};
 
@@ -162,9 +164,9 @@ pub fn shard_key_is_prefix(shard_key: &Document, index_key: &Document) -> bool {
 }
 
 /// Each owning shard's state of the index, from `$indexStats` entries
-/// (only those whose key mentions `key` are needed). `Err` says why the
-/// entries cannot be attributed to shards.
-pub fn shard_states(owners: &[String], stats: &[Document], key: &str, expect_sparse: bool) -> Result<Vec<ShardIndex>, String> {
+/// (only those whose key mentions a field of `key` are needed). `Err` says
+/// why the entries cannot be attributed to shards.
+pub fn shard_states(owners: &[String], stats: &[Document], key: &KeySpec, expect_sparse: bool) -> Result<Vec<ShardIndex>, String> {
     if !owners.is_empty() && !stats.is_empty() && stats.iter().all(|s| s.get_str("shard").is_err()) {
         return Err("$indexStats through mongos does not name the shard of each index (MongoDB 4.2.4 or later is needed)".into());
     }
@@ -201,7 +203,7 @@ fn specs_on(shard: &str, stats: &[Document], finished_only: bool) -> Vec<IndexSp
 /// The verdict on the finished indexes of the first owning shard, for a
 /// sharded collection whose `listIndexes` answered from a shard that owns
 /// no chunks (or disagrees): the owners decide.
-pub fn owners_verdict(owners: &[String], stats: &[Document], key: &str, expect_sparse: bool) -> Option<IndexOutcome> {
+pub fn owners_verdict(owners: &[String], stats: &[Document], key: &KeySpec, expect_sparse: bool) -> Option<IndexOutcome> {
     let first = owners.first()?;
     Some(evaluate(&specs_on(first, stats, true), key, expect_sparse, Namespace::Collection))
 }
@@ -226,8 +228,9 @@ impl ShardsView {
     }
 
     /// A sharded collection: its shard key and each owning shard's state.
-    pub fn sharded(shard_key: Document, owners: Vec<ShardIndex>, key: &str) -> Self {
-        let enforces_across_shards = shard_key_is_prefix(&shard_key, &doc! { key: 1 });
+    pub fn sharded(shard_key: Document, owners: Vec<ShardIndex>, key: &KeySpec) -> Self {
+        let pattern: Document = key.fields().iter().map(|f| (f.clone(), Bson::Int32(1))).collect();
+        let enforces_across_shards = shard_key_is_prefix(&shard_key, &pattern);
         ShardsView {
             sharded: true,
             shard_key: Some(shard_key),
@@ -256,7 +259,7 @@ impl ShardsView {
 
     /// Why the index is no guarantee across the cluster, in an operator's
     /// words; `None` when it is one on every owning shard.
-    pub fn problem(&self, key: &str) -> Option<String> {
+    pub fn problem(&self, key: &KeySpec) -> Option<String> {
         if !self.sharded {
             return None;
         }
@@ -282,7 +285,8 @@ impl ShardsView {
         if !self.enforces_across_shards {
             let shard_key = self.shard_key.as_ref().filter(|k| !k.is_empty()).map(pattern).unwrap_or_else(|| "an unreadable key".into());
             why.push(format!(
-                "the collection is sharded on {shard_key}, which is not a prefix of {{{key}: 1}}: each shard enforces the unique index among its own documents only, so the same key can exist on two shards"
+                "the collection is sharded on {shard_key}, which is not a prefix of {}: each shard enforces the unique index among its own documents only, so the same key can exist on two shards",
+                key.pattern()
             ));
         }
         (!why.is_empty()).then(|| why.join("; "))
@@ -292,7 +296,7 @@ impl ShardsView {
     /// guarantee on every owning shard, it is not present, guarantees
     /// nothing (so duplicates are scanned for) and is not hinted (a shard
     /// without it would refuse the hint).
-    pub fn apply(mut self, outcome: &mut IndexOutcome, key: &str) {
+    pub fn apply(mut self, outcome: &mut IndexOutcome, key: &KeySpec) {
         if let Some(problem) = self.problem(key) {
             outcome.present = false;
             outcome.guarantees_uniqueness = false;
@@ -447,7 +451,7 @@ async fn owners(ctx: &Context<'_>, chunks: Document) -> Result<Vec<String>, Quer
     Ok(chunk_owners(&groups))
 }
 
-/// Every shard's entries of `$indexStats` whose key mentions the target's key.
+/// Every shard's entries of `$indexStats` whose key mentions a field of the target's key.
 async fn index_stats(ctx: &Context<'_>) -> Result<Vec<Document>, QueryError> {
     let pipeline = [
         doc! { "$indexStats": {} },
@@ -461,7 +465,7 @@ async fn index_stats(ctx: &Context<'_>) -> Result<Vec<Document>, QueryError> {
         .map_err(|e| ctx.mongo.error(&e))?;
     let mut stats = Vec::new();
     while let Some(entry) = cursor.try_next().await.map_err(|e| ctx.mongo.error(&e))? {
-        if entry.get_document("key").is_ok_and(|k| k.contains_key(&ctx.target.key)) {
+        if entry.get_document("key").is_ok_and(|k| ctx.target.key.fields().iter().any(|f| k.contains_key(f))) {
             stats.push(entry);
         }
     }

@@ -6,6 +6,10 @@ use super::*;
 const K: &str = "participantsKey";
 const NS: &str = "app.chats";
 
+fn pk() -> KeySpec {
+    KeySpec::from(K)
+}
+
 fn owners_of(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
@@ -48,14 +52,14 @@ fn entry(key: Document) -> Document {
 
 fn listed_present() -> IndexOutcome {
     let spec = IndexSpec::from_document(&doc! { "key": { K: 1 }, "name": "participantsKey_1", "unique": true, "sparse": true });
-    let o = evaluate(&[spec], K, true, Namespace::Collection);
+    let o = evaluate(&[spec], &pk(), true, Namespace::Collection);
     assert!(o.present && o.guarantees_uniqueness && o.queryable.is_some());
     o
 }
 
 fn view(shard_key: Document, stats: &[Document]) -> ShardsView {
     let owners = owners_of(&["shardA", "shardB"]);
-    ShardsView::sharded(shard_key, shard_states(&owners, stats, K, true).unwrap(), K)
+    ShardsView::sharded(shard_key, shard_states(&owners, stats, &pk(), true).unwrap(), &pk())
 }
 
 #[test]
@@ -64,7 +68,7 @@ fn present_on_every_owning_shard_with_the_key_as_shard_key_is_a_guarantee() {
     assert_eq!(v.count(ShardIndexState::Present), 2);
     assert!(v.enforces_across_shards);
     let mut o = listed_present();
-    v.apply(&mut o, K);
+    v.apply(&mut o, &pk());
     assert!(o.present, "{o:?}");
     assert!(o.guarantees_uniqueness);
     assert!(o.queryable.is_some());
@@ -84,7 +88,7 @@ fn an_index_on_one_of_two_owning_shards_is_missing_and_no_guarantee() {
         ]
     );
     let mut o = listed_present();
-    v.apply(&mut o, K);
+    v.apply(&mut o, &pk());
     assert!(!o.present);
     assert!(!o.guarantees_uniqueness, "the runner must scan for duplicates");
     assert_eq!(o.queryable, None, "shardB would refuse the hint");
@@ -106,7 +110,7 @@ fn a_build_in_progress_on_one_shard_is_building_and_no_guarantee() {
     assert_eq!(v.count(ShardIndexState::Building), 1);
     assert_eq!(v.count(ShardIndexState::Present), 1);
     let mut o = listed_present();
-    v.apply(&mut o, K);
+    v.apply(&mut o, &pk());
     assert!(!o.present && !o.guarantees_uniqueness);
     assert!(o.problem.unwrap().contains("still being built on 1 of 2 shards owning chunks (shardB)"));
 }
@@ -122,9 +126,9 @@ fn a_non_unique_copy_on_a_shard_is_missing_there() {
 fn shards_not_owning_chunks_are_not_counted() {
     let owners = owners_of(&["shardA"]);
     let stats = [unique_on("shardA", false), stat("shardC", "_id_", doc! { "_id": 1 }, doc! {}, false)];
-    let v = ShardsView::sharded(doc! { K: 1 }, shard_states(&owners, &stats, K, true).unwrap(), K);
+    let v = ShardsView::sharded(doc! { K: 1 }, shard_states(&owners, &stats, &pk(), true).unwrap(), &pk());
     assert_eq!(v.owners.len(), 1);
-    assert_eq!(v.problem(K), None);
+    assert_eq!(v.problem(&pk()), None);
 }
 
 #[test]
@@ -132,7 +136,7 @@ fn a_hashed_shard_key_on_the_key_is_a_guarantee() {
     let v = view(doc! { K: "hashed" }, &[unique_on("shardA", false), unique_on("shardB", false)]);
     assert!(v.enforces_across_shards);
     let mut o = listed_present();
-    v.apply(&mut o, K);
+    v.apply(&mut o, &pk());
     assert!(o.present && o.guarantees_uniqueness, "{o:?}");
 }
 
@@ -142,7 +146,7 @@ fn another_shard_key_makes_the_index_per_shard_only() {
         let v = view(shard_key.clone(), &[unique_on("shardA", false), unique_on("shardB", false)]);
         assert!(!v.enforces_across_shards, "{shard_key}");
         let mut o = listed_present();
-        v.apply(&mut o, K);
+        v.apply(&mut o, &pk());
         assert!(!o.present, "{shard_key}");
         assert!(!o.guarantees_uniqueness, "{shard_key}: the runner must keep scanning");
         let problem = o.problem.unwrap();
@@ -150,7 +154,7 @@ fn another_shard_key_makes_the_index_per_shard_only() {
         assert!(problem.contains("the same key can exist on two shards"), "{problem}");
     }
     let v = view(doc! { "tenantId": 1 }, &[unique_on("shardA", false), unique_on("shardB", false)]);
-    assert!(v.problem(K).unwrap().starts_with("the collection is sharded on {tenantId: 1},"));
+    assert!(v.problem(&pk()).unwrap().starts_with("the collection is sharded on {tenantId: 1},"));
     assert_eq!(v.summary(), "sharded on {tenantId: 1}: on 2 of 2 shards, per shard only");
 }
 
@@ -166,8 +170,8 @@ fn prefix_rule_follows_field_order() {
 #[test]
 fn an_existing_problem_is_kept_and_the_shards_add_to_it() {
     let v = view(doc! { "tenantId": 1 }, &[unique_on("shardA", false), unique_on("shardB", false)]);
-    let mut o = evaluate(&[], K, true, Namespace::Collection);
-    v.apply(&mut o, K);
+    let mut o = evaluate(&[], &pk(), true, Namespace::Collection);
+    v.apply(&mut o, &pk());
     assert!(o.problem.as_deref().unwrap().starts_with("no index on {participantsKey: 1}; the collection is sharded on"));
 }
 
@@ -211,7 +215,7 @@ fn unsharded_collections_seen_through_mongos_change_nothing() {
 
     let mut o = listed_present();
     let before = o.clone();
-    ShardsView::unsharded(Some("shardA".into())).apply(&mut o, K);
+    ShardsView::unsharded(Some("shardA".into())).apply(&mut o, &pk());
     assert_eq!((o.present, o.guarantees_uniqueness, &o.problem, &o.queryable), (before.present, true, &None, &before.queryable));
     assert_eq!(o.shards.unwrap().summary(), "unsharded, on shard shardA");
 }
@@ -221,16 +225,16 @@ fn an_entry_without_a_shard_key_guarantees_nothing() {
     let mut e = entry(doc! { K: 1 });
     e.remove("key");
     let Sharding::Sharded { key, .. } = Sharding::from_entry(NS, Some(&e)) else { panic!("sharded") };
-    let v = ShardsView::sharded(key, shard_states(&owners_of(&["shardA"]), &[unique_on("shardA", false)], K, true).unwrap(), K);
+    let v = ShardsView::sharded(key, shard_states(&owners_of(&["shardA"]), &[unique_on("shardA", false)], &pk(), true).unwrap(), &pk());
     assert!(!v.enforces_across_shards);
-    assert!(v.problem(K).unwrap().starts_with("the collection is sharded on an unreadable key,"));
+    assert!(v.problem(&pk()).unwrap().starts_with("the collection is sharded on an unreadable key,"));
 }
 
 #[test]
 fn no_chunks_for_a_sharded_collection_is_no_guarantee() {
-    let v = ShardsView::sharded(doc! { K: 1 }, Vec::new(), K);
+    let v = ShardsView::sharded(doc! { K: 1 }, Vec::new(), &pk());
     let mut o = listed_present();
-    v.apply(&mut o, K);
+    v.apply(&mut o, &pk());
     assert!(!o.guarantees_uniqueness);
     assert!(o.problem.unwrap().contains("config.chunks lists no chunk"));
 }
@@ -238,7 +242,7 @@ fn no_chunks_for_a_sharded_collection_is_no_guarantee() {
 #[test]
 fn index_stats_without_shard_names_cannot_be_read_per_shard() {
     let old = doc! { "name": "participantsKey_1", "key": { K: 1 }, "host": "h:27018", "accesses": { "ops": 0i64 } };
-    let err = shard_states(&owners_of(&["shardA"]), &[old], K, true).unwrap_err();
+    let err = shard_states(&owners_of(&["shardA"]), &[old], &pk(), true).unwrap_err();
     assert!(err.contains("4.2.4"), "{err}");
 }
 
@@ -281,7 +285,7 @@ fn the_view_reaches_the_summary_the_json_and_the_metrics() {
     use super::super::{record, CheckName, CheckResult, Figures, TargetRun};
     let mut o = listed_present();
     let id = stat("shardB", "_id_", doc! { "_id": 1 }, doc! {}, false);
-    view(doc! { K: 1 }, &[unique_on("shardA", false), id]).apply(&mut o, K);
+    view(doc! { K: 1 }, &[unique_on("shardA", false), id]).apply(&mut o, &pk());
     let figures = Figures::Index(o);
     assert!(figures.summary().ends_with("; sharded on {participantsKey: 1}: on 1 of 2 shards"), "{}", figures.summary());
 
@@ -333,14 +337,14 @@ fn the_metric_counts_shards_per_state_and_only_for_sharded_collections() {
 /// enforces it across the cluster, the owners' verdict stands (no false page).
 #[test]
 fn the_owning_shards_decide_over_listindexes_from_another_shard() {
-    let mut o = evaluate(&[], K, true, Namespace::Collection);
+    let mut o = evaluate(&[], &pk(), true, Namespace::Collection);
     assert!(!o.present);
     let stats = [unique_on("shardA", false), unique_on("shardB", false)];
     let owners = owners_of(&["shardA", "shardB"]);
-    let agreed = owners_verdict(&owners, &stats, K, true);
-    ShardsView::sharded(doc! { K: 1 }, shard_states(&owners, &stats, K, true).unwrap(), K)
+    let agreed = owners_verdict(&owners, &stats, &pk(), true);
+    ShardsView::sharded(doc! { K: 1 }, shard_states(&owners, &stats, &pk(), true).unwrap(), &pk())
         .with_owners_verdict(agreed)
-        .apply(&mut o, K);
+        .apply(&mut o, &pk());
     assert!(o.present && o.guarantees_uniqueness && o.problem.is_none(), "{o:?}");
     assert_eq!(o.name.as_deref(), Some("participantsKey_1"));
 }
@@ -350,13 +354,13 @@ fn the_owning_shards_decide_over_listindexes_from_another_shard() {
 #[test]
 fn a_build_still_running_on_one_shard_is_reported_as_building() {
     let mut o = listed_present();
-    view(doc! { K: 1 }, &[unique_on("shardA", false), unique_on("shardB", true)]).apply(&mut o, K);
+    view(doc! { K: 1 }, &[unique_on("shardA", false), unique_on("shardB", true)]).apply(&mut o, &pk());
     assert!(!o.present && !o.guarantees_uniqueness);
     assert_eq!(o.build, Some(BuildState::Building));
     // Missing on one shard as well: that is missing, whatever else builds.
     let mut o = listed_present();
     let id = stat("shardB", "_id_", doc! { "_id": 1 }, doc! {}, false);
-    view(doc! { K: 1 }, &[unique_on("shardA", true), id]).apply(&mut o, K);
+    view(doc! { K: 1 }, &[unique_on("shardA", true), id]).apply(&mut o, &pk());
     assert_ne!(o.build, Some(BuildState::Building));
 }
 

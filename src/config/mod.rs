@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 mod canonical;
 pub mod duration;
+mod key;
 mod logs;
 mod mongodb;
 #[cfg(test)]
@@ -31,6 +32,7 @@ mod web;
 
 pub use canonical::{parse_expression, CanonicalConfig, Derivation, Preset};
 pub use duration::{duration_text, Bounded, Bounds};
+pub use key::KeySpec;
 pub use logs::{LogEventConfig, LogSourceConfig, StartAt};
 pub use mongodb::MongoConfig;
 pub use state::{AuditConfig, StateConfig};

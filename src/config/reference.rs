@@ -141,6 +141,7 @@ fn type_name(field: &Field) -> Option<&'static str> {
         "PathBuf" => "path",
         "SocketAddr" => "address",
         "Vec<String>" => "list of strings",
+        "KeySpec" => "string or list of strings",
         "StartAt" => "`end` or `beginning`",
         "Option<Preset>" => "`sorted_join`, `lowercase` or `trim_lowercase`",
         // A nested array of tables is a section of its own.

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use super::duration::{check_all, Bounded, Bounds};
+use super::key::KeySpec;
 use super::{validate_name, validate_schedule, CanonicalConfig};
 
 /// `[[target]]`: one collection whose key must be unique.
@@ -18,10 +19,19 @@ pub struct TargetConfig {
     pub database: String,
     /// Collection to watch.
     pub collection: String,
-    /// Field whose values must be unique, e.g. `participantsKey`. Dotted paths are allowed.
-    pub key: String,
+    /// Field whose values must be unique, e.g. `participantsKey`, or a
+    /// compound key: the fields whose values must be unique together, e.g.
+    /// `["tenantId", "email"]`, exactly the unique index's key pattern in its
+    /// order. Dotted paths are allowed; no field twice. A document misses a
+    /// compound key when any field is absent, null, empty or an array, and
+    /// is counted once, under the first of those kinds that applies.
+    pub key: KeySpec,
     /// Whether the unique index is expected to be sparse (or partial on
-    /// `{key: {$exists: true}}`); `false` expects a plain unique index.
+    /// `{key: {$exists: true}}`); `false` expects a plain unique index. A
+    /// compound sparse index skips a document only when all the key's fields
+    /// are missing (one missing only some is indexed with nulls); a partial
+    /// filter of `$exists: true` conditions on the key's fields counts as
+    /// sparse too.
     #[serde(default = "default_true")]
     pub sparse: bool,
     /// Cron expression with a seconds field, in UTC: `sec min hour day month weekday`.
@@ -86,16 +96,17 @@ pub(super) fn validate_targets(targets: &[TargetConfig]) -> Result<(), (String, 
         if t.collection.is_empty() || t.collection.starts_with("system.") || t.collection.contains('$') {
             return Err((at("collection"), format!("expected a MongoDB collection name, found {:?}", t.collection)));
         }
-        if t.key.is_empty() || t.key.starts_with('$') || t.key.split('.').any(|part| part.is_empty()) {
-            return Err((
-                at("key"),
-                format!("expected a field name or dotted path such as \"participantsKey\", found {:?}", t.key),
-            ));
-        }
+        t.key.validate().map_err(|problem| (at("key"), problem))?;
         validate_schedule(&t.schedule).map_err(|problem| (at("schedule"), problem))?;
         check_all(&format!("target[{i}]."), t.bounded())?;
         if let Some(c) = &t.canonical {
-            c.validate(&t.key).map_err(|(field, problem)| (at(&format!("canonical.{field}")), problem))?;
+            let Some(key) = t.key.single() else {
+                return Err((
+                    at("canonical"),
+                    "the canonical checks compare one stored key with one computed value; a compound key has several fields (watch one field, or give the target a single-field key)".into(),
+                ));
+            };
+            c.validate(key).map_err(|(field, problem)| (at(&format!("canonical.{field}")), problem))?;
         }
     }
     Ok(())
@@ -196,8 +207,39 @@ mod tests {
         assert!(e.contains("target[0].canonical.preset"), "{e}");
         let e = parse(&format!("{TARGET}[target.canonical]\npreset = \"lowercase\"\nschedule = \"0 0 0 31 2 *\"\n")).unwrap_err().to_string();
         assert!(e.contains("target[0].canonical.schedule"), "{e}");
+        let compound = TARGET.replace("key = \"participantsKey\"", "key = [\"tenantId\", \"email\"]");
+        let e = parse(&format!("{compound}[target.canonical]\npreset = \"lowercase\"\n")).unwrap_err().to_string();
+        assert!(e.contains("field `target[0].canonical`") && e.contains("compound key"), "{e}");
         let c = parse(&format!("{TARGET}[target.canonical]\npreset = \"sorted_join\"\nfields = [\"participants\"]\n")).unwrap();
         assert_eq!(c.targets[0].canonical.as_ref().unwrap().schedule, "0 0 * * * *");
+    }
+
+    #[test]
+    fn a_compound_key_is_an_array_of_fields_in_order() {
+        let c = parse(&TARGET.replace("\"participantsKey\"", "[\"tenantId\", \"profile.email\"]")).unwrap();
+        assert_eq!(c.targets[0].key.fields(), ["tenantId".to_string(), "profile.email".to_string()]);
+        assert_eq!(c.targets[0].key.single(), None);
+        assert_eq!(parse(TARGET).unwrap().targets[0].key.single(), Some("participantsKey"));
+        // `config check` writes it back as it was read.
+        let written: toml::Table = toml::from_str(&c.to_redacted_toml()).unwrap();
+        assert_eq!(written["target"][0]["key"], toml::Value::from(vec!["tenantId", "profile.email"]));
+        assert!(parse(TARGET).unwrap().to_redacted_toml().contains(r#"key = "participantsKey""#));
+    }
+
+    #[test]
+    fn bad_compound_keys_name_the_field() {
+        for (bad, why) in [
+            ("[]", "empty array"),
+            ("[\"a\", \"a\"]", "appears twice"),
+            ("[\"a\", \"$b\"]", "field 1 of the compound key"),
+            ("[\"a\", \"b..c\"]", "field 1 of the compound key"),
+            ("[\"\", \"b\"]", "field 0 of the compound key"),
+            ("[\"a\", 3]", "invalid type"),
+            ("3", "invalid type"),
+        ] {
+            let e = parse(&TARGET.replace("\"participantsKey\"", bad)).unwrap_err().to_string();
+            assert!(e.contains("target[0].key") && e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]
