@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests, the demo and the benchmarks need, on a bare Debian
 # machine with Rust and Python 3: SecantusDB (a MongoDB wire-protocol server)
-# in ./.venv, and Prometheus (with promtool), Alertmanager (with amtool), wrk
-# and mtail from Debian.
+# in ./.venv, Prometheus (with promtool), Alertmanager (with amtool), wrk,
+# mtail and (where the machine has none) Node.js with npm from Debian, and the
+# mongoose test app's packages (tests/mongoose, pinned by its package-lock).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 { command -v prometheus-alertmanager && command -v amtool; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v mtail >/dev/null 2>&1 || need+=(mtail)
+{ command -v node && command -v npm; } >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian"
   sudo_cmd=()
@@ -36,6 +38,14 @@ if [ ! -x .venv/bin/secantusd-py ]; then
   if ! .venv/bin/pip install --quiet --disable-pip-version-check "$SECANTUS"; then
     rm -rf .venv
     echo "setup: pip install $SECANTUS failed" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -d tests/mongoose/node_modules/mongoose ]; then
+  echo "setup: installing the mongoose test app's packages (npm ci in tests/mongoose)"
+  if ! npm ci --prefix tests/mongoose --no-audit --no-fund --loglevel=error >/dev/null; then
+    echo "setup: npm ci in tests/mongoose failed" >&2
     exit 1
   fi
 fi
