@@ -183,3 +183,36 @@ async fn run_target_reports_every_group() {
     assert_eq!(checks, uniqwatch::checks::CHECKS);
     assert_eq!(run.key_consistency().unwrap().mismatch, 1);
 }
+
+/// Before MongoDB 5.2 there is no `$topN`: the same pass keeps each group's
+/// first and last document. Run on the test server, it gives the same figures.
+#[tokio::test]
+async fn the_pre_5_2_pipeline_gives_the_same_figures() {
+    use futures_util::TryStreamExt;
+    use uniqwatch::checks::canonical::{pipeline, Summary};
+    use uniqwatch::checks::scan::IdSample;
+    use uniqwatch::config::Derivation;
+
+    let db = unique_db("canon_old");
+    let emails = ["ann@x.org", "ANN@x.org", "Ann@X.org", "bob@x.org", "Carl@x.org"];
+    let mut docs: Vec<Document> = emails.iter().map(|e| doc! {"email": *e}).collect();
+    docs.push(doc! {"email": 7});
+    seed(&shared_uri(), &db, "users", docs).await;
+    let coll = client(&shared_uri()).await.database(&db).collection::<Document>("users");
+    let derivation = Derivation::Lowercase { field: "email".into(), trim: false };
+    let mut figures = Vec::new();
+    for ids in [IdSample::FirstN(20), IdSample::FirstAndLast] {
+        let mut cursor = coll.aggregate(pipeline("email", &derivation, ids, 20)).await.unwrap();
+        let mut s = Summary::default();
+        while let Some(row) = cursor.try_next().await.unwrap() {
+            s.add_row(&row, 20);
+        }
+        assert_eq!(s.duplicates[0].canonical, json!("ann@x.org"));
+        // Carl's key is a group of one: its sample comes from the folded row.
+        let carl = s.mismatches.iter().find(|m| m.stored == json!("Carl@x.org"));
+        assert_eq!(carl.map(|m| &m.canonical), Some(&json!("carl@x.org")), "{ids:?}: {:?}", s.mismatches);
+        figures.push((s.documents, s.mismatch, s.derivable, s.underivable, s.duplicate_keys, s.duplicate_documents));
+    }
+    assert_eq!(figures[0], (6, 3, 0, 1, 1, 2), "ANN@x.org, Ann@X.org, Carl@x.org differ; 7 is no string");
+    assert_eq!(figures[0], figures[1]);
+}

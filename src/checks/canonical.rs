@@ -191,7 +191,12 @@ pub fn pipeline(key: &str, derivation: &Derivation, ids: IdSample, sample_size: 
         "m": { "$sum": "$m" },
         "d": { "$sum": "$d" },
     };
-    let single = doc! { "$cond": [ bad, { "doc": { "$arrayElemAt": ["$docs", 0] }, "c": "$_id" }, Bson::Null ] };
+    // A group of one document: that document, as the first stage kept it.
+    let only = match ids {
+        IdSample::FirstN(_) => Bson::Document(doc! { "$arrayElemAt": ["$docs", 0] }),
+        IdSample::FirstAndLast => Bson::String("$first".into()),
+    };
+    let single = doc! { "$cond": [ bad, { "doc": only, "c": "$_id" }, Bson::Null ] };
     match ids {
         IdSample::FirstN(n) => {
             // A document with a bad key sorts first (`w` 1), so the sample shows them.
@@ -202,7 +207,8 @@ pub fn pipeline(key: &str, derivation: &Derivation, ids: IdSample, sample_size: 
         IdSample::FirstAndLast => {
             first.insert("first", doc! { "$first": one.clone() });
             first.insert("last", doc! { "$last": one });
-            second.insert("docs", doc! { "$first": [ "$first", "$last" ] });
+            second.insert("first", doc! { "$first": "$first" });
+            second.insert("last", doc! { "$first": "$last" });
             second.insert("singles", doc! { "$first": single });
         }
     }
@@ -223,7 +229,7 @@ impl Summary {
         self.documents += n;
         self.mismatch += number(row.get("m"));
         self.derivable += number(row.get("d"));
-        let docs = documents(row.get("docs"));
+        let docs = documents(row);
         match row.get("_id") {
             Some(Bson::String(s)) if s == "underivable" => {
                 self.underivable += n;
@@ -300,18 +306,23 @@ impl Summary {
     }
 }
 
-/// The documents a row carries (`{i, k, s}` each), in the pipeline's order.
-fn documents(v: Option<&Bson>) -> Vec<Document> {
-    match v {
-        Some(Bson::Array(a)) => a
-            .iter()
-            .filter_map(|d| match d {
-                Bson::Document(d) => Some(d.clone()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
+/// The documents a row carries (`{i, k, s}` each), in the pipeline's
+/// order: `docs` from `$topN`, or `first` and `last` before 5.2 (one
+/// document when they are the same).
+fn documents(row: &Document) -> Vec<Document> {
+    let list: Vec<&Bson> = match row.get("docs") {
+        Some(Bson::Array(a)) => a.iter().collect(),
+        _ => ["first", "last"].iter().filter_map(|f| row.get(*f)).collect(),
+    };
+    let mut docs: Vec<Document> = Vec::new();
+    for d in list {
+        if let Bson::Document(d) = d {
+            if !docs.iter().any(|seen| seen.get("i") == d.get("i")) {
+                docs.push(d.clone());
+            }
+        }
     }
+    docs
 }
 
 fn number(v: Option<&Bson>) -> u64 {
