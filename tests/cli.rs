@@ -58,6 +58,54 @@ async fn check_exits_0_when_every_invariant_holds() {
     assert!(stdout(&out).contains("OK: every invariant holds"), "{}", stdout(&out));
 }
 
+/// Issue 9: the index healthy, the invariant behind the key broken: exit 1,
+/// both canonical checks in the JSON contract and in the table.
+#[tokio::test]
+async fn check_exits_1_on_semantic_duplicates_behind_a_healthy_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = unique_db("cli_canon");
+    let uri = shared_uri();
+    seed(
+        &uri,
+        &db,
+        "chats",
+        vec![
+            doc! {"participants": ["a", "b"], "participantsKey": "a_b"},
+            doc! {"participants": ["b", "a"]},
+            doc! {"participants": ["d", "c"], "participantsKey": "d_c"},
+        ],
+    )
+    .await;
+    command(
+        &uri,
+        &db,
+        doc! {"createIndexes": "chats", "indexes": [{"key": {"participantsKey": 1}, "name": "participantsKey_1", "unique": true, "sparse": true}]},
+    )
+    .await;
+    let mut text = target_toml(&uri, "chats", &db, "chats", "participantsKey", true, "0 */5 * * * *");
+    text.push_str("[target.canonical]\npreset = \"sorted_join\"\nfields = [\"participants\"]\n");
+    let cfg = write_config(dir.path(), &text);
+    let out = uniqwatch(&["check", "--config", &cfg, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("stdout is one JSON document");
+    let t = &v["targets"][0];
+    assert_eq!(t["index"]["present"], true);
+    assert_eq!(t["duplicates"]["keys"], 0);
+    assert_eq!(t["canonical_duplicates"]["keys"], 1);
+    assert_eq!(t["canonical_duplicates"]["sample"][0]["canonical"], "a_b");
+    assert_eq!(t["key_consistency"]["mismatch"], 1);
+    assert_eq!(t["key_consistency"]["derivable"], 1);
+    assert_eq!(t["key_consistency"]["underivable"], 0);
+    assert_eq!(t["canonical"]["preset"], "sorted_join");
+
+    let out = uniqwatch(&["check", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(1));
+    let table = stdout(&out);
+    assert!(table.contains("key_consistency") && table.contains("1 mismatch, 1 derivable, 0 underivable"), "{table}");
+    assert!(table.contains("canonical_duplicates") && table.contains("\"a_b\" held by 2 documents"), "{table}");
+    assert!(table.contains("mismatch") && table.contains("stored \"d_c\", canonical \"c_d\""), "{table}");
+}
+
 #[tokio::test]
 async fn check_exits_1_on_duplicates_and_prints_the_json_contract() {
     let dir = tempfile::tempdir().unwrap();
