@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::checks::{self, CheckName, Figures, Group};
+use crate::checks::{self, CheckName, Group};
 use crate::config::{CanonicalConfig, Preset};
 use crate::html::escape;
 use crate::logs::LogTotals;
@@ -275,7 +275,7 @@ th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b0002
                 None => ("muted", "not run yet".to_string(), String::new(), String::new()),
                 Some(r) => {
                     let (class, text) = match &r.outcome {
-                        Ok(f) => (if f.healthy() { "ok" } else { "bad" }, with_sample(f)),
+                        Ok(f) => (if f.healthy() { "ok" } else { "bad" }, f.summary()),
                         Err(e) => ("fail", format!("failed ({}): {}", e.reason, e.message)),
                     };
                     (class, text, when(r.started_at), format!("{:.1} ms", r.duration.as_secs_f64() * 1000.0))
@@ -322,26 +322,6 @@ fn canonical_text(c: &CanonicalConfig) -> String {
         (None, Some(e)) => e.clone(),
         (None, None) => String::new(),
     }
-}
-
-/// A check's summary, with the first few offenders of the canonical checks.
-fn with_sample(f: &Figures) -> String {
-    let mut text = f.summary();
-    match f {
-        Figures::KeyConsistency(k) => {
-            for s in k.sample.iter().take(3) {
-                let _ = write!(text, "; {} {}: stored {}, canonical {}", s.kind.as_str(), s.id, s.stored, s.canonical);
-            }
-        }
-        Figures::CanonicalDuplicates(d) => {
-            for s in d.sample.iter().take(3) {
-                let keys: Vec<String> = s.keys.iter().map(|k| k.to_string()).collect();
-                let _ = write!(text, "; {} held by {} documents (stored keys {})", s.canonical, s.count, keys.join(", "));
-            }
-        }
-        _ => {}
-    }
-    text
 }
 
 fn check_title(check: CheckName) -> &'static str {

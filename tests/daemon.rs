@@ -144,6 +144,51 @@ async fn database_going_away_withdraws_figures_and_recovery_restores_them() {
     d.stop().await;
 }
 
+/// Issue 9: the canonical checks run on their own schedule, export their
+/// figures without key values, and withdraw them when they fail.
+#[tokio::test]
+async fn canonical_checks_run_on_their_own_schedule_and_withdraw_on_failure() {
+    let db = unique_db("semantic");
+    let chats = vec![
+        doc! {"participants": ["a", "b"], "participantsKey": "a_b"},
+        doc! {"participants": ["b", "a"]},
+        doc! {"participants": ["c", "d"], "participantsKey": "d_c"},
+        doc! {"participants": "nobody"},
+    ];
+    seed(&shared_uri(), &db, "chats", chats).await;
+    // The key checks never tick again after start-up; the canonical ones every second.
+    let mut toml = target_toml(&shared_uri(), "chats", &db, "chats", "participantsKey", true, "0 0 0 1 1 *");
+    toml.push_str("[target.canonical]\npreset = \"sorted_join\"\nfields = [\"participants\"]\nschedule = \"* * * * * *\"\n");
+    let d = Daemon::start(&toml).await;
+    let kind = |k: &'static str| [("target", "chats"), ("kind", k)];
+    let m = wait_metric(&d, "canonical figures", |m| value(m, "uniqwatch_canonical_duplicate_keys", &t("chats")).is_some()).await;
+    assert_eq!(value(&m, "uniqwatch_canonical_duplicate_keys", &t("chats")), Some(1.0));
+    assert_eq!(value(&m, "uniqwatch_canonical_duplicate_documents", &t("chats")), Some(1.0));
+    assert_eq!(value(&m, "uniqwatch_key_mismatch_documents", &kind("mismatch")), Some(1.0));
+    assert_eq!(value(&m, "uniqwatch_key_mismatch_documents", &kind("derivable")), Some(1.0));
+    assert_eq!(value(&m, "uniqwatch_key_mismatch_documents", &kind("underivable")), Some(1.0));
+    for check in ["key_consistency", "canonical_duplicates"] {
+        assert_eq!(value(&m, "uniqwatch_check_failures_total", &[("target", "chats"), ("check", check), ("reason", "other")]), Some(0.0));
+    }
+    assert!(!m.contains("a_b") && !m.contains("d_c"), "key values must never become labels");
+    let (_, page) = d.get("/").await;
+    assert!(page.contains("key consistency") && page.contains("1 mismatch, 1 derivable, 1 underivable"), "{page}");
+    assert!(!page.contains("a_b") && !page.contains("d_c"), "the landing page shows no key values");
+
+    // The collection goes away: the next canonical pass fails and its figures are withdrawn.
+    client(&shared_uri()).await.database(&db).collection::<mongodb::bson::Document>("chats").drop().await.unwrap();
+    let m = wait_metric(&d, "canonical failure", |m| {
+        value(m, "uniqwatch_check_success", &[("target", "chats"), ("check", "key_consistency")]) == Some(0.0)
+    })
+    .await;
+    assert_eq!(value(&m, "uniqwatch_canonical_duplicate_keys", &t("chats")), None);
+    assert_eq!(value(&m, "uniqwatch_key_mismatch_documents", &kind("mismatch")), None);
+    assert!(value(&m, "uniqwatch_check_failures_total", &[("target", "chats"), ("check", "canonical_duplicates"), ("reason", "other")]).unwrap() >= 1.0);
+    // The key checks did not run again: their figures are those of the start-up run.
+    assert_eq!(value(&m, "uniqwatch_check_success", &[("target", "chats"), ("check", "index")]), Some(1.0));
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn readiness_waits_for_the_first_run_while_metrics_answer() {
     let db = seeded("d_ready").await;
