@@ -29,10 +29,12 @@ use serde_json::Value as Json;
 /// Every alert of the contract, with its severity.
 const ALERTS: &[(&str, &str)] = &[
     ("UniqwatchDuplicatesFound", "critical"),
+    ("UniqwatchSemanticDuplicates", "critical"),
     ("UniqwatchUniqueIndexMissing", "critical"),
     ("UniqwatchUniqueIndexBuilding", "warning"),
     ("UniqwatchUniqueIndexBuildStuck", "critical"),
     ("UniqwatchMissingKeys", "warning"),
+    ("UniqwatchKeyMismatch", "warning"),
     ("UniqwatchKeyLookupNotIndexed", "warning"),
     ("UniqwatchDuplicateKeyErrorsHigh", "warning"),
     ("UniqwatchConflictsNotRecovered", "critical"),
@@ -56,6 +58,9 @@ const TARGET_METRICS: &[&str] = &[
     "uniqwatch_duplicate_keys",
     "uniqwatch_duplicate_documents",
     "uniqwatch_missing_key_documents",
+    "uniqwatch_canonical_duplicate_keys",
+    "uniqwatch_canonical_duplicate_documents",
+    "uniqwatch_key_mismatch_documents",
     "uniqwatch_documents",
     "uniqwatch_check_success",
     "uniqwatch_check_duration_seconds",
@@ -368,7 +373,9 @@ fn alert_rules_follow_the_contract() {
             .expect("only alerting rules are listed");
         if matches!(
             name,
-            "UniqwatchDuplicatesFound" | "UniqwatchUniqueIndexMissing"
+            "UniqwatchDuplicatesFound"
+                | "UniqwatchSemanticDuplicates"
+                | "UniqwatchUniqueIndexMissing"
         ) {
             if let Some(wait) = &rule.for_ {
                 problems.push(format!(

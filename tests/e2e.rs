@@ -6,7 +6,9 @@
 //! One test walks the story of issue 4: on healthy data nothing fires; once
 //! the unique index is dropped and a duplicate inserted,
 //! `UniqwatchUniqueIndexMissing` and `UniqwatchDuplicatesFound` reach the
-//! pager as critical; and every query of the shipped dashboards evaluates
+//! pager as critical, and so does `UniqwatchSemanticDuplicates` (the target
+//! has `[target.canonical]`, and the twin shares its participants); and
+//! every query of the shipped dashboards evaluates
 //! against that Prometheus, the panels about targets returning data.
 //!
 //! Prometheus and Alertmanager come from the Debian packages `prometheus`
@@ -175,9 +177,9 @@ impl Stack {
             dir,
         };
 
-        // uniqwatch, checking every second so the test need not wait for the
-        // default five minutes.
-        let config = target_toml(
+        // uniqwatch, checking every second (the canonical checks too) so
+        // the test need not wait for the default five minutes or hour.
+        let mut config = target_toml(
             mongodb_uri,
             TARGET,
             database,
@@ -185,6 +187,9 @@ impl Stack {
             "participantsKey",
             true,
             "* * * * * *",
+        );
+        config.push_str(
+            "\n[target.canonical]\npreset = \"sorted_join\"\nfields = [\"participants\"]\nschedule = \"* * * * * *\"\n",
         );
         let config_path = stack.write("uniqwatch.toml", &config);
         let args = ["run", "--config", &config_path, "--log-level", "info"].map(String::from);
@@ -491,8 +496,9 @@ async fn alerts_reach_alertmanager_and_dashboards_query_prometheus() {
         .await;
 
     // ---- Healthy: nothing fires.
-    let healthy =
-        format!(r#"uniqwatch_duplicate_documents{{job="uniqwatch", target="{TARGET}"}} == 0"#);
+    let healthy = format!(
+        r#"uniqwatch_duplicate_documents{{job="uniqwatch", target="{TARGET}"}} == 0 and on (target) uniqwatch_canonical_duplicate_keys{{job="uniqwatch", target="{TARGET}"}} == 0"#
+    );
     stack
         .wait("healthy figures in Prometheus", || async {
             !stack.query(&healthy).await.is_empty()
@@ -510,6 +516,7 @@ async fn alerts_reach_alertmanager_and_dashboards_query_prometheus() {
         ("uniqwatch_up", 1.0),
         ("uniqwatch_unique_index_present", 1.0),
         ("uniqwatch_duplicate_keys", 0.0),
+        ("uniqwatch_canonical_duplicate_keys", 0.0),
     ] {
         let result = stack
             .query(&format!(
@@ -535,6 +542,16 @@ async fn alerts_reach_alertmanager_and_dashboards_query_prometheus() {
         missing.first().map(|s| s["value"][1].clone()),
         Some(json!("0")),
         "healthy data has every key"
+    );
+    let mismatched = stack
+        .query(&format!(
+            r#"sum(uniqwatch_key_mismatch_documents{{target="{TARGET}"}})"#
+        ))
+        .await;
+    assert_eq!(
+        mismatched.first().map(|s| s["value"][1].clone()),
+        Some(json!("0")),
+        "healthy data has every key equal to its canonical value"
     );
     let active = stack.active_alerts().await;
     assert!(
@@ -577,8 +594,12 @@ async fn alerts_reach_alertmanager_and_dashboards_query_prometheus() {
     let twin = doc! {"participants": ["user00", "user20"], "participantsKey": "user00_user20", "createdAt": mongodb::bson::DateTime::now()};
     seed(&uri, &database, "chats", vec![twin]).await;
 
-    let expected: BTreeSet<&str> =
-        ["UniqwatchUniqueIndexMissing", "UniqwatchDuplicatesFound"].into();
+    let expected: BTreeSet<&str> = [
+        "UniqwatchUniqueIndexMissing",
+        "UniqwatchDuplicatesFound",
+        "UniqwatchSemanticDuplicates",
+    ]
+    .into();
     let paged = stack
         .try_wait(|| async {
             let paged: BTreeSet<String> = webhook
@@ -605,7 +626,7 @@ async fn alerts_reach_alertmanager_and_dashboards_query_prometheus() {
         let name = labels["alertname"].as_str().unwrap_or_default();
         assert!(
             expected.contains(name),
-            "only the two invariant alerts may fire, got {name} at /{receiver}: {alert:#}"
+            "only the three invariant alerts may fire, got {name} at /{receiver}: {alert:#}"
         );
         assert_eq!(
             receiver, "pager",
