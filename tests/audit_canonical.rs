@@ -3,8 +3,13 @@
 //! `canonical_duplicates` runs is injected into a real store with chosen
 //! times, and the verdict lines, worst days and samples are checked in all
 //! three formats. A target without `[target.canonical]` shows nothing new.
+//! One test runs the real checks against the test server and builds the
+//! report as `uniqwatch audit` does.
+
+mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
@@ -17,8 +22,9 @@ use uniqwatch::checks::{
     CanonicalDuplicatesOutcome, CanonicalSample, CheckName, CheckResult, DuplicatesOutcome, Figures, IndexOutcome,
     KeyConsistencyOutcome, Method, MismatchKind, MismatchSample, MissingKeysOutcome, TargetRun,
 };
-use uniqwatch::mongo::{FailureReason, QueryError};
-use uniqwatch::store::{RunOutcome, RunRecord, Store};
+use uniqwatch::config::Config;
+use uniqwatch::mongo::{FailureReason, Mongo, QueryError};
+use uniqwatch::store::{records, RunOutcome, RunRecord, Store};
 
 fn utc(m: u32, d: u32, h: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, m, d, h, 0, 0).unwrap()
@@ -444,4 +450,58 @@ fn now_takes_the_canonical_figures_apart_and_keeps_the_key_checks_when_they_fail
 
     let run = TargetRun { target: "users".into(), started_at: at, results: key_results() };
     assert!(matches!(current_state(&run), CurrentState::Reachable { canonical: None, .. }));
+}
+
+/// `uniqwatch audit` end to end on the test server: a run of every check
+/// recorded by the daemon's path, then the report with a fresh check for
+/// "now". A keyless chat beside the keyed one for the same pair and an
+/// unsorted key: both canonical lines fail, with the same figures "now".
+#[tokio::test]
+async fn the_audit_of_a_canonical_target_on_a_real_server() {
+    use common::{seed, shared_uri, target_toml, unique_db};
+    use mongodb::bson::doc;
+    let db = unique_db("audit_canon");
+    seed(
+        &shared_uri(),
+        &db,
+        "chats",
+        vec![
+            doc! { "participants": ["a", "b"], "participantsKey": "a_b" },
+            doc! { "participants": ["b", "a"] },
+            doc! { "participants": ["c", "d"], "participantsKey": "d_c" },
+            doc! { "participants": ["e", "f"], "participantsKey": "e_f" },
+        ],
+    )
+    .await;
+    let mut text = target_toml(&shared_uri(), "chats", &db, "chats", "participantsKey", true, "0 */5 * * * *");
+    text.push_str("\n[target.canonical]\npreset = \"sorted_join\"\nfields = [\"participants\"]\nseparator = \"_\"\n");
+    let config = Config::from_toml(&text, Path::new("test.toml"), None).unwrap();
+    let mongo = Mongo::new(config.mongodb.clone());
+
+    let run = uniqwatch::checks::run_target(&config.targets[0], &mongo).await;
+    assert_eq!(run.errors().count(), 0, "{:?}", run.results);
+    let mut store = Store::open(&uniqwatch::store::history_path(&config.state.dir)).unwrap();
+    store.record_runs(&records(&run)).unwrap();
+    drop(store);
+
+    let now = Utc::now();
+    let report = uniqwatch::audit::build(&config, &mongo, Month::containing(run.started_at), now).await.unwrap();
+    let c = report.targets[0].canonical.as_ref().expect("a canonical section");
+    assert!(c.now.checked, "{:?}", c.now);
+    assert_eq!((c.duplicates.runs, c.duplicates.max_documents, c.duplicates.current.documents), (1, Some(1), Some(1)));
+    assert_eq!(c.duplicates.offending_values[0].canonical, json!("a_b"));
+    assert_eq!(c.duplicates.offending_values[0].keys.len(), 2, "the stored key and none");
+    let k = &c.key_consistency;
+    assert_eq!((k.max.mismatch, k.max.derivable, k.max.underivable, k.max_total), (Some(1), Some(1), Some(0), Some(2)));
+    assert_eq!(k.current.total, Some(2));
+    assert_eq!(k.worst_day.as_ref().map(|d| d.date), Some(run.started_at.date_naive()));
+    let mismatch = k.offending_documents.iter().find(|o| o.kind == MismatchKind::Mismatch).unwrap();
+    assert_eq!((&mismatch.stored, &mismatch.canonical), (&json!("d_c"), &json!("c_d")));
+    let lines: Vec<(&str, Status)> =
+        report.verdict.items.iter().skip(3).map(|i| (i.question.as_str(), i.status)).collect();
+    assert_eq!(
+        lines,
+        [("One document per canonical value?", Status::Fail), ("Every key its canonical value?", Status::Fail)]
+    );
+    assert!(report.verdict.items[3].figure.ends_with("; now: 1 surplus document on 1 canonical value"));
 }
