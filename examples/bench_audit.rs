@@ -183,6 +183,7 @@ fn main() {
                     index_building: false,
                     duplicates: CurrentDuplicates::default(),
                     missing: MissingCounts { absent: 12, null: 0, empty: 0, array: 0 },
+                    canonical: None,
                 },
             )
         })

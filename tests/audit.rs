@@ -250,6 +250,7 @@ fn current() -> BTreeMap<String, CurrentState> {
                     sample: vec![DuplicateSample { key: json!("userE_userF"), count: 2, ids: vec![json!("id9"), json!("id10")] }],
                 },
                 missing: MissingCounts { absent: 10, null: 2, empty: 0, array: 1 },
+                canonical: None,
             },
         ),
         ("users".to_string(), CurrentState::Unreachable { reason: "unreachable".into() }),
@@ -802,6 +803,7 @@ fn index_builds_are_kept_in_history_and_shown() {
             index_building: true,
             duplicates: CurrentDuplicates { documents: 0, keys: 0, sample: Vec::new() },
             missing: MissingCounts { absent: 0, null: 0, empty: 0, array: 0 },
+            canonical: None,
         },
     );
     let report = build_report(&store, october(), &targets(), &sources(), &now, generated_at()).unwrap();

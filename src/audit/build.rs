@@ -14,7 +14,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::verdict::verdict;
 use super::*;
-use crate::checks::{self, BuildState, CheckName, DuplicatesOutcome, Figures, IndexOutcome, MissingKeysOutcome, TargetRun, CHECKS};
+use super::canonical::canonical_report;
+use crate::checks::{
+    self, BuildState, CanonicalDuplicatesOutcome, CheckName, DuplicatesOutcome, Figures, Group, IndexOutcome,
+    KeyConsistencyOutcome, MissingKeysOutcome, TargetRun, CHECKS,
+};
 use crate::config::Config;
 use crate::mongo::Mongo;
 use crate::store::query::{Gap, MissingAt, MissingDay, SampleSeen};
@@ -49,8 +53,13 @@ fn open_for_reading(path: &Path) -> Result<Store, StoreError> {
 /// What a fresh run says about "now", for the report. Every outcome is
 /// taken apart field by field, so a new check or a new figure does not
 /// compile until the report decides what "now" shows of it.
+///
+/// The key checks decide whether the target was reachable; the canonical
+/// checks (only in a run of a target with `[target.canonical]`) add their
+/// figures, or say why they have none, without hiding the key checks'.
 pub fn current_state(run: &TargetRun) -> CurrentState {
     let (mut index_present, mut index_building, mut duplicates, mut missing) = (None, false, None, None);
+    let (mut key_consistency, mut canonical_duplicates) = (None, None);
     for result in &run.results {
         match &result.outcome {
             Ok(Figures::Index(IndexOutcome {
@@ -77,22 +86,41 @@ pub fn current_state(run: &TargetRun) -> CurrentState {
             Ok(Figures::MissingKeys(MissingKeysOutcome { absent, null, empty, array, documents: _, method: _ })) => {
                 missing = Some(MissingCounts { absent: *absent, null: *null, empty: *empty, array: *array })
             }
-            // The canonical checks' "now" is not in the report yet.
-            Ok(Figures::KeyConsistency(_)) | Ok(Figures::CanonicalDuplicates(_)) => {}
+            Ok(Figures::KeyConsistency(KeyConsistencyOutcome { mismatch, derivable, underivable, documents, sample })) => {
+                key_consistency = Some(CurrentKeyConsistency {
+                    mismatch: *mismatch,
+                    derivable: *derivable,
+                    underivable: *underivable,
+                    documents: *documents,
+                    sample: sample.clone(),
+                })
+            }
+            Ok(Figures::CanonicalDuplicates(CanonicalDuplicatesOutcome { keys, documents, sample })) => {
+                canonical_duplicates =
+                    Some(CurrentCanonicalDuplicates { documents: *documents, values: *keys, sample: sample.clone() })
+            }
             Err(_) => {}
         }
     }
+    let failure = |group: Group| {
+        run.errors()
+            .find(|(check, _)| check.group() == group)
+            .map(|(check, e)| format!("{} check failed ({}): {}", check.as_str(), e.reason, e.message))
+            .unwrap_or_else(|| "the check did not complete".to_string())
+    };
+    let canonical = if run.results.iter().any(|r| r.check.group() == Group::Canonical) {
+        Some(match (key_consistency, canonical_duplicates) {
+            (Some(key_consistency), Some(duplicates)) => CurrentCanonical::Checked { key_consistency, duplicates },
+            _ => CurrentCanonical::Unchecked { reason: failure(Group::Canonical) },
+        })
+    } else {
+        None
+    };
     match (index_present, duplicates, missing) {
         (Some(index_present), Some(duplicates), Some(missing)) => {
-            CurrentState::Reachable { index_present, index_building, duplicates, missing }
+            CurrentState::Reachable { index_present, index_building, duplicates, missing, canonical }
         }
-        _ => CurrentState::Unreachable {
-            reason: run
-                .errors()
-                .next()
-                .map(|(check, e)| format!("{} check failed ({}): {}", check.as_str(), e.reason, e.message))
-                .unwrap_or_else(|| "the check did not complete".to_string()),
-        },
+        _ => CurrentState::Unreachable { reason: failure(Group::Key) },
     }
 }
 
@@ -200,6 +228,10 @@ fn target_report(
     let mut checks = ChecksReport::default();
     for check in CHECKS {
         let counts = store.run_counts(name, check, from, to)?;
+        // A target without [target.canonical] never runs these: no row for them.
+        if check.group() == Group::Canonical && counts.runs == 0 {
+            continue;
+        }
         let gap = if counts.runs > 0 {
             store.longest_gap(name, check, from, to)?.map(|g| gap_report(check, g))
         } else {
@@ -234,7 +266,7 @@ fn target_report(
         None => NowReport { checked: false, reason: Some("not checked at report time".to_string()) },
     };
     let reachable = match current {
-        Some(CurrentState::Reachable { index_present, index_building, duplicates, missing }) => {
+        Some(CurrentState::Reachable { index_present, index_building, duplicates, missing, canonical: _ }) => {
             Some(((*index_present, *index_building), duplicates, *missing))
         }
         _ => None,
@@ -330,6 +362,7 @@ fn target_report(
             .collect(),
     };
 
+    let canonical = canonical_report(store, name, &checks, current, from, to)?;
     Ok(TargetReport {
         name: name.to_string(),
         database: info.map(|t| t.database.clone()),
@@ -341,6 +374,7 @@ fn target_report(
         index,
         duplicates,
         missing,
+        canonical,
     })
 }
 

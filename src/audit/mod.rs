@@ -10,6 +10,8 @@
 //!   fresh check made at report time (passed in as [`CurrentState`], so the
 //!   building itself never talks to MongoDB); [`fn@build`] makes
 //!   that fresh check and reads the store off the runtime's threads.
+//! - `canonical` is the canonical checks' part of the model and how it is
+//!   read (`canonical_section` renders it); `log_report` a log source's.
 //! - `verdict` turns the sections into the verdict's questions.
 //! - `render` writes Markdown for a ticket or a wiki and self-contained
 //!   HTML with inline SVG charts; JSON (the contract of issue 5, with more
@@ -21,7 +23,10 @@
 //! current state, and the report says plainly when it could not be checked.
 
 pub mod build;
+mod canonical;
+mod canonical_section;
 pub mod files;
+mod log_report;
 pub mod month;
 mod page;
 mod render;
@@ -36,7 +41,13 @@ use serde::{Deserialize, Serialize};
 use crate::store::StoreError;
 
 pub use build::{build, build_report, current_state, report_subjects};
+pub use canonical::{
+    CanonicalDuplicatesDayReport, CanonicalDuplicatesReport, CanonicalReport, CurrentCanonical, CurrentCanonicalDuplicates,
+    CurrentCanonicalDuplicatesReport, CurrentKeyConsistency, CurrentKeyConsistencyReport, KeyConsistencyDayReport,
+    KeyConsistencyReport, OffendingDocument, OffendingValue, OptionalKinds,
+};
 pub use files::{record_report_written, write_report_files, write_scheduled_report};
+pub use log_report::{IndexErrors, LogDayReport, LogReport, WorstDay};
 pub use month::{Month, MonthParseError};
 
 /// How many offending keys a report lists per target; the rest are counted.
@@ -110,6 +121,10 @@ pub enum CurrentState {
         duplicates: CurrentDuplicates,
         /// Documents without a key now.
         missing: MissingCounts,
+        /// The canonical checks now; none for a target without
+        /// `[target.canonical]` (and in what older versions wrote).
+        #[serde(default)]
+        canonical: Option<CurrentCanonical>,
     },
     /// The check could not run; `reason` says why (timeout, unreachable, …).
     Unreachable { reason: String },
@@ -252,6 +267,10 @@ pub struct TargetReport {
     pub duplicates: DuplicatesReport,
     /// Documents without a key.
     pub missing: MissingReport,
+    /// The canonical checks; absent for a target with no canonical run in
+    /// the month and no canonical figures now (no `[target.canonical]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canonical: Option<CanonicalReport>,
 }
 
 /// Whether the target could be checked at report time.
@@ -476,74 +495,6 @@ pub enum Trend {
     /// Fewer than one successful run.
     #[default]
     Unknown,
-}
-
-/// One log source's month.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct LogReport {
-    /// Whether the source is in the current configuration.
-    pub configured: bool,
-    /// Duplicate-key errors counted in the month.
-    pub duplicate_key_errors: u64,
-    /// Recoveries counted in the month.
-    pub recoveries: u64,
-    /// Errors beyond the recoveries: errors − recoveries, at least 0.
-    pub unrecovered: u64,
-    /// Whether the source counts recoveries at all (it has recovery markers).
-    pub tracks_recoveries: bool,
-    /// Days the store holds totals for (the source was being followed).
-    pub days_watched: u64,
-    /// Every day of the period, watched or not.
-    pub by_day: Vec<LogDayReport>,
-    /// Errors per (namespace, index).
-    pub by_index: Vec<IndexErrors>,
-    /// The day with the most errors.
-    pub worst_day: Option<WorstDay>,
-    /// The event counted as requests, when configured.
-    pub request_event: Option<String>,
-    /// Its count in the month.
-    pub requests: Option<u64>,
-    /// Errors per request, when both are known and requests > 0.
-    pub error_ratio: Option<f64>,
-    /// Every `[[logs.events]]` counter, by name.
-    pub events: BTreeMap<String, u64>,
-    /// Lines read in the month.
-    pub lines: u64,
-}
-
-/// One day of a log source.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LogDayReport {
-    /// The day.
-    pub date: NaiveDate,
-    /// Duplicate-key errors that day.
-    pub duplicate_key_errors: u64,
-    /// Recoveries that day.
-    pub recoveries: u64,
-    /// Requests that day, when a request event is configured.
-    pub requests: Option<u64>,
-    /// Whether the store holds totals for the day.
-    pub watched: bool,
-}
-
-/// Errors of one (namespace, index) pair.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IndexErrors {
-    /// Namespace, `db.collection`.
-    pub namespace: String,
-    /// Index name.
-    pub index: String,
-    /// Errors in the month.
-    pub duplicate_key_errors: u64,
-}
-
-/// The day with the most errors.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WorstDay {
-    /// The day.
-    pub date: NaiveDate,
-    /// Its errors.
-    pub duplicate_key_errors: u64,
 }
 
 /// The formats a report renders to.

@@ -28,6 +28,7 @@ svg text { font: 10px sans-serif; fill: #333; }
 svg .axis { stroke: #666; stroke-width: 1; }
 svg .dup, svg .err { fill: #b22222; }
 svg .rec { fill: #4a7ab5; }
+svg .kc { fill: #c8860b; }
 svg .none { fill: none; stroke: #bbb; stroke-dasharray: 2 2; }
 @media print {
   body { margin: 0; max-width: none; font-size: 11pt; }

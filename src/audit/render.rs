@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::checks::CHECKS;
 
-use super::{plural, AuditReport, DuplicateSample, LogReport, OptionalMissing, Status, TargetReport, Trend};
+use super::{canonical_section, plural, AuditReport, DuplicateSample, LogReport, OptionalMissing, Status, TargetReport, Trend};
 
 /// One block of the report.
 pub(super) enum Block {
@@ -65,19 +65,19 @@ fn length(seconds: i64) -> String {
     }
 }
 
-fn opt(n: Option<u64>) -> String {
+pub(super) fn opt(n: Option<u64>) -> String {
     n.map(|n| n.to_string()).unwrap_or_else(|| "-".to_string())
 }
 
 /// A JSON value as a person reads it: strings without quotes.
-fn value_text(v: &serde_json::Value) -> String {
+pub(super) fn value_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     }
 }
 
-fn ids_text(ids: &[serde_json::Value]) -> String {
+pub(super) fn ids_text(ids: &[serde_json::Value]) -> String {
     ids.iter().map(value_text).collect::<Vec<_>>().join(", ")
 }
 
@@ -285,6 +285,10 @@ fn target_section(doc: &mut Vec<Block>, r: &AuditReport, t: &TargetReport) {
             last.total
         ),
     }));
+
+    if let Some(c) = &t.canonical {
+        canonical_section::section(doc, r, &t.name, c);
+    }
 
     let c = &t.checks;
     doc.push(Block::Sub("Monitor reliability".into()));

@@ -1,17 +1,25 @@
 //! The verdict: one question per target and check, and one per log source
 //! that counts recoveries, each answered with the figure behind it.
+//!
+//! Every question is answered the same way: ? when no run of its check
+//! succeeded in the month, ✗ when a successful run found what it asks
+//! about, ✓ otherwise; the figure adds what the fresh check found now.
 
 use std::collections::BTreeMap;
 
-use super::{plural, render, LogReport, MissingCounts, Status, TargetReport, Verdict, VerdictItem};
+use super::{plural, render, CanonicalReport, LogReport, MissingCounts, Status, TargetReport, Verdict, VerdictItem};
+
+/// `; now: …`, or `; now: not checked`.
+fn now_note(value: Option<String>) -> String {
+    match value {
+        Some(v) => format!("; now: {v}"),
+        None => "; now: not checked".to_string(),
+    }
+}
 
 pub(super) fn verdict(targets: &[TargetReport], logs: &BTreeMap<String, LogReport>) -> Verdict {
     let mut items = Vec::new();
     for t in targets {
-        let now_note = |value: Option<String>| match value {
-            Some(v) => format!("; now: {v}"),
-            None => "; now: not checked".to_string(),
-        };
         let i = &t.index;
         let present_now = i.present_now.map(|p| if p { "present".to_string() } else { "missing".to_string() });
         items.push(VerdictItem {
@@ -88,6 +96,9 @@ pub(super) fn verdict(targets: &[TargetReport], logs: &BTreeMap<String, LogRepor
                 ),
             },
         });
+        if let Some(c) = &t.canonical {
+            canonical_items(&mut items, &t.name, c);
+        }
     }
     for (name, l) in logs.iter().filter(|(_, l)| l.tracks_recoveries) {
         items.push(VerdictItem {
@@ -118,4 +129,62 @@ pub(super) fn verdict(targets: &[TargetReport], logs: &BTreeMap<String, LogRepor
         None
     };
     Verdict { holds, items }
+}
+
+/// The canonical checks' two questions, for a target that has them.
+fn canonical_items(items: &mut Vec<VerdictItem>, subject: &str, c: &CanonicalReport) {
+    let status = |max: Option<u64>| match max {
+        None => Status::NoData,
+        Some(0) => Status::Pass,
+        Some(_) => Status::Fail,
+    };
+    let worst = |date: Option<chrono::NaiveDate>| date.map(|d| format!(", worst day {d}")).unwrap_or_default();
+
+    let d = &c.duplicates;
+    let dup_now = d.current.documents.zip(d.current.values).map(|(docs, values)| {
+        format!("{} on {}", plural(docs, "surplus document"), plural(values, "canonical value"))
+    });
+    items.push(VerdictItem {
+        subject: subject.to_string(),
+        question: "One document per canonical value?".into(),
+        status: status(d.max_documents),
+        figure: match (d.max_documents, d.max_values) {
+            (Some(0), _) => format!("0 canonical values held by several documents in {} runs{}", d.runs, now_note(dup_now)),
+            (Some(docs), Some(values)) => format!(
+                "up to {} on {}, in {} of {} runs{}{}",
+                plural(docs, "surplus document"),
+                plural(values, "canonical value"),
+                d.runs_with_duplicates,
+                d.runs,
+                worst(d.worst_day.as_ref().map(|w| w.date)),
+                now_note(dup_now)
+            ),
+            _ => format!("no successful canonical_duplicates run this month{}", now_note(dup_now)),
+        },
+    });
+
+    let k = &c.key_consistency;
+    let kinds = |m: Option<u64>, d: Option<u64>, u: Option<u64>| {
+        format!("mismatch {}, derivable {}, underivable {}", m.unwrap_or(0), d.unwrap_or(0), u.unwrap_or(0))
+    };
+    let now = &k.current;
+    let kc_now =
+        now.total.map(|total| format!("{total} ({})", kinds(now.kinds.mismatch, now.kinds.derivable, now.kinds.underivable)));
+    items.push(VerdictItem {
+        subject: subject.to_string(),
+        question: "Every key its canonical value?".into(),
+        status: status(k.max_total),
+        figure: match k.max_total {
+            None => format!("no successful key_consistency run this month{}", now_note(kc_now)),
+            Some(0) => format!("0 documents whose key is not its canonical value in {} runs{}", k.runs, now_note(kc_now)),
+            Some(total) => format!(
+                "up to {total} documents whose key is not its canonical value ({}), in {} of {} runs{}{}",
+                kinds(k.max.mismatch, k.max.derivable, k.max.underivable),
+                k.runs_with_mismatches,
+                k.runs,
+                worst(k.worst_day.as_ref().map(|w| w.date)),
+                now_note(kc_now)
+            ),
+        },
+    });
 }

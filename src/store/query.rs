@@ -4,6 +4,8 @@
 //! a time range, aggregating in SQL over one range of the clustered primary
 //! key (target, check, time). The audit wraps its reads in one
 //! [`Store::snapshot`], so a report is consistent while the daemon writes.
+//! The canonical checks' reads are in `canonical`; the longest gap between
+//! successes is found by [`GapFinder`] in `gaps`.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,12 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::{schema, Store, StoreError};
 use crate::checks::scan::DuplicateSample;
 use crate::checks::{CheckName, CHECKS};
+
+mod canonical;
+mod gaps;
+
+pub use canonical::KeyConsistencyDay;
+pub use gaps::{Gap, GapFinder};
 
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -57,7 +65,8 @@ pub struct IndexHistory {
     pub unknown_build_runs: u64,
 }
 
-/// The successful `duplicates` runs of one UTC day.
+/// The successful runs of one UTC day of a check that counts duplicates
+/// (`duplicates`, or `canonical_duplicates` counting canonical values).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DuplicatesDay {
     /// The day.
@@ -66,7 +75,7 @@ pub struct DuplicatesDay {
     pub runs: u64,
     /// Most surplus documents any run saw.
     pub max_documents: u64,
-    /// Most duplicated keys any run saw.
+    /// Most duplicated keys (canonical values) any run saw.
     pub max_keys: u64,
     /// Runs that found at least one duplicate.
     pub runs_with_duplicates: u64,
@@ -76,11 +85,12 @@ pub struct DuplicatesDay {
     pub last_seen: Option<DateTime<Utc>>,
 }
 
-/// One distinct duplicate sample and the runs that reported it.
+/// One distinct sample and the runs that reported it: by default the
+/// duplicates check's; the canonical checks' samples read the same way.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SampleSeen {
-    /// The offending keys the runs named, as the duplicates check reported them.
-    pub sample: Vec<DuplicateSample>,
+pub struct SampleSeen<T = DuplicateSample> {
+    /// The entries the runs named, as the check reported them.
+    pub sample: Vec<T>,
     /// Runs that reported exactly this sample.
     pub runs: u64,
     /// First of those runs.
@@ -123,58 +133,6 @@ pub struct MissingAt {
     pub array: u64,
 }
 
-/// The longest stretch without a successful run of a check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gap {
-    /// Start: the last success before it, or the start of the range.
-    pub from: DateTime<Utc>,
-    /// End: the next success, or the end of the range.
-    pub to: DateTime<Utc>,
-}
-
-impl Gap {
-    /// Length in whole seconds.
-    pub fn seconds(&self) -> i64 {
-        (self.to - self.from).num_seconds()
-    }
-}
-
-/// Finds the longest gap between successes inside `[from, to)`, fed the
-/// success times in order. Before the first success the gap runs from the
-/// start of the range; after the last, to its end.
-#[derive(Debug)]
-pub struct GapFinder {
-    /// The last success seen, or the start of the range.
-    cursor: DateTime<Utc>,
-    /// The longest gap so far.
-    longest: Option<Gap>,
-}
-
-impl GapFinder {
-    /// Starts at the beginning of the range.
-    pub fn new(from: DateTime<Utc>) -> Self {
-        GapFinder { cursor: from, longest: None }
-    }
-
-    /// A success at `at` (times must not go backwards).
-    pub fn success(&mut self, at: DateTime<Utc>) {
-        self.consider(Gap { from: self.cursor, to: at });
-        self.cursor = self.cursor.max(at);
-    }
-
-    /// Closes the range at `to` and returns the longest gap.
-    pub fn finish(mut self, to: DateTime<Utc>) -> Option<Gap> {
-        self.consider(Gap { from: self.cursor, to });
-        self.longest
-    }
-
-    fn consider(&mut self, gap: Gap) {
-        if gap.to > gap.from && self.longest.is_none_or(|l| gap.to - gap.from > l.to - l.from) {
-            self.longest = Some(gap);
-        }
-    }
-}
-
 /// The first and last instants the store holds anything for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistorySpan {
@@ -184,12 +142,12 @@ pub struct HistorySpan {
     pub last: DateTime<Utc>,
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
+pub(super) fn time(ms: i64) -> DateTime<Utc> {
     // Stored times were written from valid DateTimes, hence in range.
     DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-fn date_of_day_number(day: i64) -> NaiveDate {
+pub(super) fn date_of_day_number(day: i64) -> NaiveDate {
     time(day * MS_PER_DAY).date_naive()
 }
 
@@ -269,7 +227,7 @@ impl Store {
 
     /// The target's row id, looked up each time: another connection (the
     /// daemon) may have added it since this one opened.
-    fn lookup_target(&self, target: &str) -> rusqlite::Result<Option<i64>> {
+    pub(super) fn lookup_target(&self, target: &str) -> rusqlite::Result<Option<i64>> {
         self.conn
             .prepare_cached("SELECT id FROM targets WHERE name = ?1")?
             .query_row(params![target], |r| r.get(0))
@@ -361,6 +319,31 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<DuplicatesDay>, StoreError> {
+        self.duplicate_days(target, CheckName::Duplicates, from, to)
+    }
+
+    /// The distinct duplicate samples reported in `[from, to)`. Identical
+    /// samples (the same duplicates seen run after run) come back once. A
+    /// stored sample that does not read back as the check's sample (written
+    /// by a newer or broken uniqwatch) is left out; its runs' counts stand.
+    pub fn duplicate_samples(
+        &self,
+        target: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<SampleSeen>, StoreError> {
+        self.samples(target, CheckName::Duplicates, from, to)
+    }
+
+    /// [`Store::duplicates_by_day`] for any check whose rows fill
+    /// `duplicate_keys` and `duplicate_documents`.
+    fn duplicate_days(
+        &self,
+        target: &str,
+        check: CheckName,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<DuplicatesDay>, StoreError> {
         let read = || -> rusqlite::Result<Vec<DuplicatesDay>> {
             let Some(id) = self.lookup_target(target)? else { return Ok(Vec::new()) };
             self.conn
@@ -375,36 +358,32 @@ impl Store {
                        AND success = 1
                      GROUP BY day ORDER BY day",
                 )?
-                .query_map(
-                    params![id, schema::check_kind(CheckName::Duplicates), from.timestamp_millis(), to.timestamp_millis()],
-                    |r| {
-                        Ok(DuplicatesDay {
-                            date: date_of_day_number(r.get(0)?),
-                            runs: count(r.get(1)?),
-                            max_documents: count(r.get(2)?),
-                            max_keys: count(r.get(3)?),
-                            runs_with_duplicates: count(r.get(4)?),
-                            first_seen: r.get::<_, Option<i64>>(5)?.map(time),
-                            last_seen: r.get::<_, Option<i64>>(6)?.map(time),
-                        })
-                    },
-                )?
+                .query_map(params![id, schema::check_kind(check), from.timestamp_millis(), to.timestamp_millis()], |r| {
+                    Ok(DuplicatesDay {
+                        date: date_of_day_number(r.get(0)?),
+                        runs: count(r.get(1)?),
+                        max_documents: count(r.get(2)?),
+                        max_keys: count(r.get(3)?),
+                        runs_with_duplicates: count(r.get(4)?),
+                        first_seen: r.get::<_, Option<i64>>(5)?.map(time),
+                        last_seen: r.get::<_, Option<i64>>(6)?.map(time),
+                    })
+                })?
                 .collect()
         };
         read().map_err(|e| self.classify(e, "reading duplicate history"))
     }
 
-    /// The distinct duplicate samples reported in `[from, to)`. Identical
-    /// samples (the same duplicates seen run after run) come back once. A
-    /// stored sample that does not read back as the check's sample (written
-    /// by a newer or broken uniqwatch) is left out; its runs' counts stand.
-    pub fn duplicate_samples(
+    /// The distinct samples of `check` in `[from, to)`, read back as `T`, as
+    /// [`Store::duplicate_samples`] reads the duplicates check's.
+    fn samples<T: serde::de::DeserializeOwned>(
         &self,
         target: &str,
+        check: CheckName,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<SampleSeen>, StoreError> {
-        let read = || -> rusqlite::Result<Vec<(String, SampleSeen)>> {
+    ) -> Result<Vec<SampleSeen<T>>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<(String, SampleSeen<T>)>> {
             let Some(id) = self.lookup_target(target)? else { return Ok(Vec::new()) };
             self.conn
                 .prepare_cached(
@@ -414,21 +393,18 @@ impl Store {
                        AND success = 1 AND sample IS NOT NULL
                      GROUP BY sample ORDER BY MIN(at_ms)",
                 )?
-                .query_map(
-                    params![id, schema::check_kind(CheckName::Duplicates), from.timestamp_millis(), to.timestamp_millis()],
-                    |r| {
-                        let seen = SampleSeen {
-                            sample: Vec::new(),
-                            runs: count(r.get(1)?),
-                            first_seen: time(r.get(2)?),
-                            last_seen: time(r.get(3)?),
-                        };
-                        Ok((r.get(0)?, seen))
-                    },
-                )?
+                .query_map(params![id, schema::check_kind(check), from.timestamp_millis(), to.timestamp_millis()], |r| {
+                    let seen = SampleSeen {
+                        sample: Vec::new(),
+                        runs: count(r.get(1)?),
+                        first_seen: time(r.get(2)?),
+                        last_seen: time(r.get(3)?),
+                    };
+                    Ok((r.get(0)?, seen))
+                })?
                 .collect()
         };
-        let rows = read().map_err(|e| self.classify(e, "reading duplicate samples"))?;
+        let rows = read().map_err(|e| self.classify(e, "reading samples"))?;
         Ok(rows
             .into_iter()
             .filter_map(|(text, seen)| Some(SampleSeen { sample: serde_json::from_str(&text).ok()?, ..seen }))
@@ -548,36 +524,6 @@ mod tests {
 
     fn t(hour: u32, min: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 10, 1, hour, min, 0).unwrap()
-    }
-
-    #[test]
-    fn gap_before_the_first_success_counts_from_the_start() {
-        let mut g = GapFinder::new(t(0, 0));
-        g.success(t(3, 0));
-        g.success(t(3, 5));
-        assert_eq!(g.finish(t(4, 0)), Some(Gap { from: t(0, 0), to: t(3, 0) }));
-    }
-
-    #[test]
-    fn gap_after_the_last_success_runs_to_the_end() {
-        let mut g = GapFinder::new(t(0, 0));
-        g.success(t(0, 1));
-        assert_eq!(g.finish(t(5, 0)), Some(Gap { from: t(0, 1), to: t(5, 0) }));
-    }
-
-    #[test]
-    fn no_success_is_one_gap_over_the_range() {
-        let g = GapFinder::new(t(0, 0));
-        assert_eq!(g.finish(t(1, 0)).unwrap().seconds(), 3600);
-    }
-
-    #[test]
-    fn longest_of_several_gaps_wins() {
-        let mut g = GapFinder::new(t(0, 0));
-        for (h, m) in [(0, 0), (0, 10), (1, 40), (1, 50), (2, 0)] {
-            g.success(t(h, m));
-        }
-        assert_eq!(g.finish(t(2, 0)), Some(Gap { from: t(0, 10), to: t(1, 40) }));
     }
 
     #[test]
