@@ -46,6 +46,10 @@ pub struct TargetStatus {
     pub last_run: Option<TargetRun>,
     /// Runs of the canonical checks finished since start-up.
     pub canonical_runs: u64,
+    /// When the canonical pass now going started, if one is.
+    pub canonical_running_since: Option<DateTime<Utc>>,
+    /// Canonical ticks skipped while the current pass goes on.
+    pub canonical_skipped_this_run: u64,
     /// The last finished run of the canonical checks (`canonical.schedule`).
     pub last_canonical: Option<TargetRun>,
     /// When each check last succeeded.
@@ -107,10 +111,12 @@ impl TargetSlot {
         self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Notes that a run of `group` started; the landing page shows the key runs'.
+    /// Notes that a run of `group` started, for the landing page.
     pub fn run_started(&self, group: Group) {
-        if group == Group::Key {
-            self.status.write().unwrap_or_else(|e| e.into_inner()).running_since = Some(Utc::now());
+        let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
+        match group {
+            Group::Key => status.running_since = Some(Utc::now()),
+            Group::Canonical => status.canonical_running_since = Some(Utc::now()),
         }
     }
 
@@ -121,8 +127,10 @@ impl TargetSlot {
         status.skipped += 1;
         metrics.runs_skipped_total.with_label_values(&[&self.config.name]).inc();
         if group == Group::Canonical {
-            // Hourly by default: a skip means a pass longer than its period, worth a line each time.
-            tracing::warn!(target = %self.config.name, "previous canonical pass still going; this scheduled pass is skipped");
+            status.canonical_skipped_this_run += 1;
+            if status.canonical_skipped_this_run == 1 {
+                tracing::warn!(target = %self.config.name, "previous canonical pass still going; scheduled passes are skipped until it ends");
+            }
             return;
         }
         status.skipped_this_run += 1;
@@ -146,7 +154,12 @@ impl TargetSlot {
             }
         }
         if group == Group::Canonical {
+            if status.canonical_skipped_this_run > 0 {
+                tracing::info!(target = %self.config.name, skipped = status.canonical_skipped_this_run, "long canonical pass ended; scheduled passes resume");
+                status.canonical_skipped_this_run = 0;
+            }
             status.canonical_runs += 1;
+            status.canonical_running_since = None;
             status.last_canonical = Some(run);
             return;
         }

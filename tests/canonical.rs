@@ -216,3 +216,44 @@ async fn the_pre_5_2_pipeline_gives_the_same_figures() {
     assert_eq!(figures[0], (6, 3, 0, 1, 1, 2), "ANN@x.org, Ann@X.org, Carl@x.org differ; 7 is no string");
     assert_eq!(figures[0], figures[1]);
 }
+
+/// Review findings: several scalar fields, a separator that looks like a
+/// field path, empty arrays and documents as values, and samples bounded in bytes.
+#[tokio::test]
+async fn scalar_fields_literal_separators_empty_values_and_long_keys() {
+    let db = unique_db("canon_edges");
+    let long: String = "x".repeat(5000);
+    seed(
+        &shared_uri(),
+        &db,
+        "pairs",
+        vec![
+            doc! {"userA": "b", "userB": "a", "pairKey": "a$bb"},
+            doc! {"userA": "a", "userB": "b"},
+            doc! {"userA": "c", "userB": 7, "pairKey": "7$bc"},
+            doc! {"userA": "d", "pairKey": "d"},
+            doc! {"userA": &long, "userB": "z", "pairKey": "wrong"},
+        ],
+    )
+    .await;
+    let pairs = config(&db, "pairs", "pairKey", "preset = \"sorted_join\"\nfields = [\"userA\", \"userB\"]\nseparator = \"$b\"\n");
+    let run = canonical_run(&pairs).await;
+    assert_eq!(run.errors().count(), 0, "{:?}", run.results);
+    let k = run.key_consistency().unwrap();
+    // "a$bb" is right (the separator "$b" is literal), "7$bc" too; the document
+    // without userB cannot be computed; the long one is a mismatch.
+    assert_eq!((k.mismatch, k.derivable, k.underivable), (1, 1, 1), "{k:?}");
+    let c = run.canonical_duplicates().unwrap();
+    assert_eq!((c.keys, c.documents), (1, 1));
+    assert_eq!(c.sample[0].canonical, json!("a$bb"));
+    let wrong = k.sample.iter().find(|s| s.stored == json!("wrong")).unwrap();
+    let shown = wrong.canonical.as_str().unwrap();
+    assert_eq!(shown.chars().count(), 256, "a sample keeps at most 256 characters of a value");
+
+    // An expression whose result is [] or {} has no value: underivable, never one big group.
+    let tags = config(&db, "pairs", "pairKey", "expression = '{\"$ifNull\": [\"$tags\", []]}'\n");
+    let run = canonical_run(&tags).await;
+    assert_eq!(run.errors().count(), 0, "{:?}", run.results);
+    assert_eq!(run.canonical_duplicates().unwrap().keys, 0);
+    assert_eq!(run.key_consistency().unwrap().underivable, 5);
+}

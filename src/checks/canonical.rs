@@ -26,7 +26,7 @@
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
-use mongodb::options::AggregateOptions;
+use mongodb::options::{AggregateOptions, Collation};
 use serde::Serialize;
 
 use super::scan::{is_unknown_operator, to_json, IdSample, FIRST_N};
@@ -126,9 +126,11 @@ pub fn canonical_expression(derivation: &Derivation) -> Bson {
         }
         Derivation::SortedJoin { fields, separator } => sorted_join(fields, separator),
     };
+    // Null, missing, "", [] and {} are no key: the value cannot be computed.
+    let no_value = doc! { "$literal": [Bson::Null, "", Bson::Array(vec![]), Bson::Document(doc! {})] };
     Bson::Document(doc! { "$let": {
         "vars": { "c": { "$ifNull": [raw, Bson::Null] } },
-        "in": { "$cond": [ { "$in": [ "$$c", [Bson::Null, ""] ] }, Bson::Null, "$$c" ] },
+        "in": { "$cond": [ { "$in": [ "$$c", no_value ] }, Bson::Null, "$$c" ] },
     }})
 }
 
@@ -141,6 +143,8 @@ fn sorted_join(fields: &[String], separator: &str) -> Bson {
         [one] => Bson::String(format!("${one}")),
         many => Bson::Array(many.iter().map(|f| Bson::String(format!("${f}"))).collect()),
     };
+    // In an operator's argument list an array literal must be wrapped, or it is the list.
+    let is_array = doc! { "$isArray": [values.clone()] };
     let all_joinable = doc! { "$allElementsTrue": [ { "$map": {
         "input": values.clone(),
         "in": { "$in": [ { "$type": "$$this" }, JOINABLE_TYPES.to_vec() ] },
@@ -152,14 +156,40 @@ fn sorted_join(fields: &[String], separator: &str) -> Bson {
     let joined = doc! { "$reduce": {
         "input": sorted,
         "initialValue": Bson::Null,
-        "in": { "$cond": [ { "$eq": ["$$value", Bson::Null] }, "$$this", { "$concat": ["$$value", separator, "$$this"] } ] },
+        "in": { "$cond": [ { "$eq": ["$$value", Bson::Null] }, "$$this", { "$concat": ["$$value", { "$literal": separator }, "$$this"] } ] },
     }};
     // Nested $cond, not $and: only an array of joinable values reaches $sortArray.
     Bson::Document(doc! { "$cond": [
-        { "$isArray": values },
+        is_array,
         { "$cond": [ all_joinable, joined, Bson::Null ] },
         Bson::Null,
     ]})
+}
+
+/// The longest string a sample keeps of a key or canonical value, in characters.
+pub const SHOWN_CHARS: usize = 256;
+
+/// A value as a sample keeps it, so a sample is bounded in bytes, not only
+/// in entries: a string cut to [`SHOWN_CHARS`] characters, an array or a
+/// document replaced by `<array>` / `<object>`, anything else as it is.
+fn shown(path: &str) -> Document {
+    doc! { "$switch": {
+        "branches": [
+            { "case": { "$eq": [ { "$type": path }, "string" ] }, "then": { "$substrCP": [path, 0, SHOWN_CHARS as i64] } },
+            { "case": { "$in": [ { "$type": path }, ["array", "object"] ] }, "then": { "$concat": ["<", { "$type": path }, ">"] } },
+        ],
+        "default": path,
+    }}
+}
+
+/// [`shown`] on the daemon's side, for the canonical value of a group.
+fn shown_json(v: &Bson) -> serde_json::Value {
+    match v {
+        Bson::String(s) if s.chars().count() > SHOWN_CHARS => serde_json::Value::String(s.chars().take(SHOWN_CHARS).collect()),
+        Bson::Array(_) => serde_json::Value::String("<array>".into()),
+        Bson::Document(_) => serde_json::Value::String("<object>".into()),
+        other => to_json(other),
+    }
 }
 
 /// The pass's pipeline for a single-field `key`.
@@ -174,7 +204,7 @@ pub fn pipeline(key: &str, derivation: &Derivation, ids: IdSample, sample_size: 
         ],
         "default": "ok",
     }}}};
-    let one = doc! { "i": "$_id", "k": "$k", "s": "$s" };
+    let one = doc! { "i": "$_id", "k": shown("$k"), "s": "$s" };
     let count = |code: &str| doc! { "$sum": { "$cond": [ { "$eq": ["$s", code] }, 1, 0 ] } };
     let mut first = doc! { "_id": "$c", "n": { "$sum": 1 }, "m": count("m"), "d": count("d") };
     let bad = doc! { "$and": [ { "$eq": ["$n", 1] }, { "$gt": [ { "$add": ["$m", "$d"] }, 0 ] } ] };
@@ -196,7 +226,7 @@ pub fn pipeline(key: &str, derivation: &Derivation, ids: IdSample, sample_size: 
         IdSample::FirstN(_) => Bson::Document(doc! { "$arrayElemAt": ["$docs", 0] }),
         IdSample::FirstAndLast => Bson::String("$first".into()),
     };
-    let single = doc! { "$cond": [ bad, { "doc": only, "c": "$_id" }, Bson::Null ] };
+    let single = doc! { "$cond": [ bad, { "doc": only, "c": shown("$_id") }, Bson::Null ] };
     match ids {
         IdSample::FirstN(n) => {
             // A document with a bad key sorts first (`w` 1), so the sample shows them.
@@ -267,7 +297,7 @@ impl Summary {
                 }
                 let mut ids: Vec<serde_json::Value> = docs.iter().filter_map(|d| d.get("i")).map(to_json).collect();
                 ids.dedup();
-                self.offer_duplicate(CanonicalSample { canonical: to_json(&c), count: n, ids, keys }, sample_size);
+                self.offer_duplicate(CanonicalSample { canonical: shown_json(&c), count: n, ids, keys }, sample_size);
             }
             _ => {} // the "fine" row
         }
@@ -286,7 +316,7 @@ impl Summary {
             id,
             kind,
             stored: d.get("k").map(to_json).unwrap_or(serde_json::Value::Null),
-            canonical: to_json(canonical),
+            canonical: shown_json(canonical),
         });
     }
 
@@ -355,37 +385,72 @@ pub async fn run(ctx: &Context<'_>) -> Result<Summary, QueryError> {
         return Err(QueryError::new(FailureReason::Other, namespace.problem().unwrap_or("the collection does not exist")));
     }
     let sorted_join = matches!(derivation, Derivation::SortedJoin { .. });
-    let modern = ctx.deployment.has_first_n() && !ctx.mongo.lacks(FIRST_N);
-    if sorted_join && !modern {
-        return Err(QueryError::new(
+    let what = if matches!(derivation, Derivation::Expression(_)) { at("expression") } else { at("preset") };
+    let too_old = || {
+        QueryError::new(
             FailureReason::Other,
             format!("{}: sorted_join needs MongoDB 5.2 ($sortArray); this server is older or refused it", at("preset")),
-        ));
+        )
+    };
+    let mut modern = ctx.deployment.has_first_n() && !ctx.mongo.lacks(FIRST_N) && !ctx.mongo.lacks(TOP_N);
+    if sorted_join && !modern {
+        return Err(too_old());
     }
-    let ids = if modern { IdSample::FirstN(SAMPLE_IDS_PER_KEY) } else { IdSample::FirstAndLast };
+    let summary = loop {
+        let ids = if modern { IdSample::FirstN(SAMPLE_IDS_PER_KEY) } else { IdSample::FirstAndLast };
+        match pass(ctx, key, &derivation, ids).await {
+            Ok(summary) => break summary,
+            // A 5.2+ binary at an older feature compatibility version, or a
+            // look-alike server: the same pass without $topN, once.
+            Err(e) if modern && is_unknown_operator(&e) => {
+                if ctx.mongo.note_lacking(TOP_N) {
+                    tracing::warn!(
+                        server = %ctx.deployment.describe(),
+                        "the server refused $topN or $sortArray (MongoDB 5.2): canonical samples keep each value's first and last document"
+                    );
+                }
+                if sorted_join {
+                    return Err(too_old());
+                }
+                modern = false;
+            }
+            Err(e) => {
+                let err = ctx.mongo.error(&e);
+                if err.reason != FailureReason::Other {
+                    return Err(err);
+                }
+                let why = if is_unknown_operator(&e) { "an operator it does not know" } else { "it" };
+                return Err(QueryError::new(
+                    FailureReason::Other,
+                    format!("the server refused the pipeline built from {what} ({why}): {}", err.message),
+                ));
+            }
+        }
+    };
+    // Dropped between the namespace check and the pass: an empty cursor, not a clean collection.
+    if summary.documents == 0 && super::index::namespace(ctx).await? == Namespace::Missing {
+        return Err(QueryError::new(FailureReason::Other, Namespace::Missing.problem().unwrap_or("the collection does not exist")));
+    }
+    Ok(summary)
+}
+
+/// The feature name [`crate::mongo::Mongo::lacks`] keeps for `$topN` and `$sortArray`.
+const TOP_N: &str = "$topN";
+
+/// One canonical pass, streamed into a [`Summary`]. Strings are compared
+/// and sorted by the simple collation (their bytes), whatever the
+/// collection's default, as the application's JavaScript does.
+async fn pass(ctx: &Context<'_>, key: &str, derivation: &Derivation, ids: IdSample) -> Result<Summary, mongodb::error::Error> {
     let options = AggregateOptions::builder()
         .allow_disk_use(true)
         .max_time(ctx.deadline.remaining())
+        .collation(Collation::builder().locale("simple").build())
         .comment(Bson::String("uniqwatch: key consistency and canonical duplicates".into()))
         .build();
     let sample_size = ctx.target.sample_size;
-    let refused = |e: mongodb::error::Error| {
-        let err = ctx.mongo.error(&e);
-        if err.reason != FailureReason::Other {
-            return err;
-        }
-        let what = if matches!(derivation, Derivation::Expression(_)) { at("expression") } else { at("preset") };
-        let why = if is_unknown_operator(&e) { "an operator it does not know" } else { "it" };
-        QueryError::new(FailureReason::Other, format!("the server refused the pipeline built from {what} ({why}): {}", err.message))
-    };
-    let mut cursor = ctx
-        .coll
-        .aggregate(pipeline(key, &derivation, ids, sample_size))
-        .with_options(options)
-        .await
-        .map_err(refused)?;
+    let mut cursor = ctx.coll.aggregate(pipeline(key, derivation, ids, sample_size)).with_options(options).await?;
     let mut summary = Summary::default();
-    while let Some(row) = cursor.try_next().await.map_err(refused)? {
+    while let Some(row) = cursor.try_next().await? {
         summary.add_row(&row, sample_size);
     }
     Ok(summary)

@@ -546,7 +546,24 @@ pub async fn run_group(target: &TargetConfig, mongo: &Mongo, group: Group) -> Ta
 /// change of state (a check starting or stopping to fail, MongoDB becoming
 /// unreachable or reachable, an invariant breaking or holding again).
 /// `previous` is the target's previous run, if any.
+///
+/// `uniqwatch_up` and the reachability lines follow the key checks alone: an
+/// hourly canonical pass, which may end in a timeout during an outage, must
+/// neither raise `up` nor log reachability an hour late.
 pub fn record(run: &TargetRun, previous: Option<&TargetRun>, metrics: &Metrics) {
+    let target = run.target.as_str();
+    if run.group() == Group::Key {
+        record_reachability(run, previous, metrics);
+    }
+    for result in &run.results {
+        record_check(target, result, previous.and_then(|p| p.result(result.check)), metrics);
+    }
+
+    log_verdict(run, previous);
+}
+
+/// `uniqwatch_up`, and one line when MongoDB becomes reachable or unreachable.
+fn record_reachability(run: &TargetRun, previous: Option<&TargetRun>, metrics: &Metrics) {
     let target = run.target.as_str();
     let up = run.reached_mongodb();
     metrics.up.with_label_values(&[target]).set(up as i64);
@@ -559,12 +576,6 @@ pub fn record(run: &TargetRun, previous: Option<&TargetRun>, metrics: &Metrics) 
             tracing::error!(target = target, reason = %e.reason, error = %e.message, "MongoDB not reachable; checks will retry on schedule");
         }
     }
-
-    for result in &run.results {
-        record_check(target, result, previous.and_then(|p| p.result(result.check)), metrics);
-    }
-
-    log_verdict(run, previous);
 }
 
 /// One log line when the invariant's state changes: it starts holding, a
@@ -747,6 +758,24 @@ mod tests {
 
     fn violated(items: &[&str]) -> Verdict {
         Verdict::Violated(items.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Review finding: an hourly canonical pass ending in a timeout during an
+    /// outage raised `uniqwatch_up` to 1 and restarted UniqwatchDown's wait.
+    #[test]
+    fn only_the_key_checks_set_up() {
+        let metrics = Metrics::new();
+        let at = Utc::now();
+        let timeout = QueryError::new(FailureReason::Timeout, "slow");
+        let canonical = TargetRun::failed("chats", Group::Canonical.checks(), at, Duration::ZERO, timeout.clone());
+        record(&canonical, None, &metrics);
+        assert!(metrics.up.remove_label_values(&["chats"]).is_err(), "a canonical run sets no up series");
+        let unreachable = QueryError::new(FailureReason::Unreachable, "down");
+        let key = TargetRun::failed("chats", Group::Key.checks(), at, Duration::ZERO, unreachable);
+        record(&key, None, &metrics);
+        assert_eq!(metrics.up.with_label_values(&["chats"]).get(), 0);
+        record(&canonical, None, &metrics);
+        assert_eq!(metrics.up.with_label_values(&["chats"]).get(), 0, "a timed-out pass does not raise it");
     }
 
     #[test]

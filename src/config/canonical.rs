@@ -59,8 +59,10 @@ pub struct CanonicalConfig {
     #[serde(default = "default_separator")]
     pub separator: String,
     /// Instead of a preset, any aggregation expression, as Extended JSON,
-    /// e.g. `'{"$toLower": {"$trim": {"input": "$email"}}}'`. A result that is
-    /// null, missing or the empty string means "cannot be computed".
+    /// e.g. `'{"$toLower": "$email"}'`. A result that is null, missing, `""`,
+    /// `[]` or `{}` means "cannot be computed"; an expression that errors on
+    /// a document (`$trim` of a number) fails the pass, so guard it with
+    /// `$cond` on `$type`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expression: Option<String>,
     /// Cron expression (with seconds, UTC) for the two checks that read every
@@ -102,6 +104,9 @@ impl CanonicalConfig {
             (None, Some(text)) => {
                 if !self.fields.is_empty() {
                     return Err(("fields", "fields go with a preset; an expression names its own fields".into()));
+                }
+                if self.separator != default_separator() {
+                    return Err(("separator", "a separator goes with sorted_join; an expression writes its own".into()));
                 }
                 parse_expression(text).map(Derivation::Expression).map_err(|p| ("expression", p))
             }
@@ -215,6 +220,8 @@ mod tests {
         assert_eq!(config("").derivation("k").unwrap_err().0, "preset");
         let both = config("preset = \"lowercase\"\nexpression = '\"$a\"'\n");
         assert_eq!(both.derivation("k").unwrap_err().0, "expression");
+        let separated = config("expression = '\"$a\"'\nseparator = \"-\"\n");
+        assert_eq!(separated.derivation("k").unwrap_err().0, "separator");
     }
 
     #[test]
