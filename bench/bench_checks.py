@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark of one `uniqwatch check` pass on a 100 000-document collection.
 
-Prints four figures, and writes the same text to bench/results-checks.txt:
+Prints five figures, and writes the same text to bench/results-checks.txt:
 
 1. Cost to the database, from the server's own profiler and query plans: every
    command one pass sends (read back from `system.profile` at level 2), each
@@ -13,6 +13,10 @@ Prints four figures, and writes the same text to bench/results-checks.txt:
 3. Peak RSS of the daemon over its start-up pass (`VmHWM`), and of one
    `uniqwatch check` process (`/usr/bin/time -v`).
 4. `/metrics` latency under concurrent load, with wrk.
+5. The semantic pass of `[target.canonical]` (bench/bench_semantic.py): its
+   collection scans, its wall time against the operator's aggregation (both
+   must find the same semantic duplicates), and the daemon's peak RSS at two
+   collection sizes.
 
 It is a report, not a test: nothing asserts a timing, and it exits 0 unless a
 step failed to run. Called by scripts/bench-checks.sh, which installs and builds
@@ -38,6 +42,8 @@ import urllib.request
 from pathlib import Path
 
 from pymongo import MongoClient
+
+import bench_semantic
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "participantsKey"
@@ -296,6 +302,15 @@ def parse_wrk(text: str) -> dict:
     return figures
 
 
+def stop(daemon: subprocess.Popen) -> None:
+    if daemon.poll() is None:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+
+
 def spread(xs: list[float]) -> str:
     return f"median {statistics.median(xs):7.2f} s   min {min(xs):7.2f} s   max {max(xs):7.2f} s"
 
@@ -310,15 +325,22 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=7, help="alternating wall-time rounds")
     ap.add_argument("--wrk-duration", default="10s")
     ap.add_argument("--uri", help="a scratch MongoDB server (e.g. a real mongod) instead of a local SecantusDB; "
-                                   "its databases bench_noindex and bench_index are dropped")
+                                   "its databases bench_noindex, bench_index, bench_semantic and "
+                                   "bench_semantic_small are dropped")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results-checks.txt")
+    ap.add_argument("--sections", default="checks,semantic",
+                    help="comma-separated: checks (sections 1 to 4), semantic (section 5)")
+    ap.add_argument("--semantic-small", type=int, default=20_000,
+                    help="chats in the smaller semantic database, for peak RSS at two sizes")
+    ap.add_argument("--semantic-rounds", type=int, default=3, help="alternating wall-time rounds, semantic pass")
+    ap.add_argument("--breakage", type=float, default=0.01, help="share of the chats broken per way, semantic pass")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="uniqwatch-bench-"))
     server = None
     if args.uri:
         uri = args.uri
-        server_name = f"MongoDB at {uri} (databases bench_noindex and bench_index are dropped and re-seeded)"
+        server_name = f"MongoDB at {uri} (its bench_* databases are dropped and re-seeded)"
     else:
         db_port = free_port()
         uri = f"mongodb://127.0.0.1:{db_port}/"
@@ -341,123 +363,126 @@ def main() -> int:
             f"{platform.system()} {platform.release()}, load average at start {os.getloadavg()[0]:.2f}")
         say(f"binary: {version} (release build); server: {server_name}")
 
-        configs = {}
-        for db, extra in (("bench_noindex", []), ("bench_index", ["--unique-index"])):
-            t = time.perf_counter()
-            out = subprocess.run(
-                [sys.executable, str(ROOT / "scripts/seed.py"), "--uri", uri, "--db", db,
-                 "--count", str(args.count), "--users", "0", "--drop", *extra],
-                capture_output=True, text=True, check=True).stdout.strip()
-            say(f"{out} ({'unique sparse index' if extra else 'no unique index'}, "
-                f"{time.perf_counter() - t:.0f} s)")
-            configs[db] = work / f"{db}.toml"
-            configs[db].write_text(config_toml(uri, db, "127.0.0.1:0", work / "state"))
+        sections = set(args.sections.split(","))
+        if "checks" in sections:
+            configs = {}
+            for db, extra in (("bench_noindex", []), ("bench_index", ["--unique-index"])):
+                t = time.perf_counter()
+                out = subprocess.run(
+                    [sys.executable, str(ROOT / "scripts/seed.py"), "--uri", uri, "--db", db,
+                     "--count", str(args.count), "--users", "0", "--drop", *extra],
+                    capture_output=True, text=True, check=True).stdout.strip()
+                say(f"{out} ({'unique sparse index' if extra else 'no unique index'}, "
+                    f"{time.perf_counter() - t:.0f} s)")
+                configs[db] = work / f"{db}.toml"
+                configs[db].write_text(config_toml(uri, db, "127.0.0.1:0", work / "state"))
 
-        # ---- 1. cost to the database
-        say()
-        say("## 1. Cost to the database (system.profile at level 2, each command explained again)")
-        expected = {"bench_noindex": 1, "bench_index": 0}
-        costs = {}
-        found: dict[str, list] = {}
-        for db in ("bench_noindex", "bench_index"):
-            found[db] = []
-            costs[("uniqwatch", db)] = plan_cost(
-                client, db, profiled(client, db, lambda db=db: run_check(args.binary, configs[db], found[db])))
-            say(f"the pass on {db}: {found[db][0]}")
-            costs[("seed", db)] = plan_cost(client, db, profiled(client, db, lambda db=db: seed_manual(client, db)))
-        say()
-        say(f"{'variant':<16} {'way':<26} {'commands':>8} {'COLLSCAN':>8} {'IXSCAN/COUNT_SCAN':>17} "
-            f"{'other':>5}   expectation")
-        for db in ("bench_noindex", "bench_index"):
-            for way, label in (("uniqwatch", "uniqwatch check (1 pass)"), ("seed", "seed's manual queries")):
-                c = costs[(way, db)]
-                verdict = ""
-                if way == "uniqwatch":
-                    ok = c["collscan"] == expected[db]
-                    verdict = f"{'PASS' if ok else 'FAIL'} (expected {expected[db]} COLLSCAN)"
-                say(f"{db:<16} {label:<26} {c['commands']:>8} {c['collscan']:>8} {c['index']:>17} "
-                    f"{c['other']:>5}   {verdict}")
-        say()
-        say("'other' = catalog reads (listIndexes) and collection metadata (a count without a query).")
-        say("Commands as recorded by the profiler, with the stages of their explained winning plan and")
-        say("the server time the profiler recorded for each:")
-        for (way, db), c in costs.items():
-            say(f"  {way} on {db}:")
-            for r in c["rows"]:
-                stages = ">".join(r["stages"]) or "-"
-                note = f"  [{r['note']}]" if r["note"] else ""
-                say(f"    {r['kind']:<9} {stages:<22} {r['millis']:>6} ms  {r['command']}{note}")
-        quirks = sum(c["explained_collscan"] - c["collscan"] for (w, _), c in costs.items() if w == "uniqwatch")
-        if quirks:
-            say(f"Note: the test server's explain labels {quirks} metadata count(s) of the uniqwatch passes as "
-                "COLLSCAN (and does walk the documents to answer them); mongod plans RECORD_STORE_FAST_COUNT.")
+            # ---- 1. cost to the database
+            say()
+            say("## 1. Cost to the database (system.profile at level 2, each command explained again)")
+            expected = {"bench_noindex": 1, "bench_index": 0}
+            costs = {}
+            found: dict[str, list] = {}
+            for db in ("bench_noindex", "bench_index"):
+                found[db] = []
+                costs[("uniqwatch", db)] = plan_cost(
+                    client, db, profiled(client, db, lambda db=db: run_check(args.binary, configs[db], found[db])))
+                say(f"the pass on {db}: {found[db][0]}")
+                costs[("seed", db)] = plan_cost(client, db, profiled(client, db, lambda db=db: seed_manual(client, db)))
+            say()
+            say(f"{'variant':<16} {'way':<26} {'commands':>8} {'COLLSCAN':>8} {'IXSCAN/COUNT_SCAN':>17} "
+                f"{'other':>5}   expectation")
+            for db in ("bench_noindex", "bench_index"):
+                for way, label in (("uniqwatch", "uniqwatch check (1 pass)"), ("seed", "seed's manual queries")):
+                    c = costs[(way, db)]
+                    verdict = ""
+                    if way == "uniqwatch":
+                        ok = c["collscan"] == expected[db]
+                        verdict = f"{'PASS' if ok else 'FAIL'} (expected {expected[db]} COLLSCAN)"
+                    say(f"{db:<16} {label:<26} {c['commands']:>8} {c['collscan']:>8} {c['index']:>17} "
+                        f"{c['other']:>5}   {verdict}")
+            say()
+            say("'other' = catalog reads (listIndexes) and collection metadata (a count without a query).")
+            say("Commands as recorded by the profiler, with the stages of their explained winning plan and")
+            say("the server time the profiler recorded for each:")
+            for (way, db), c in costs.items():
+                say(f"  {way} on {db}:")
+                for r in c["rows"]:
+                    stages = ">".join(r["stages"]) or "-"
+                    note = f"  [{r['note']}]" if r["note"] else ""
+                    say(f"    {r['kind']:<9} {stages:<22} {r['millis']:>6} ms  {r['command']}{note}")
+            quirks = sum(c["explained_collscan"] - c["collscan"] for (w, _), c in costs.items() if w == "uniqwatch")
+            if quirks:
+                say(f"Note: the test server's explain labels {quirks} metadata count(s) of the uniqwatch passes as "
+                    "COLLSCAN (and does walk the documents to answer them); mongod plans RECORD_STORE_FAST_COUNT.")
 
-        # ---- 2. wall time
-        say()
-        say(f"## 2. Wall time, {args.rounds} rounds, the runs alternating (order rotated each round)")
-        runs = {
-            "uniqwatch check, bench_noindex (process end to end)": lambda: run_check(args.binary,
-                                                                                    configs["bench_noindex"]),
-            "seed's aggregation, bench_noindex (pymongo, cursor drained)": lambda: seed_aggregation(
-                client, "bench_noindex"),
-            "seed's two queries, bench_noindex (aggregation + count)": lambda: seed_both_queries(
-                client, "bench_noindex"),
-            "uniqwatch check, bench_index (process end to end)": lambda: run_check(args.binary,
-                                                                                  configs["bench_index"]),
-        }
-        names = list(runs)
-        times: dict[str, list[float]] = {n: [] for n in names}
-        for i in range(args.rounds):
-            order = names[i % len(names):] + names[:i % len(names)]
-            for n in order:
-                times[n].append(runs[n]())
-        for n in names:
-            say(f"{n:<62} {spread(times[n])}")
-            say(f"{'':<62} runs: {' '.join(f'{x:.2f}' for x in times[n])}")
-        say(f"load average after the rounds: {os.getloadavg()[0]:.2f} (on {os.cpu_count()} CPUs)")
+            # ---- 2. wall time
+            say()
+            say(f"## 2. Wall time, {args.rounds} rounds, the runs alternating (order rotated each round)")
+            runs = {
+                "uniqwatch check, bench_noindex (process end to end)": lambda: run_check(args.binary,
+                                                                                        configs["bench_noindex"]),
+                "seed's aggregation, bench_noindex (pymongo, cursor drained)": lambda: seed_aggregation(
+                    client, "bench_noindex"),
+                "seed's two queries, bench_noindex (aggregation + count)": lambda: seed_both_queries(
+                    client, "bench_noindex"),
+                "uniqwatch check, bench_index (process end to end)": lambda: run_check(args.binary,
+                                                                                      configs["bench_index"]),
+            }
+            names = list(runs)
+            times: dict[str, list[float]] = {n: [] for n in names}
+            for i in range(args.rounds):
+                order = names[i % len(names):] + names[:i % len(names)]
+                for n in order:
+                    times[n].append(runs[n]())
+            for n in names:
+                say(f"{n:<62} {spread(times[n])}")
+                say(f"{'':<62} runs: {' '.join(f'{x:.2f}' for x in times[n])}")
+            say(f"load average after the rounds: {os.getloadavg()[0]:.2f} (on {os.cpu_count()} CPUs)")
 
-        # ---- 3. peak RSS
-        say()
-        say("## 3. Peak memory during the pass over bench_noindex")
-        web_port = free_port()
-        daemon_config = work / "daemon.toml"
-        daemon_config.write_text(config_toml(uri, "bench_noindex", f"127.0.0.1:{web_port}", work / "state"))
-        daemon_log = open(work / "daemon.log", "w")
-        started = time.perf_counter()
-        daemon = subprocess.Popen([str(args.binary), "run", "--config", str(daemon_config)],
-                                  stdout=daemon_log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{web_port}"
-        wait_until("/readyz 200", lambda: http_status(base + "/readyz") == 200, 600)
-        ready_after = time.perf_counter() - started
-        hwm = status_kb(daemon.pid, "VmHWM")
-        rss = status_kb(daemon.pid, "VmRSS")
-        say(f"daemon (uniqwatch run): ready after {ready_after:.2f} s; peak RSS (VmHWM) {hwm / 1024:.1f} MiB; "
-            f"RSS after the pass (VmRSS) {rss / 1024:.1f} MiB")
-        timed = subprocess.run(["/usr/bin/time", "-v", str(args.binary), "check", "--config",
-                                str(configs["bench_noindex"]), "--format", "json"],
-                               capture_output=True, text=True)
-        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", timed.stderr)
-        if not m or timed.returncode not in (0, 1):
-            raise RuntimeError(f"/usr/bin/time -v uniqwatch check failed: {timed.stderr[-2000:]}")
-        say(f"one `uniqwatch check` process: maximum RSS (/usr/bin/time -v) {int(m.group(1)) / 1024:.1f} MiB")
+            # ---- 3. peak RSS
+            say()
+            say("## 3. Peak memory during the pass over bench_noindex")
+            web_port = free_port()
+            daemon_config = work / "daemon.toml"
+            daemon_config.write_text(config_toml(uri, "bench_noindex", f"127.0.0.1:{web_port}", work / "state"))
+            daemon_log = open(work / "daemon.log", "w")
+            started = time.perf_counter()
+            daemon = subprocess.Popen([str(args.binary), "run", "--config", str(daemon_config)],
+                                      stdout=daemon_log, stderr=subprocess.STDOUT)
+            base = f"http://127.0.0.1:{web_port}"
+            wait_until("/readyz 200", lambda: http_status(base + "/readyz") == 200, 600)
+            ready_after = time.perf_counter() - started
+            hwm = status_kb(daemon.pid, "VmHWM")
+            rss = status_kb(daemon.pid, "VmRSS")
+            say(f"daemon (uniqwatch run): ready after {ready_after:.2f} s; peak RSS (VmHWM) {hwm / 1024:.1f} MiB; "
+                f"RSS after the pass (VmRSS) {rss / 1024:.1f} MiB")
+            timed = subprocess.run(["/usr/bin/time", "-v", str(args.binary), "check", "--config",
+                                    str(configs["bench_noindex"]), "--format", "json"],
+                                   capture_output=True, text=True)
+            m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", timed.stderr)
+            if not m or timed.returncode not in (0, 1):
+                raise RuntimeError(f"/usr/bin/time -v uniqwatch check failed: {timed.stderr[-2000:]}")
+            say(f"one `uniqwatch check` process: maximum RSS (/usr/bin/time -v) {int(m.group(1)) / 1024:.1f} MiB")
 
-        # ---- 4. /metrics under load
-        say()
-        say(f"## 4. /metrics under concurrent load: wrk -t2 -c32 -d{args.wrk_duration} --latency (loopback)")
-        wrk = subprocess.run(["wrk", "-t2", "-c32", f"-d{args.wrk_duration}", "--latency", base + "/metrics"],
-                             capture_output=True, text=True, check=True)
-        w = parse_wrk(wrk.stdout)
-        say(f"requests/s {w['rps']:.0f} ({w['requests']} requests; non-2xx: {w['non2xx']}; "
-            f"socket errors: {w['socket_errors'].replace('Socket errors: ', '')})")
-        say("latency " + "  ".join(f"{k} {w[k]:.2f} ms" for k in ("p50", "p75", "p90", "p99") if k in w))
-        say(f"daemon RSS after the load: {status_kb(daemon.pid, 'VmRSS') / 1024:.1f} MiB")
+            # ---- 4. /metrics under load
+            say()
+            say(f"## 4. /metrics under concurrent load: wrk -t2 -c32 -d{args.wrk_duration} --latency (loopback)")
+            wrk = subprocess.run(["wrk", "-t2", "-c32", f"-d{args.wrk_duration}", "--latency", base + "/metrics"],
+                                 capture_output=True, text=True, check=True)
+            w = parse_wrk(wrk.stdout)
+            say(f"requests/s {w['rps']:.0f} ({w['requests']} requests; non-2xx: {w['non2xx']}; "
+                f"socket errors: {w['socket_errors'].replace('Socket errors: ', '')})")
+            say("latency " + "  ".join(f"{k} {w[k]:.2f} ms" for k in ("p50", "p75", "p90", "p99") if k in w))
+            say(f"daemon RSS after the load: {status_kb(daemon.pid, 'VmRSS') / 1024:.1f} MiB")
+        if daemon is not None:
+            stop(daemon)
+        if "semantic" in sections:
+            bench_semantic.section(say, client, uri, args.binary, work, args.count, args.semantic_small,
+                                   args.breakage, args.semantic_rounds)
     finally:
-        if daemon is not None and daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
+        if daemon is not None:
+            stop(daemon)
         if server is not None:
             server.terminate()
             try:

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The demo: a local SecantusDB (MongoDB wire protocol) with persistent data in
 # ./demo-data, seeded on first start with 10 000 chats (a few duplicated keys,
-# a few documents without a key) and a healthy users collection, a stand-in
-# application log, and the uniqwatch daemon watching all of it. Ctrl-C stops
-# everything. Then try: ./target/release/uniqwatch audit --config examples/demo.toml --month "$(date -u +%Y-%m)"
+# a few documents without a key, and keys that break the invariant behind
+# them: see examples/demo.toml) and a users collection whose unique email
+# index is healthy but case-sensitive, a stand-in application log, and the
+# uniqwatch daemon watching all of it. Ctrl-C stops everything.
+# Then try: ./target/release/uniqwatch audit --config examples/demo.toml --month "$(date -u +%Y-%m)"
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,9 +32,11 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
-if [ ! -f demo-data/.seeded ]; then
-  .venv/bin/python scripts/seed.py --uri "mongodb://127.0.0.1:$PORT/" --count 10000 --drop
-  touch demo-data/.seeded
+# The marker names the seed's version: demo data from before the canonical
+# examples is seeded again (the collections are dropped; history is kept).
+if [ "$(cat demo-data/.seeded 2>/dev/null)" != "examples" ]; then
+  .venv/bin/python scripts/seed.py --uri "mongodb://127.0.0.1:$PORT/" --count 10000 --examples --drop
+  echo examples > demo-data/.seeded
 fi
 
 # A stand-in for the chat backend's log: a request a second, and every 15
