@@ -29,7 +29,7 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::{AggregateOptions, Collation};
 use serde::Serialize;
 
-use super::scan::{is_unknown_operator, to_json, IdSample, FIRST_N};
+use super::scan::{is_unknown_operator, number, to_json, IdSample, FIRST_N};
 use super::index::Namespace;
 use super::Context;
 use crate::config::{Derivation, SAMPLE_IDS_PER_KEY};
@@ -353,15 +353,6 @@ fn documents(row: &Document) -> Vec<Document> {
         }
     }
     docs
-}
-
-fn number(v: Option<&Bson>) -> u64 {
-    match v {
-        Some(Bson::Int32(n)) => (*n).max(0) as u64,
-        Some(Bson::Int64(n)) => (*n).max(0) as u64,
-        Some(Bson::Double(n)) if *n > 0.0 => *n as u64,
-        _ => 0,
-    }
 }
 
 /// Runs the pass (once per run; the two checks share it through

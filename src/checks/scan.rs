@@ -307,7 +307,8 @@ impl Summary {
     }
 }
 
-fn number(v: Option<&Bson>) -> u64 {
+/// A count from a pipeline row (any numeric type; absent or negative is 0).
+pub(super) fn number(v: Option<&Bson>) -> u64 {
     match v {
         Some(Bson::Int32(n)) => (*n).max(0) as u64,
         Some(Bson::Int64(n)) => (*n).max(0) as u64,
