@@ -2,8 +2,9 @@
 # Installs what the tests, the demo and the benchmarks need, on a bare Debian
 # machine with Rust and Python 3: SecantusDB (a MongoDB wire-protocol server)
 # in ./.venv, Prometheus (with promtool), Alertmanager (with amtool), wrk,
-# mtail and (where the machine has none) Node.js with npm from Debian, and the
-# mongoose test app's packages (tests/mongoose, pinned by its package-lock).
+# mtail and (where the machine has none) Node.js with npm from Debian. With
+# --tests, also the mongoose test app's packages (tests/mongoose, pinned by
+# its package-lock), which only the test suite uses.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +43,7 @@ if [ ! -x .venv/bin/secantusd-py ]; then
   fi
 fi
 
-if [ ! -d tests/mongoose/node_modules/mongoose ]; then
+if [ "${1:-}" = "--tests" ] && [ ! -d tests/mongoose/node_modules/mongoose ]; then
   echo "setup: installing the mongoose test app's packages (npm ci in tests/mongoose)"
   if ! npm ci --prefix tests/mongoose --no-audit --no-fund --loglevel=error >/dev/null; then
     echo "setup: npm ci in tests/mongoose failed" >&2

@@ -7,7 +7,7 @@
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 # Built first, so the second figure is the tests' own wall time.
 start=$(date +%s)
 cargo test --locked --no-run --quiet "$@"
