@@ -179,6 +179,7 @@ impl Tailer {
                 events: [("create_or_get".to_string(), self.requests)].into(),
                 lines: self.lines,
                 bytes: self.lines * 100,
+                durations: Default::default(),
             },
         );
         totals

@@ -35,6 +35,7 @@ fn source(name: &str, paths: &[&Path], start_at: StartAt) -> LogSourceConfig {
             name: "create_or_get".into(),
             contains: Some("POST /api/chats/create-or-get".into()),
             regex: None,
+            ..Default::default()
         }],
         request_event: None,
     }

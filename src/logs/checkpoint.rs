@@ -17,7 +17,9 @@
 //!
 //! Version 2 added each file's [`FileCheckpoint::tail`]; a version 1 file
 //! is read as one without it (the tail is then taken from the file when it
-//! is found again).
+//! is found again). Version 3 added the duration events' histograms
+//! ([`SourceTotals::durations`]); an older file is read as one without any.
+//! A version 2 uniqwatch sets a version 3 file aside rather than drop them.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -33,9 +35,9 @@ pub const FILE_NAME: &str = "logs-checkpoint.json";
 /// Name of the file a save writes before renaming it over [`FILE_NAME`].
 pub const TEMP_FILE_NAME: &str = "logs-checkpoint.json.tmp";
 /// The format this build writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Older formats this build still reads.
-const READS_ALSO: &[u32] = &[1];
+const READS_ALSO: &[u32] = &[1, 2];
 
 /// Everything the tailer must remember across a restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -360,7 +362,7 @@ mod tests {
         c.version = 9;
         let problem = decode(&encode(&c)).unwrap_err();
         assert!(
-            problem.contains("expected format version 2 (or [1]), found version 9"),
+            problem.contains("expected format version 3 (or [1, 2]), found version 9"),
             "{problem}"
         );
     }
@@ -373,6 +375,37 @@ mod tests {
         assert_eq!(c.version, VERSION);
         assert_eq!(c.sources["app"].files[0].tail, None);
         assert_eq!(c.sources["app"].files[0].offset, 30);
+    }
+
+    /// A version 2 file (no histograms) is read, and saved again as version 3.
+    #[test]
+    fn version_2_is_read_without_histograms() {
+        let v2 = br#"{"version":2,"generation":4,"sources":{"app":{"totals":{"duplicate_key_errors":[],"recoveries":0,"events":{"create_or_get":7},"lines":3,"bytes":30},"rotations":0,"truncations":0,"long_lines":0,"files":[{"path":"/a.log","id":{"dev":1,"inode":2},"offset":30,"fingerprint":{"len":30,"hash":5},"tail":{"len":30,"hash":5}}]}}}"#;
+        let c = decode(v2).unwrap();
+        assert_eq!(c.version, VERSION);
+        assert!(c.sources["app"].totals.durations.is_empty());
+        assert_eq!(c.sources["app"].totals.events["create_or_get"], 7);
+        assert_eq!(decode(&encode(&c)).unwrap(), c);
+    }
+
+    /// Histograms (buckets, count, exact sum per status class) survive a
+    /// save and a load unchanged.
+    #[test]
+    fn histograms_round_trip() {
+        use crate::logs::durations::{EventDurations, Histogram};
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = checkpoint(1, 5);
+        let h = Histogram { buckets: vec![1, 0, 2, 1], count: 4, sum_nanos: 18_446_744_073_709_551_615 };
+        let d = EventDurations {
+            bounds_nanos: vec![5_000_000, 10_000_000, 2_500_000_000],
+            unparsed: 3,
+            by_status_class: [("2xx".to_string(), h.clone()), ("5xx".to_string(), Histogram::default())].into(),
+        };
+        c.sources.get_mut("app").unwrap().totals.durations.insert("create_or_get".into(), d);
+        save(dir.path(), &c).unwrap();
+        let loaded = load(dir.path()).unwrap().checkpoint.unwrap();
+        assert_eq!(loaded, c);
+        assert_eq!(loaded.sources["app"].totals.durations["create_or_get"].by_status_class["2xx"], h);
     }
 
     mod properties {

@@ -17,11 +17,12 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::checkpoint::SourceCheckpoint;
+use super::durations::EventDurations;
 use super::follower::{FileId, Follower, Presence};
 use super::matcher::{Matcher, MatcherError, Tally};
 use super::pattern::Bound;
 use super::{ErrorTotal, SourceTotals, Tuning};
-use crate::config::LogSourceConfig;
+use crate::config::{DurationSpec, LogSourceConfig};
 use crate::metrics::Metrics;
 
 /// Most bytes one file is read per pass, so a large backlog is committed in
@@ -41,6 +42,9 @@ pub(super) struct Source {
     pub(super) config: LogSourceConfig,
     /// Its line classification.
     matcher: Matcher,
+    /// Per event (config order): its duration spec, `None` for an event
+    /// that only counts lines.
+    durations: Vec<Option<DurationSpec>>,
     /// Its read buffer, `max_line_bytes + 1` long: each source is polled on
     /// its own blocking thread, so one slow source holds up no other.
     buf: Vec<u8>,
@@ -170,16 +174,29 @@ impl Source {
                 (follower.id, follower)
             })
             .collect();
-        for event in &config.events {
+        let durations: Vec<Option<DurationSpec>> = config.events.iter().map(|e| e.duration()).collect();
+        for (event, spec) in config.events.iter().zip(&durations) {
             committed
                 .totals
                 .events
                 .entry(event.name.clone())
                 .or_insert(0);
+            let Some(spec) = spec else { continue };
+            let entry = committed.totals.durations.entry(event.name.clone()).or_default();
+            if entry.bounds_nanos != spec.bounds_nanos {
+                if !entry.bounds_nanos.is_empty() {
+                    info!(source = %config.name, event = %event.name, "the event's buckets changed; its histogram starts again from zero");
+                }
+                *entry = EventDurations {
+                    bounds_nanos: spec.bounds_nanos.clone(),
+                    ..EventDurations::default()
+                };
+            }
         }
         Ok(Source {
             pending: Tally::new(matcher.event_count()),
             matcher,
+            durations,
             buf: vec![0; config.max_line_bytes + 1],
             tuning,
             stop,
@@ -349,6 +366,17 @@ impl Source {
                 .collect(),
             lines: p.lines,
             bytes: p.bytes,
+            durations: self
+                .config
+                .events
+                .iter()
+                .zip(&self.durations)
+                .zip(&p.durations)
+                .filter_map(|((event, spec), tally)| {
+                    let spec = spec.as_ref()?;
+                    Some((event.name.clone(), tally.to_totals(&spec.bounds_nanos)))
+                })
+                .collect(),
         }
     }
 
@@ -373,6 +401,22 @@ impl Source {
             notice.emit(&self.config.name, metrics);
         }
         self.committed = committed;
+        self.publish_histograms(metrics);
+    }
+
+    /// Sets this source's histograms to the committed totals (the saved
+    /// ones, so they never run ahead of the checkpoint), configured events only.
+    fn publish_histograms(&self, metrics: &Metrics) {
+        let durations = &self.committed.totals.durations;
+        let configured = self
+            .config
+            .events
+            .iter()
+            .zip(&self.durations)
+            .filter(|(_, spec)| spec.is_some())
+            .filter_map(|(e, _)| Some((e.name.clone(), durations.get(&e.name)?.clone())))
+            .collect();
+        metrics.log_event_duration_seconds.set(&self.config.name, configured);
     }
 
     /// At start-up: every counter of this source at its persisted total, so
@@ -383,7 +427,20 @@ impl Source {
         metrics
             .duplicate_key_errors_total
             .with_label_values(&[name, &namespace, &index]);
+        for (event, spec) in self.config.events.iter().zip(&self.durations) {
+            match spec {
+                // A status class series appears with its first line.
+                Some(DurationSpec { parse: crate::config::DurationParse::Regex { status: true, .. }, .. }) => {}
+                _ => {
+                    metrics.log_events_total.with_label_values(&[name, &event.name, ""]);
+                }
+            }
+            if spec.is_some() {
+                metrics.log_event_unparsed_total.with_label_values(&[name, &event.name]);
+            }
+        }
         self.move_counters(&self.committed.totals, metrics);
+        self.publish_histograms(metrics);
         let c = &self.committed;
         for (counter, by) in [
             (&metrics.log_rotations_total, c.rotations),
@@ -423,12 +480,28 @@ impl Source {
         }
         for (event, count) in &totals.events {
             // A checkpoint may hold events no longer configured.
-            if self.config.events.iter().any(|e| &e.name == event) {
+            let Some(i) = self.config.events.iter().position(|e| &e.name == event) else {
+                continue;
+            };
+            if self.durations[i].is_none() {
                 metrics
                     .log_events_total
-                    .with_label_values(&[name, event])
+                    .with_label_values(&[name, event, ""])
                     .inc_by(*count);
+                continue;
             }
+            // A duration event's lines, by status class: its histograms' counts.
+            let Some(durations) = totals.durations.get(event) else { continue };
+            for (class, h) in &durations.by_status_class {
+                metrics
+                    .log_events_total
+                    .with_label_values(&[name, event, class])
+                    .inc_by(h.count);
+            }
+            metrics
+                .log_event_unparsed_total
+                .with_label_values(&[name, event])
+                .inc_by(durations.unparsed);
         }
     }
 

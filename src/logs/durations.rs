@@ -1,0 +1,312 @@
+//! Duration events: reading a duration (and a status) from a line, and the
+//! histograms they are counted in.
+//!
+//! A duration event is a `[[logs.events]]` entry whose regex has named
+//! captures (`duration`, `unit`, `status`), or `kind = "mongod_slow_query"`.
+//! [`DurationEvent`] reads one line; the matcher calls it only on lines
+//! holding the event's prefilter (its `contains`, or mongod's
+//! `"msg":"Slow query"`), found over whole blocks with `memmem`, so the
+//! regex runs on few lines. Each reading goes into a [`Histogram`] per
+//! [`StatusClass`], held in integer nanoseconds so sums stay exact across
+//! additions, checkpoints and restarts; seconds appear only at export.
+//!
+//! The same [`Histogram`] and [`EventDurations`] are the tally's, the
+//! checkpoint's and the history store's: one type from the line to the disk.
+
+use std::collections::BTreeMap;
+
+use memchr::memmem::Finder;
+use regex::bytes::{CaptureLocations, Regex};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{parse_nanos, DurationParse, DurationSpec, DurationUnit, LogEventConfig};
+
+/// The class of an HTTP status, the only form in which a status becomes a
+/// label: a handful of values, whatever the line says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StatusClass {
+    /// The event captures no status: the label is empty (Prometheus drops
+    /// empty labels, so such series have no `status_class` at all).
+    None,
+    Informational,
+    Success,
+    Redirection,
+    ClientError,
+    ServerError,
+    /// A captured status outside 100–599, or not a number.
+    Other,
+}
+
+impl StatusClass {
+    /// The class of a captured status.
+    pub fn of(status: &[u8]) -> Self {
+        let number = (!status.is_empty() && status.len() <= 3 && status.iter().all(u8::is_ascii_digit))
+            .then(|| status.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')));
+        match number {
+            Some(100..=199) => StatusClass::Informational,
+            Some(200..=299) => StatusClass::Success,
+            Some(300..=399) => StatusClass::Redirection,
+            Some(400..=499) => StatusClass::ClientError,
+            Some(500..=599) => StatusClass::ServerError,
+            _ => StatusClass::Other,
+        }
+    }
+
+    /// The `status_class` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            StatusClass::None => "",
+            StatusClass::Informational => "1xx",
+            StatusClass::Success => "2xx",
+            StatusClass::Redirection => "3xx",
+            StatusClass::ClientError => "4xx",
+            StatusClass::ServerError => "5xx",
+            StatusClass::Other => "other",
+        }
+    }
+}
+
+/// Durations counted into buckets: what a Prometheus histogram exports,
+/// kept as plain integers so it can be added, saved and restored exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Histogram {
+    /// Samples per bucket (not cumulative): `buckets[k]` counts durations
+    /// above bound `k - 1` and at most bound `k`; the last entry, one past
+    /// the bounds, counts those above every bound.
+    pub buckets: Vec<u64>,
+    /// Samples.
+    pub count: u64,
+    /// Sum of the samples in nanoseconds (saturating: 584 years of
+    /// cumulated duration).
+    pub sum_nanos: u64,
+}
+
+impl Histogram {
+    /// Counts one duration of `nanos` against bucket bounds `bounds`.
+    pub fn observe(&mut self, bounds: &[u64], nanos: u64) {
+        if self.buckets.len() <= bounds.len() {
+            self.buckets.resize(bounds.len() + 1, 0);
+        }
+        self.buckets[bounds.partition_point(|b| *b < nanos)] += 1;
+        self.count += 1;
+        self.sum_nanos = self.sum_nanos.saturating_add(nanos);
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Histogram) {
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            *mine += theirs;
+        }
+        self.count += other.count;
+        self.sum_nanos = self.sum_nanos.saturating_add(other.sum_nanos);
+    }
+
+    /// Cumulative counts per bound (`le`), without the `+Inf` one (= `count`).
+    pub fn cumulative(&self, bounds: &[u64]) -> Vec<u64> {
+        let mut running = 0;
+        (0..bounds.len())
+            .map(|k| {
+                running += self.buckets.get(k).copied().unwrap_or(0);
+                running
+            })
+            .collect()
+    }
+}
+
+/// What a duration event counted: histograms per status class, and lines it
+/// could not read a duration from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventDurations {
+    /// The bucket bounds (nanoseconds) the histograms were counted with; a
+    /// change of `buckets` in the config starts them again.
+    pub bounds_nanos: Vec<u64>,
+    /// Lines holding the event's prefilter that its regex did not match, or
+    /// without a readable duration.
+    pub unparsed: u64,
+    /// `status_class` label value (empty without a status capture) → histogram.
+    pub by_status_class: BTreeMap<String, Histogram>,
+}
+
+impl EventDurations {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &EventDurations) {
+        if self.bounds_nanos.is_empty() {
+            self.bounds_nanos.clone_from(&other.bounds_nanos);
+        }
+        self.unparsed += other.unparsed;
+        for (class, h) in &other.by_status_class {
+            self.by_status_class.entry(class.clone()).or_default().add(h);
+        }
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.unparsed == 0 && self.by_status_class.values().all(|h| h.count == 0)
+    }
+}
+
+/// What a duration event read from one line holding its prefilter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// A duration, in nanoseconds, with the line's status class.
+    Sample { nanos: u64, class: StatusClass },
+    /// The line holds the prefilter but no readable duration.
+    Unparsed,
+}
+
+/// The tally of one duration event over some lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DurationTally {
+    /// Lines without a readable duration.
+    pub unparsed: u64,
+    /// Histograms per status class.
+    pub by_class: BTreeMap<StatusClass, Histogram>,
+}
+
+impl DurationTally {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &DurationTally) {
+        self.unparsed += other.unparsed;
+        for (class, h) in &other.by_class {
+            self.by_class.entry(*class).or_default().add(h);
+        }
+    }
+
+    /// The stored form, with the event's bounds.
+    pub fn to_totals(&self, bounds_nanos: &[u64]) -> EventDurations {
+        EventDurations {
+            bounds_nanos: bounds_nanos.to_vec(),
+            unparsed: self.unparsed,
+            by_status_class: self.by_class.iter().map(|(c, h)| (c.label().to_string(), h.clone())).collect(),
+        }
+    }
+}
+
+/// mongod's marker of a slow operation line (4.4+ JSON logs).
+const SLOW_QUERY: &[u8] = br#""msg":"Slow query""#;
+/// The component of a command's slow-query line; a write's own `WRITE`
+/// line repeats the same operation and is not counted.
+const COMMAND: &[u8] = br#""c":"COMMAND""#;
+/// The key of a slow-query line's duration, in milliseconds.
+const DURATION_MILLIS: &[u8] = br#""durationMillis":"#;
+
+/// One duration event, built from its config.
+pub struct DurationEvent {
+    /// Lines are read only when they hold it: `contains`, or mongod's
+    /// `"msg":"Slow query"`. `None` for a regex-only event.
+    prefilter: Option<Finder<'static>>,
+    /// How a line is read.
+    parser: Parser,
+    /// Bucket bounds in nanoseconds.
+    pub bounds: Vec<u64>,
+}
+
+enum Parser {
+    Regex {
+        regex: Regex,
+        duration: usize,
+        unit_capture: Option<usize>,
+        unit: Option<DurationUnit>,
+        status: Option<usize>,
+    },
+    Mongod {
+        command: Finder<'static>,
+        namespace: Finder<'static>,
+        duration: Finder<'static>,
+    },
+}
+
+impl DurationEvent {
+    /// Builds a duration event; `regex` is the event's compiled regex.
+    pub fn new(event: &LogEventConfig, spec: DurationSpec, regex: Option<Regex>) -> Option<Self> {
+        let (prefilter, parser) = match spec.parse {
+            DurationParse::Regex { unit, .. } => {
+                let regex = regex?;
+                let index = |name: &str| regex.capture_names().position(|n| n == Some(name));
+                let parser = Parser::Regex {
+                    duration: index("duration")?,
+                    unit_capture: index("unit"),
+                    status: index("status"),
+                    unit,
+                    regex,
+                };
+                (event.contains.as_ref().map(|c| Finder::new(c.as_bytes()).into_owned()), parser)
+            }
+            DurationParse::MongodSlowQuery { namespace } => {
+                let ns = format!("\"ns\":\"{namespace}\"");
+                let parser = Parser::Mongod {
+                    command: Finder::new(COMMAND).into_owned(),
+                    namespace: Finder::new(ns.as_bytes()).into_owned(),
+                    duration: Finder::new(DURATION_MILLIS).into_owned(),
+                };
+                (Some(Finder::new(SLOW_QUERY).into_owned()), parser)
+            }
+        };
+        Some(DurationEvent { prefilter, parser, bounds: spec.bounds_nanos })
+    }
+
+    /// The prefilter lines must hold, if any.
+    pub fn prefilter(&self) -> Option<&Finder<'static>> {
+        self.prefilter.as_ref()
+    }
+
+    /// Fresh capture slots for [`DurationEvent::read`], reused across lines.
+    pub fn locations(&self) -> Option<CaptureLocations> {
+        match &self.parser {
+            Parser::Regex { regex, .. } => Some(regex.capture_locations()),
+            Parser::Mongod { .. } => None,
+        }
+    }
+
+    /// What the event reads from `line`; `None` when the line is not one of
+    /// the event's. The caller checks the prefilter (see [`Self::classify`]).
+    pub fn read(&self, line: &[u8], locations: &mut Option<CaptureLocations>) -> Option<Reading> {
+        match (&self.parser, locations) {
+            (Parser::Regex { regex, duration, unit_capture, unit, status }, Some(locs)) => {
+                if regex.captures_read(locs, line).is_none() {
+                    return self.prefilter.is_some().then_some(Reading::Unparsed);
+                }
+                let text = |i: usize| locs.get(i).map(|(s, e)| &line[s..e]);
+                let unit = match unit_capture.and_then(text) {
+                    Some(u) => DurationUnit::from_bytes(u),
+                    None => *unit,
+                };
+                let nanos = unit.and_then(|u| text(*duration).and_then(|d| parse_nanos(d, u)));
+                let class = match status {
+                    Some(i) => text(*i).map_or(StatusClass::Other, StatusClass::of),
+                    None => StatusClass::None,
+                };
+                Some(nanos.map_or(Reading::Unparsed, |nanos| Reading::Sample { nanos, class }))
+            }
+            (Parser::Mongod { command, namespace, duration }, _) => {
+                if command.find(line).is_none() || namespace.find(line).is_none() {
+                    return None;
+                }
+                let millis = duration.find(line).and_then(|at| {
+                    let rest = &line[at + DURATION_MILLIS.len()..];
+                    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                    parse_nanos(&rest[..digits], DurationUnit::Ms)
+                });
+                Some(millis.map_or(Reading::Unparsed, |nanos| Reading::Sample { nanos, class: StatusClass::None }))
+            }
+            (Parser::Regex { .. }, None) => None,
+        }
+    }
+
+    /// What the event reads from one line, the prefilter included.
+    pub fn classify(&self, line: &[u8]) -> Option<Reading> {
+        if self.prefilter.as_ref().is_some_and(|f| f.find(line).is_none()) {
+            return None;
+        }
+        self.read(line, &mut self.locations())
+    }
+}
+
+#[cfg(test)]
+#[path = "durations_tests.rs"]
+mod tests;
