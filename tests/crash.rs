@@ -162,7 +162,7 @@ fn kill_9_at_any_moment_neither_loses_nor_double_counts_a_line() {
     );
     assert_eq!(value(&metrics, r#"uniqwatch_duplicate_key_recoveries_total{source="app"}"#), written.recoveries as f64);
     assert_eq!(
-        value(&metrics, r#"uniqwatch_log_events_total{event="create_or_get",source="app"}"#),
+        value(&metrics, r#"uniqwatch_log_events_total{event="create_or_get",source="app",status_class=""}"#),
         written.requests as f64
     );
 }
