@@ -214,11 +214,18 @@ enum Parser {
         unit: Option<DurationUnit>,
         status: Option<usize>,
     },
-    Mongod {
-        command: Finder<'static>,
-        namespace: Finder<'static>,
-        duration: Finder<'static>,
-    },
+    /// Boxed: three finders are large next to a regex handle.
+    Mongod(Box<SlowQuery>),
+}
+
+/// The byte searches that read a mongod slow-query line.
+struct SlowQuery {
+    /// `"c":"COMMAND"`.
+    command: Finder<'static>,
+    /// `"ns":"<namespace>"`, closing quote included.
+    namespace: Finder<'static>,
+    /// `"durationMillis":`.
+    duration: Finder<'static>,
 }
 
 impl DurationEvent {
@@ -239,11 +246,11 @@ impl DurationEvent {
             }
             DurationParse::MongodSlowQuery { namespace } => {
                 let ns = format!("\"ns\":\"{namespace}\"");
-                let parser = Parser::Mongod {
+                let parser = Parser::Mongod(Box::new(SlowQuery {
                     command: Finder::new(COMMAND).into_owned(),
                     namespace: Finder::new(ns.as_bytes()).into_owned(),
                     duration: Finder::new(DURATION_MILLIS).into_owned(),
-                };
+                }));
                 (Some(Finder::new(SLOW_QUERY).into_owned()), parser)
             }
         };
@@ -259,7 +266,7 @@ impl DurationEvent {
     pub fn locations(&self) -> Option<CaptureLocations> {
         match &self.parser {
             Parser::Regex { regex, .. } => Some(regex.capture_locations()),
-            Parser::Mongod { .. } => None,
+            Parser::Mongod(_) => None,
         }
     }
 
@@ -283,11 +290,11 @@ impl DurationEvent {
                 };
                 Some(nanos.map_or(Reading::Unparsed, |nanos| Reading::Sample { nanos, class }))
             }
-            (Parser::Mongod { command, namespace, duration }, _) => {
-                if command.find(line).is_none() || namespace.find(line).is_none() {
+            (Parser::Mongod(q), _) => {
+                if q.command.find(line).is_none() || q.namespace.find(line).is_none() {
                     return None;
                 }
-                let millis = duration.find(line).and_then(|at| {
+                let millis = q.duration.find(line).and_then(|at| {
                     let rest = &line[at + DURATION_MILLIS.len()..];
                     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
                     parse_nanos(&rest[..digits], DurationUnit::Ms)
