@@ -10,6 +10,8 @@
 //!   fresh check made at report time (passed in as [`CurrentState`], so the
 //!   building itself never talks to MongoDB); [`fn@build`] makes
 //!   that fresh check and reads the store off the runtime's threads.
+//! - [`latency`] gives each duration event's p50/p99, their change
+//!   against the previous month and the worst day.
 //! - `verdict` turns the sections into the verdict's questions.
 //! - `render` writes Markdown for a ticket or a wiki and self-contained
 //!   HTML with inline SVG charts; JSON (the contract of issue 5, with more
@@ -22,6 +24,7 @@
 
 pub mod build;
 pub mod files;
+pub mod latency;
 pub mod month;
 mod page;
 mod render;
@@ -509,6 +512,9 @@ pub struct LogReport {
     pub events: BTreeMap<String, u64>,
     /// Lines read in the month.
     pub lines: u64,
+    /// Response time of each duration event (absent without any).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency: Vec<latency::EventLatency>,
 }
 
 /// One day of a log source.

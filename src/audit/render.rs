@@ -397,6 +397,15 @@ fn log_section(doc: &mut Vec<Block>, r: &AuditReport, name: &str, l: &LogReport)
             .collect(),
         marks: None,
     });
+    if !l.latency.is_empty() {
+        doc.push(Block::Table {
+            head: ["Event", "Requests", "p50", "p99", "p50 previous month", "p99 previous month", "p99 change", "Worst day (p99)", "Unparsed lines"]
+                .map(String::from)
+                .to_vec(),
+            rows: l.latency.iter().map(latency_row).collect(),
+            marks: None,
+        });
+    }
     if !l.by_index.is_empty() {
         doc.push(Block::Table {
             head: ["Namespace", "Index", "Duplicate-key errors"].map(String::from).to_vec(),
@@ -408,6 +417,25 @@ fn log_section(doc: &mut Vec<Block>, r: &AuditReport, name: &str, l: &LogReport)
             marks: None,
         });
     }
+}
+
+/// One duration event's row of the response-time table.
+fn latency_row(e: &super::latency::EventLatency) -> Vec<String> {
+    let seconds = |s: Option<f64>| s.map_or_else(|| "-".to_string(), super::latency::show_seconds);
+    vec![
+        e.event.clone(),
+        e.samples.to_string(),
+        seconds(e.p50_seconds),
+        seconds(e.p99_seconds),
+        seconds(e.previous_p50_seconds),
+        seconds(e.previous_p99_seconds),
+        e.p99_change.map_or_else(|| "-".to_string(), |c| format!("{:+.0}%", c * 100.0)),
+        e.worst_day.as_ref().map_or_else(
+            || "-".to_string(),
+            |d| format!("{} ({}, {} requests)", d.date, super::latency::show_seconds(d.p99_seconds), d.samples),
+        ),
+        e.unparsed.to_string(),
+    ]
 }
 
 /// Escapes Markdown's special characters; digits, dates and times stay as they are.
