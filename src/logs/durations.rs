@@ -143,11 +143,6 @@ impl EventDurations {
             self.by_status_class.entry(class.clone()).or_default().add(h);
         }
     }
-
-    /// Whether nothing was counted.
-    pub fn is_empty(&self) -> bool {
-        self.unparsed == 0 && self.by_status_class.values().all(|h| h.count == 0)
-    }
 }
 
 /// What a duration event read from one line holding its prefilter.

@@ -238,8 +238,8 @@ mod properties {
     /// Cases each property runs (the closing note of issue 13 reports them).
     const CASES: u32 = 2000;
 
-    /// Events of [`matcher`]: three that count lines, three with durations.
-    const EVENTS: usize = 6;
+    /// Events of [`matcher`]: four that count lines, three with durations.
+    const EVENTS: usize = 7;
 
     /// A piece of a line: arbitrary bytes (invalid UTF-8 and NULs
     /// included, no newline) or something the matcher looks for.
@@ -306,6 +306,12 @@ mod properties {
                 name: "timed_everywhere".into(),
                 regex: Some(r"(?P<duration>\d+)(?P<unit>ms|s)?".into()),
                 unit: Some(crate::config::DurationUnit::Us),
+                ..Default::default()
+            },
+            LogEventConfig {
+                name: "post_then_e1".into(),
+                contains: Some("POST".into()),
+                regex: Some("E1".into()),
                 ..Default::default()
             },
             LogEventConfig {
