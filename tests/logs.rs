@@ -1196,3 +1196,44 @@ async fn every_checkpoint_on_disk_restarts_to_the_same_histograms() {
         assert_eq!(buckets[9], h.count as f64, "snapshot {i}");
     }
 }
+
+/// mongod's own slow-query lines on the configured namespace: the series
+/// exists at 0 from the start, and only the COMMAND line of `app.chats`
+/// counts (not its WRITE twin, not another namespace).
+#[tokio::test]
+async fn mongod_slow_queries_of_the_namespace_feed_a_histogram() {
+    let s = Scratch::new();
+    let log = s.logs().join("mongod.log");
+    let mut mongod = source("mongod", &[&log], StartAt::Beginning);
+    mongod.recovery_markers = vec![];
+    mongod.events = vec![LogEventConfig {
+        name: "chats_slow_query".into(),
+        kind: uniqwatch::config::EventKind::MongodSlowQuery,
+        namespace: Some("app.chats".into()),
+        ..Default::default()
+    }];
+    append(&log, "{\"t\":{\"$date\":\"2026-11-28T10:00:00.000+00:00\"},\"s\":\"I\",\"c\":\"NETWORK\",\"msg\":\"Connection accepted\"}\n");
+    let mut t = start(vec![mongod], &s.state());
+    t.until("first line", |t| lines(t, "mongod") == 1).await;
+    let count = r#"uniqwatch_log_event_duration_seconds_count{event="chats_slow_query",source="mongod",status_class=""}"#;
+    assert_eq!(t.metric(count), Some(0.0));
+    let slow = |c: &str, ns: &str, ms: u64| {
+        format!("{{\"t\":{{\"$date\":\"2026-11-28T10:00:03.412+00:00\"}},\"s\":\"I\",\"c\":\"{c}\",\"id\":51803,\"ctx\":\"conn1207\",\"msg\":\"Slow query\",\"attr\":{{\"type\":\"command\",\"ns\":\"{ns}\",\"command\":{{\"findAndModify\":\"chats\",\"upsert\":true,\"$db\":\"app\"}},\"planSummary\":\"IXSCAN {{ participantsKey: 1 }}\",\"keysExamined\":1,\"docsExamined\":1,\"numYields\":0,\"reslen\":312,\"protocol\":\"op_msg\",\"durationMillis\":{ms}}}}}\n")
+    };
+    append(&log, format!("{}{}{}", slow("COMMAND", "app.chats", 187), slow("WRITE", "app.chats", 187), slow("COMMAND", "app.users", 900)));
+    t.until("slow queries", |t| lines(t, "mongod") == 4).await;
+    t.until_metric(count, 1.0).await;
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_event_duration_seconds_sum{event="chats_slow_query",source="mongod",status_class=""}"#),
+        Some(0.187)
+    );
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_event_duration_seconds_bucket{event="chats_slow_query",source="mongod",status_class="",le="0.25"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_events_total{event="chats_slow_query",source="mongod",status_class=""}"#),
+        Some(1.0)
+    );
+    t.stop().await;
+}

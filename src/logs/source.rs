@@ -17,12 +17,12 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::checkpoint::SourceCheckpoint;
-use super::durations::EventDurations;
+use super::durations::{EventDurations, Histogram};
 use super::follower::{FileId, Follower, Presence};
 use super::matcher::{Matcher, MatcherError, Tally};
 use super::pattern::Bound;
 use super::{ErrorTotal, SourceTotals, Tuning};
-use crate::config::{DurationSpec, LogSourceConfig};
+use crate::config::{DurationParse, DurationSpec, LogSourceConfig};
 use crate::metrics::Metrics;
 
 /// Most bytes one file is read per pass, so a large backlog is committed in
@@ -191,6 +191,15 @@ impl Source {
                     bounds_nanos: spec.bounds_nanos.clone(),
                     ..EventDurations::default()
                 };
+            }
+            // Without a status capture there is one series: it exists from the
+            // start (at 0), as plain counters do; status classes appear with
+            // their first line.
+            if !matches!(spec.parse, DurationParse::Regex { status: true, .. }) {
+                entry.by_status_class.entry(String::new()).or_insert_with(|| Histogram {
+                    buckets: vec![0; spec.bounds_nanos.len() + 1],
+                    ..Histogram::default()
+                });
             }
         }
         Ok(Source {
@@ -430,7 +439,7 @@ impl Source {
         for (event, spec) in self.config.events.iter().zip(&self.durations) {
             match spec {
                 // A status class series appears with its first line.
-                Some(DurationSpec { parse: crate::config::DurationParse::Regex { status: true, .. }, .. }) => {}
+                Some(DurationSpec { parse: DurationParse::Regex { status: true, .. }, .. }) => {}
                 _ => {
                     metrics.log_events_total.with_label_values(&[name, &event.name, ""]);
                 }
