@@ -3,11 +3,13 @@
 //! - `bench_logs gen FILE MEGABYTES` writes a realistic application log:
 //!   mostly request lines, and about one request in 5,000 hitting a
 //!   duplicate-key conflict (a WARN, an E11000 ERROR, a recovery DEBUG line).
-//! - `bench_logs read FILE [durations]` runs the real tailer (`logs::run`)
-//!   over FILE from the beginning and prints lines/s once every byte is
-//!   counted; with `durations`, one more event reads every request line's
-//!   status and duration into a histogram (the contract's regex, behind a
-//!   `contains` prefilter every request line holds).
+//! - `bench_logs read FILE [durations | route-durations]` runs the real
+//!   tailer (`logs::run`) over FILE from the beginning and prints lines/s
+//!   once every byte is counted; with `durations`, one more event reads
+//!   every request line's status and duration into a histogram (the
+//!   contract's regex, behind a `contains` prefilter every request line
+//!   holds: the worst case); with `route-durations`, the contract's event as
+//!   configured, on the create-or-get route (one request line in six).
 //! - `bench_logs idle DIR SECONDS` follows 10 quiet files for SECONDS and
 //!   prints the CPU time the process used meanwhile.
 
@@ -23,7 +25,7 @@ use uniqwatch::metrics::Metrics;
 use uniqwatch::shutdown;
 
 fn usage() -> ! {
-    eprintln!("usage: bench_logs gen FILE MEGABYTES | read FILE [durations] | idle DIR SECONDS");
+    eprintln!("usage: bench_logs gen FILE MEGABYTES | read FILE [durations | route-durations] | idle DIR SECONDS");
     std::process::exit(2)
 }
 
@@ -36,8 +38,9 @@ fn main() {
         .as_slice()
     {
         ["gen", file, mb] => generate(Path::new(file), mb.parse().unwrap_or_else(|_| usage())),
-        ["read", file] => read(Path::new(file), false),
-        ["read", file, "durations"] => read(Path::new(file), true),
+        ["read", file] => read(Path::new(file), None),
+        ["read", file, "durations"] => read(Path::new(file), Some("[INFO] req=")),
+        ["read", file, "route-durations"] => read(Path::new(file), Some("POST /api/chats/create-or-get")),
         ["idle", dir, secs] => idle(Path::new(dir), secs.parse().unwrap_or_else(|_| usage())),
         _ => usage(),
     }
@@ -124,21 +127,21 @@ fn generate(path: &Path, megabytes: u64) {
     println!("generated {path:?}: {written} bytes, {lines} lines, {conflicts} conflicts (each a WARN, an E11000 and a recovery line)");
 }
 
-/// The duration event of `read … durations`: every request line's status
-/// and duration, with the default buckets.
-fn request_durations() -> LogEventConfig {
+/// The duration event of `read … durations`: the status and duration of
+/// every line holding `prefilter`, with the default buckets.
+fn request_durations(prefilter: &str) -> LogEventConfig {
     LogEventConfig {
         name: "request".into(),
-        contains: Some("[INFO] req=".into()),
+        contains: Some(prefilter.into()),
         regex: Some(r"(?P<status>\d{3}) (?P<duration>\d+(?:\.\d+)?)(?P<unit>ms|s|us)\b".into()),
         ..LogEventConfig::default()
     }
 }
 
-fn read(path: &Path, durations: bool) {
+fn read(path: &Path, durations: Option<&str>) {
     let mut config = source(vec![path.display().to_string()]);
-    if durations {
-        config.events.push(request_durations());
+    if let Some(prefilter) = durations {
+        config.events.push(request_durations(prefilter));
     }
     let size = std::fs::metadata(path).expect("the log exists").len();
     let state = tempfile_dir();

@@ -71,8 +71,14 @@ else
     echo "mtail not installed (apt-get install mtail); skipped"
 fi
 
+echo "== the contract's duration event on the create-or-get route (one request line in six)"
+measure grep grep -c E11000 "$LOG"
+measure grep-route grep -c 'POST /api/chats/create-or-get' "$LOG"
+measure uniqwatch "$BIN" read "$LOG" route-durations
+
 echo "== one duration event on every request line (histogram by status class)"
 measure grep-req grep -c '\[INFO\] req=' "$LOG"
+measure grep-regex grep -cE '[0-9]{3} [0-9]+(\.[0-9]+)?(ms|s|us)\b' "$LOG"
 measure uniqwatch "$BIN" read "$LOG" durations
 if command -v mtail > /dev/null; then
     PROGS=$WORK/mtail-durations
