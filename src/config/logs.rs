@@ -52,7 +52,8 @@ pub struct LogSourceConfig {
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
     /// Extra counters of matching lines (`uniqwatch_log_events_total{event}`),
-    /// e.g. requests, as the denominator of an error ratio.
+    /// e.g. requests, as the denominator of an error ratio; duration events
+    /// among them also feed `uniqwatch_log_event_duration_seconds`.
     #[serde(default)]
     pub events: Vec<LogEventConfig>,
     /// The event (one of `events`) whose count stands for requests: the audit

@@ -5,8 +5,10 @@
 //! The follower hands [`Matcher::count_matches`] whole blocks of complete
 //! lines; markers are searched over the block with `memmem` (SIMD), and only
 //! the rare hits are mapped back to their line, which keeps the tailer close
-//! to `grep`'s speed. [`Matcher::classify`] does the same for one line and is
-//! the reference the block search is tested against.
+//! to `grep`'s speed. An event's `contains` is searched the same way, and
+//! its regex (a duration event's too, see [`super::durations`]) then runs
+//! only on the lines holding it. [`Matcher::classify`] does the same for one
+//! line and is the reference the block search is tested against.
 //!
 //! The file runs past 600 lines only through its unit and property tests,
 //! which stay beside the code they pin.
@@ -71,7 +73,7 @@ enum EventMatcher {
 pub enum MatcherError {
     #[error("event {event:?}: invalid regex: {problem}")]
     Regex { event: String, problem: String },
-    #[error("event {event:?}: expected exactly one of a non-empty `contains` or `regex`")]
+    #[error("event {event:?}: expected a non-empty `contains`, a `regex` or both, or a duration event with a `duration` capture")]
     NoMatcher { event: String },
 }
 
