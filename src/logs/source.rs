@@ -66,6 +66,9 @@ pub(super) struct Source {
     pub(super) fresh: bool,
     /// Whether the first poll is still to come.
     pub(super) first_poll: bool,
+    /// Files were found that no checkpoint holds yet: this poll reads
+    /// nothing, so its commit saves their identities first (see [`Source::poll`]).
+    pub(super) found_new_files: bool,
     /// Per pattern, whether it matched at the last poll, to log changes once.
     pub(super) pattern_matched: Vec<Option<bool>>,
     /// Per pattern: its last listing failed, so the failure is logged once.
@@ -214,6 +217,7 @@ impl Source {
             notices: Vec::new(),
             fresh,
             first_poll: true,
+            found_new_files: false,
             pattern_matched: vec![None; config.paths.len()],
             listing_failed: vec![false; config.paths.len()],
             pattern_cut: vec![None; config.paths.len()],
@@ -238,6 +242,15 @@ impl Source {
         // renames are inferred from it.
         if complete {
             self.handle_unseen(&seen);
+        }
+        // New files are saved (identity, starting offset) before any of
+        // their lines is read: a large first read may take long, and a file
+        // renamed while the daemon is down can be found again only through
+        // a checkpoint that knows its inode. Reading follows at once.
+        if std::mem::take(&mut self.found_new_files) {
+            self.more = true;
+            self.first_poll = false;
+            return;
         }
         let mut buf = std::mem::take(&mut self.buf);
         self.read_all(&mut buf);
