@@ -918,12 +918,14 @@ async fn reading_a_large_backlog_does_not_block_the_runtime() {
     }
     drop(f);
     let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
-    t.health_until("the start", |h| h.started).await;
-    // Turns of this loop while the first poll (reading the whole backlog)
+    // The first poll only saves the new file's identity; the second reads.
+    t.health_until("the file saved", |h| h.started && h.polls >= 1).await;
+    assert_eq!(lines(&t.totals.borrow(), "app"), 0);
+    // Turns of this loop while the second poll (reading the whole backlog)
     // is in progress: none if it held the only runtime thread.
     let mut turns_during_the_read = 0u32;
     let deadline = Instant::now() + PATIENCE;
-    while t.health.borrow().polls == 0 {
+    while t.health.borrow().polls < 2 {
         assert!(Instant::now() < deadline, "backlog not read in time");
         tokio::time::sleep(Duration::from_millis(1)).await;
         let _ = t.metrics.encode();
