@@ -25,9 +25,10 @@ pub const CAPTURE_NAMES: [&str; 3] = ["duration", "unit", "status"];
 
 /// `[[logs.events]]`: lines counted under one `event` label. A `match` event
 /// (the default) has `contains`, `regex` or both (`contains` is then a cheap
-/// prefilter: the regex runs only on lines holding it); a regex with named
-/// captures (`duration`, `unit`, `status`) makes it a duration event, also
-/// counted in a histogram. `kind = "mongod_slow_query"` is a ready-made
+/// prefilter: the regex runs only on lines holding it); a regex with a
+/// `duration` capture and a unit (a `unit` capture or a fixed `unit`) makes
+/// it a duration event, also counted in a histogram. Otherwise named groups
+/// are ignored and the event only counts lines, as it always did. `kind = "mongod_slow_query"` is a ready-made
 /// duration event for mongod's "Slow query" lines on one `namespace`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -46,10 +47,12 @@ pub struct LogEventConfig {
     #[serde(default)]
     pub contains: Option<String>,
     /// A regular expression (Rust `regex` syntax) matched against each
-    /// line's bytes. Named captures make a duration event: `duration`
-    /// (required: a number such as `12` or `2.5`), `unit` (`ns`, `us`, `µs`,
-    /// `ms`, `s`) and `status` (an HTTP status, exported only as its class
-    /// `1xx`…`5xx` or `other`). No other names are allowed.
+    /// line's bytes. A `duration` capture (a number such as `12` or `2.5`)
+    /// with a unit (a `unit` capture: `ns`, `us`, `µs`, `ms`, `s`; or the
+    /// fixed `unit` below) makes a duration event, which may also capture
+    /// `status` (an HTTP status, exported only as its class `1xx`…`5xx` or
+    /// `other`) and no other names. Otherwise named groups are ignored and
+    /// the event only counts lines.
     #[serde(default)]
     pub regex: Option<String>,
     /// The unit of a duration event's `duration` when the line does not say
@@ -179,7 +182,7 @@ impl LogEventConfig {
             },
             EventKind::Match => {
                 let names = self.regex.as_deref().map(capture_names).unwrap_or_default();
-                if names.is_empty() {
+                if !is_duration_event(&names, self.unit) {
                     return None;
                 }
                 DurationParse::Regex {
@@ -201,6 +204,16 @@ fn capture_names(pattern: &str) -> Vec<String> {
     Regex::new(pattern)
         .map(|r| r.capture_names().flatten().map(str::to_string).collect())
         .unwrap_or_default()
+}
+
+/// Whether a `match` event with these named captures and fixed `unit` is a
+/// duration event: it needs a `duration` capture and a unit (a `unit`
+/// capture or the fixed `unit`). Anything else only counts lines, whatever
+/// its named groups, exactly as before duration events existed: regexes such
+/// as `took (?P<ms>\d{4,})ms` or `(?P<duration>\d+)ms` keep loading and
+/// keep their meaning.
+fn is_duration_event(names: &[String], unit: Option<DurationUnit>) -> bool {
+    names.iter().any(|n| n == "duration") && (unit.is_some() || names.iter().any(|n| n == "unit"))
 }
 
 /// Checks one event; `at` makes the field's name (`logs[0].events[1].regex`).
@@ -239,25 +252,24 @@ pub(super) fn validate_event(event: &LogEventConfig, at: &dyn Fn(&str) -> String
             if event.namespace.is_some() {
                 return Err((at("namespace"), "only for kind = \"mongod_slow_query\"".into()));
             }
-            if let Some(bad) = names.iter().find(|n| !CAPTURE_NAMES.contains(&n.as_str())) {
-                return Err((
-                    at("regex"),
-                    format!("named capture {bad:?} is not allowed: only {CAPTURE_NAMES:?} (any other would be a label of unbounded cardinality; use an unnamed group)"),
-                ));
-            }
-            if names.is_empty() {
-                for (field, set) in [("unit", event.unit.is_some()), ("buckets", event.buckets.is_some())] {
-                    if set {
-                        return Err((at(field), "only for a duration event: a `regex` with a `duration` capture".into()));
+            // Opt-in (see `is_duration_event`): every older config keeps its meaning.
+            if !is_duration_event(&names, event.unit) {
+                if event.unit.is_some() {
+                    return Err((at("unit"), "only for a duration event: a `regex` with a `(?P<duration>…)` capture".into()));
+                }
+                if event.buckets.is_some() {
+                    if names.iter().any(|n| n == "duration") {
+                        return Err((at("unit"), "expected a `(?P<unit>…)` capture in the regex or a fixed `unit` (ns, us, ms, s)".into()));
                     }
+                    return Err((at("buckets"), "only for a duration event: a `regex` with `(?P<duration>…)` and a unit".into()));
                 }
                 return Ok(());
             }
-            if !names.iter().any(|n| n == "duration") {
-                return Err((at("regex"), "a regex with named captures is a duration event and needs a `(?P<duration>…)` capture".into()));
-            }
-            if event.unit.is_none() && !names.iter().any(|n| n == "unit") {
-                return Err((at("unit"), "expected a `(?P<unit>…)` capture in the regex or a fixed `unit` (ns, us, ms, s)".into()));
+            if let Some(bad) = names.iter().find(|n| !CAPTURE_NAMES.contains(&n.as_str())) {
+                return Err((
+                    at("regex"),
+                    format!("named capture {bad:?} is not allowed in a duration event: only {CAPTURE_NAMES:?} (any other would be a label of unbounded cardinality; use an unnamed group)"),
+                ));
             }
         }
     }

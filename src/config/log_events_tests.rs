@@ -45,21 +45,27 @@ fn fixed_unit_and_own_buckets() {
     assert_eq!(spec.bounds_nanos, vec![250_000, 1_000_000, 500_000_000]);
 }
 
+/// Regression (review of f0608be): named groups made any event a duration
+/// event, so configs that loaded before duration events failed to load.
 #[test]
-fn named_captures_without_duration_are_an_error_naming_the_regex() {
-    let e = error("regex = '(?P<status>\\d{3})'");
-    assert!(e.contains("logs[0].events[0].regex") && e.contains("duration"), "{e}");
+fn named_groups_without_a_duration_capture_stay_a_plain_event_as_before() {
+    for regex in [r"took (?P<ms>\d{4,})ms", r" (?P<status>5\d\d) ", r"(?P<duration>\d+)ms", r"(?P<took>\d+)ms user=(?P<user>\w+)"] {
+        let c = parse(&event(&format!("regex = '{regex}'"))).unwrap_or_else(|e| panic!("{regex}: {e}"));
+        assert_eq!(c.logs[0].events[0].duration(), None, "{regex}");
+    }
+    let e = error("regex = ' (?P<status>5\\d\\d) '\nunit = \"ms\"");
+    assert!(e.contains("logs[0].events[0].unit"), "{e}");
 }
 
 #[test]
 fn a_capture_that_could_explode_cardinality_is_an_error_naming_the_regex() {
-    let e = error("regex = '(?P<duration>\\d+)ms user=(?P<user>\\w+)'");
+    let e = error("regex = '(?P<duration>\\d+)ms user=(?P<user>\\w+)'\nunit = \"ms\"");
     assert!(e.contains("logs[0].events[0].regex") && e.contains("\"user\""), "{e}");
 }
 
 #[test]
-fn neither_unit_capture_nor_fixed_unit_is_an_error_naming_unit() {
-    let e = error("regex = '(?P<duration>\\d+)'");
+fn buckets_without_any_unit_is_an_error_naming_unit() {
+    let e = error("regex = '(?P<duration>\\d+)'\nbuckets = [\"1s\"]");
     assert!(e.contains("logs[0].events[0].unit"), "{e}");
     let e = error("regex = '(?P<duration>\\d+)'\nunit = \"minutes\"");
     assert!(e.contains("logs[0].events[0].unit"), "{e}");

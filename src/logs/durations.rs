@@ -1,8 +1,9 @@
 //! Duration events: reading a duration (and a status) from a line, and the
 //! histograms they are counted in.
 //!
-//! A duration event is a `[[logs.events]]` entry whose regex has named
-//! captures (`duration`, `unit`, `status`), or `kind = "mongod_slow_query"`.
+//! A duration event is a `[[logs.events]]` entry whose regex captures a
+//! `duration` with a unit (a `unit` capture or a fixed `unit`; a `status`
+//! too), or `kind = "mongod_slow_query"`.
 //! [`DurationEvent`] reads one line; the matcher calls it only on lines
 //! holding the event's prefilter (its `contains`, or mongod's
 //! `"msg":"Slow query"`), found over whole blocks with `memmem`, so the

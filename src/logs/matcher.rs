@@ -64,7 +64,7 @@ enum EventMatcher {
     Regex(Regex),
     /// `contains` and `regex`: the regex runs only on lines holding the string.
     ContainsRegex(Box<Finder<'static>>, Regex),
-    /// A duration event (regex with named captures, or mongod's slow queries).
+    /// A duration event (regex with a `duration` capture and a unit, or mongod's slow queries).
     Duration(Box<DurationEvent>),
 }
 

@@ -160,6 +160,29 @@ fn events_contains_and_regex() {
     assert_eq!(m.classify(b"GET / 200 99999ms").events, vec![1]);
 }
 
+/// Regression (review of f0608be): regexes with named groups but no
+/// duration event (no `duration` capture with a unit) count lines as they
+/// did before duration events existed: no histogram, nothing unparsed.
+#[test]
+fn named_groups_without_a_duration_event_count_as_plain_events() {
+    let mut c = config();
+    c.events = [r"took (?P<ms>\d{4,})ms", r" (?P<status>5\d\d) ", r"(?P<duration>\d+)ms"]
+        .iter()
+        .enumerate()
+        .map(|(k, r)| LogEventConfig { name: format!("e{k}"), regex: Some((*r).into()), ..Default::default() })
+        .collect();
+    let m = Matcher::new(&c).unwrap();
+    assert!((0..3).all(|e| m.bounds(e).is_empty()));
+    let got = m.classify(b"GET /x 503 took 12345ms");
+    assert_eq!((got.events, got.durations), (vec![0, 1, 2], vec![]));
+    let got = m.classify(b"GET /x 200 took 12ms");
+    assert_eq!((got.events, got.durations), (vec![2], vec![]));
+    let mut t = Tally::new(3);
+    m.count_matches(b"GET /x 503 took 12345ms\nGET /x 200 took 12ms\nno\n", &mut t);
+    assert_eq!(t.events, vec![1, 1, 2]);
+    assert!(t.durations.iter().all(|d| d.unparsed == 0 && d.by_class.is_empty()));
+}
+
 /// The block search must agree with classifying each line on its own,
 /// whatever mixture of lines, repeated markers and edge positions.
 #[test]
