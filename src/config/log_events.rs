@@ -37,7 +37,8 @@ pub struct LogEventConfig {
     pub name: String,
     /// `match` (lines matching `contains` and/or `regex`) or
     /// `mongod_slow_query` (mongod 4.4+ JSON "Slow query" lines of component
-    /// COMMAND on `namespace`, timed by their `durationMillis`).
+    /// COMMAND on `namespace`, or on `<database>.$cmd` for an `update`,
+    /// `delete` or `insert` of the collection, timed by their `durationMillis`).
     #[serde(default)]
     pub kind: EventKind,
     /// A byte string the line must contain (case-sensitive). The fast

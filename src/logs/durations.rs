@@ -185,11 +185,15 @@ impl DurationTally {
 
 /// mongod's marker of a slow operation line (4.4+ JSON logs).
 const SLOW_QUERY: &[u8] = br#""msg":"Slow query""#;
-/// The component of a command's slow-query line; a write's own `WRITE`
-/// line repeats the same operation and is not counted.
+/// The component of a command's slow-query line. A write command's slow
+/// statements may also be logged under `WRITE` (`"type":"update"` or
+/// `"remove"`, ns the collection); only the COMMAND line is counted, so a
+/// command counts once.
 const COMMAND: &[u8] = br#""c":"COMMAND""#;
 /// The key of a slow-query line's duration, in milliseconds.
 const DURATION_MILLIS: &[u8] = br#""durationMillis":"#;
+/// The start of a log line's attributes.
+const ATTR: &[u8] = br#""attr":{"#;
 
 /// One duration event, built from its config.
 pub struct DurationEvent {
@@ -210,18 +214,86 @@ enum Parser {
         unit: Option<DurationUnit>,
         status: Option<usize>,
     },
-    /// Boxed: three finders are large next to a regex handle.
+    /// Boxed: two finders and the names are large next to a regex handle.
     Mongod(Box<SlowQuery>),
 }
 
 /// The byte searches that read a mongod slow-query line.
 struct SlowQuery {
-    /// `"c":"COMMAND"`.
+    /// `"c":"COMMAND"`, looked for before `"attr":{` only.
     command: Finder<'static>,
-    /// `"ns":"<namespace>"`, closing quote included.
-    namespace: Finder<'static>,
-    /// `"durationMillis":`.
-    duration: Finder<'static>,
+    /// `"attr":{`: where the operation's own fields start.
+    attr: Finder<'static>,
+    /// The namespace counted, `database.collection`.
+    namespace: Vec<u8>,
+    /// `<database>.$cmd`: the namespace mongod gives write commands
+    /// (`update`, `delete`, `insert`), whose collection is the value of the
+    /// command's first field.
+    command_namespace: Vec<u8>,
+    /// The collection part of `namespace`.
+    collection: Vec<u8>,
+}
+
+/// `"ns":"`, the key of a slow-query line's namespace.
+const NS: &[u8] = br#""ns":""#;
+/// `"command":{`, the command object of a slow-query line.
+const COMMAND_OBJECT: &[u8] = br#""command":{""#;
+
+impl SlowQuery {
+    fn new(namespace: &str) -> Self {
+        let (database, collection) = namespace.split_once('.').unwrap_or((namespace, ""));
+        SlowQuery {
+            command: Finder::new(COMMAND).into_owned(),
+            attr: Finder::new(ATTR).into_owned(),
+            namespace: namespace.as_bytes().to_vec(),
+            command_namespace: format!("{database}.$cmd").into_bytes(),
+            collection: collection.as_bytes().to_vec(),
+        }
+    }
+
+    /// Whether `line` is a COMMAND slow-query line on the namespace: its
+    /// `attr.ns` (the first `"ns":"` after `"attr":{`, so a filter such as
+    /// `{"ns":"app.chats"}` inside the command never counts) equals the
+    /// namespace, or is `<database>.$cmd` with a command whose first field
+    /// is `"<verb>":"<collection>"` (a write command).
+    fn on_namespace(&self, line: &[u8]) -> bool {
+        let Some(attr) = self.attr.find(line) else { return false };
+        if self.command.find(&line[..attr]).is_none() {
+            return false;
+        }
+        let attr = &line[attr + ATTR.len()..];
+        let Some(ns) = string_after(attr, NS) else { return false };
+        if ns == self.namespace.as_slice() {
+            return true;
+        }
+        if ns != self.command_namespace.as_slice() {
+            return false;
+        }
+        // {"command":{"update":"chats",...}: the first key, then its string value.
+        let Some(at) = memchr::memmem::find(attr, COMMAND_OBJECT) else { return false };
+        let rest = &attr[at + COMMAND_OBJECT.len()..];
+        let Some(key_end) = memchr::memchr(b'"', rest) else { return false };
+        let value = &rest[key_end..];
+        value.starts_with(br#"":""#) && string_after(value, br#"":""#).is_some_and(|c| c == self.collection.as_slice())
+    }
+}
+
+/// The JSON string whose opening quote ends the first `key` in `text`, up
+/// to its closing quote (escapes are not decoded: names are compared raw).
+fn string_after<'a>(text: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let start = memchr::memmem::find(text, key)? + key.len();
+    let len = memchr::memchr(b'"', &text[start..])?;
+    Some(&text[start..start + len])
+}
+
+/// The duration of a slow-query line: the last `"durationMillis":` (mongod
+/// writes it last, so a document in the command holding the same key is
+/// never read instead), in whole milliseconds.
+fn duration_millis(line: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::rfind(line, DURATION_MILLIS)?;
+    let rest = &line[at + DURATION_MILLIS.len()..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    parse_nanos(&rest[..digits], DurationUnit::Ms)
 }
 
 impl DurationEvent {
@@ -241,12 +313,7 @@ impl DurationEvent {
                 (event.contains.as_ref().map(|c| Finder::new(c.as_bytes()).into_owned()), parser)
             }
             DurationParse::MongodSlowQuery { namespace } => {
-                let ns = format!("\"ns\":\"{namespace}\"");
-                let parser = Parser::Mongod(Box::new(SlowQuery {
-                    command: Finder::new(COMMAND).into_owned(),
-                    namespace: Finder::new(ns.as_bytes()).into_owned(),
-                    duration: Finder::new(DURATION_MILLIS).into_owned(),
-                }));
+                let parser = Parser::Mongod(Box::new(SlowQuery::new(&namespace)));
                 (Some(Finder::new(SLOW_QUERY).into_owned()), parser)
             }
         };
@@ -287,15 +354,10 @@ impl DurationEvent {
                 Some(nanos.map_or(Reading::Unparsed, |nanos| Reading::Sample { nanos, class }))
             }
             (Parser::Mongod(q), _) => {
-                if q.command.find(line).is_none() || q.namespace.find(line).is_none() {
+                if !q.on_namespace(line) {
                     return None;
                 }
-                let millis = q.duration.find(line).and_then(|at| {
-                    let rest = &line[at + DURATION_MILLIS.len()..];
-                    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-                    parse_nanos(&rest[..digits], DurationUnit::Ms)
-                });
-                Some(millis.map_or(Reading::Unparsed, |nanos| Reading::Sample { nanos, class: StatusClass::None }))
+                Some(duration_millis(line).map_or(Reading::Unparsed, |nanos| Reading::Sample { nanos, class: StatusClass::None }))
             }
             (Parser::Regex { .. }, None) => None,
         }

@@ -120,6 +120,41 @@ fn mongod_slow_query_on_the_namespace() {
     assert_eq!(reading(&m, not_slow), None);
 }
 
+/// A real-shaped slow `update` command: mongod gives write commands the
+/// namespace `<db>.$cmd`; the collection is the command's first field.
+const SLOW_UPDATE: &[u8] = br#"{"t":{"$date":"2026-11-28T10:00:03Z"},"s":"I","c":"COMMAND","id":51803,"ctx":"conn9","msg":"Slow query","attr":{"type":"command","ns":"app.$cmd","command":{"update":"chats","updates":[{"q":{"participantsKey":"a_b"},"u":{"$setOnInsert":{"participantsKey":"a_b"}},"upsert":true}],"$db":"app"},"durationMillis":240}}"#;
+/// The same shape for a `delete`.
+const SLOW_DELETE: &[u8] = br#"{"t":{"$date":"2026-11-28T10:00:04Z"},"s":"I","c":"COMMAND","id":51803,"ctx":"conn9","msg":"Slow query","attr":{"type":"command","ns":"app.$cmd","appName":"chat-backend","command":{"delete":"chats","deletes":[{"q":{"participantsKey":"a_b"},"limit":1}],"ordered":true,"$db":"app"},"numYields":0,"reslen":45,"protocol":"op_msg","durationMillis":130}}"#;
+
+/// Regression (review of f0608be): update and delete commands, logged on
+/// `app.$cmd`, were never counted; their WRITE lines still are not.
+#[test]
+fn mongod_write_commands_on_the_namespace_count_once() {
+    let m = Matcher::new(&source(vec![slow_chats()])).unwrap();
+    assert_eq!(reading(&m, SLOW_UPDATE), sample(240_000_000, StatusClass::None));
+    assert_eq!(reading(&m, SLOW_DELETE), sample(130_000_000, StatusClass::None));
+    assert_eq!(reading(&m, SLOW_FIND_AND_MODIFY), sample(187_000_000, StatusClass::None));
+    let text = |l: &[u8]| String::from_utf8_lossy(l).into_owned();
+    // Another collection of the same database, or the same collection name in another database.
+    assert_eq!(reading(&m, text(SLOW_UPDATE).replace(r#""update":"chats""#, r#""update":"users""#).as_bytes()), None);
+    assert_eq!(reading(&m, text(SLOW_UPDATE).replace(r#""update":"chats""#, r#""update":"chats_old""#).as_bytes()), None);
+    assert_eq!(reading(&m, text(SLOW_UPDATE).replace("app.$cmd", "other.$cmd").as_bytes()), None);
+    // mongod's WRITE line for a slow update statement: not counted (the COMMAND line is).
+    let write = br#"{"t":{"$date":"2026-11-28T10:00:03Z"},"s":"I","c":"WRITE","id":51803,"ctx":"conn9","msg":"Slow query","attr":{"type":"update","ns":"app.chats","command":{"q":{"participantsKey":"a_b"},"u":{"$setOnInsert":{"participantsKey":"a_b"}},"upsert":true},"nMatched":0,"nUpserted":1,"durationMillis":239}}"#;
+    assert_eq!(reading(&m, write), None);
+}
+
+/// Regression (review of f0608be): the first `"ns":"` and the first
+/// `"durationMillis":` anywhere in the line were taken.
+#[test]
+fn mongod_namespace_is_attr_ns_and_duration_the_last_field() {
+    let m = Matcher::new(&source(vec![slow_chats()])).unwrap();
+    let oplog = br#"{"t":{"$date":"2026-11-28T10:00:05Z"},"s":"I","c":"COMMAND","id":51803,"ctx":"conn3","msg":"Slow query","attr":{"type":"command","ns":"local.oplog.rs","command":{"find":"oplog.rs","filter":{"ns":"app.chats"},"tailable":true,"$db":"local"},"durationMillis":900}}"#;
+    assert_eq!(reading(&m, oplog), None);
+    let nested = br#"{"t":{"$date":"2026-11-28T10:00:06Z"},"s":"I","c":"COMMAND","id":51803,"ctx":"conn9","msg":"Slow query","attr":{"type":"command","ns":"app.$cmd","command":{"update":"chats","updates":[{"q":{"participantsKey":"a_b"},"u":{"$set":{"durationMillis":5}}}],"$db":"app"},"durationMillis":310}}"#;
+    assert_eq!(reading(&m, nested), sample(310_000_000, StatusClass::None));
+}
+
 #[test]
 fn block_counting_fills_buckets_count_and_exact_sum() {
     let m = Matcher::new(&source(vec![create_or_get(), slow_chats()])).unwrap();
