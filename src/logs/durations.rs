@@ -195,6 +195,13 @@ const DURATION_MILLIS: &[u8] = br#""durationMillis":"#;
 /// The start of a log line's attributes.
 const ATTR: &[u8] = br#""attr":{"#;
 
+/// The longest duration a line may give: one day. A longer one (a typo, a
+/// counter that wrapped, a timestamp read as a duration) counts as unparsed,
+/// so one wild value never pins `_sum` at its maximum for good (sums are
+/// saturating and checkpointed). At one day per sample the sum lasts
+/// 213,000 samples of a day each before saturating.
+pub const MAX_SAMPLE_NANOS: u64 = 86_400 * 1_000_000_000;
+
 /// One duration event, built from its config.
 pub struct DurationEvent {
     /// Lines are read only when they hold it: `contains`, or mongod's
@@ -346,7 +353,7 @@ impl DurationEvent {
                     Some(u) => DurationUnit::from_bytes(u),
                     None => *unit,
                 };
-                let nanos = unit.and_then(|u| text(*duration).and_then(|d| parse_nanos(d, u)));
+                let nanos = unit.and_then(|u| text(*duration).and_then(|d| parse_nanos(d, u))).filter(|n| *n <= MAX_SAMPLE_NANOS);
                 let class = match status {
                     Some(i) => text(*i).map_or(StatusClass::Other, StatusClass::of),
                     None => StatusClass::None,
@@ -357,7 +364,7 @@ impl DurationEvent {
                 if !q.on_namespace(line) {
                     return None;
                 }
-                Some(duration_millis(line).map_or(Reading::Unparsed, |nanos| Reading::Sample { nanos, class: StatusClass::None }))
+                Some(duration_millis(line).filter(|n| *n <= MAX_SAMPLE_NANOS).map_or(Reading::Unparsed, |nanos| Reading::Sample { nanos, class: StatusClass::None }))
             }
             (Parser::Regex { .. }, None) => None,
         }

@@ -155,6 +155,23 @@ fn mongod_namespace_is_attr_ns_and_duration_the_last_field() {
     assert_eq!(reading(&m, nested), sample(310_000_000, StatusClass::None));
 }
 
+/// Regression (review of f0608be): one absurd sample (9999999999 s, a
+/// wrapped counter) pinned `_sum` at its maximum for good.
+#[test]
+fn a_sample_above_one_day_is_unparsed() {
+    let m = Matcher::new(&source(vec![create_or_get(), slow_chats()])).unwrap();
+    let line = |tail: &str| format!("2026-11-28T10:00:00Z [INFO] POST /api/chats/create-or-get {tail}");
+    assert_eq!(reading(&m, line("200 86400s").as_bytes()), sample(MAX_SAMPLE_NANOS, StatusClass::Success));
+    assert_eq!(reading(&m, line("200 86400001ms").as_bytes()), Some(Reading::Unparsed));
+    assert_eq!(reading(&m, line("200 9999999999s").as_bytes()), Some(Reading::Unparsed));
+    let huge = String::from_utf8_lossy(SLOW_FIND_AND_MODIFY).replace(r#""durationMillis":187"#, r#""durationMillis":18446744073709"#);
+    assert_eq!(m.classify(huge.as_bytes()).durations, vec![(1, Reading::Unparsed)]);
+    let mut t = Tally::new(2);
+    m.count_matches(format!("{}\n{}\n", line("200 12ms"), line("500 9999999999s")).as_bytes(), &mut t);
+    assert_eq!((t.durations[0].unparsed, t.events[0]), (1, 1));
+    assert_eq!(t.durations[0].by_class[&StatusClass::Success].sum_nanos, 12_000_000);
+}
+
 #[test]
 fn block_counting_fills_buckets_count_and_exact_sum() {
     let m = Matcher::new(&source(vec![create_or_get(), slow_chats()])).unwrap();
