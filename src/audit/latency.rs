@@ -32,12 +32,23 @@ pub struct EventLatency {
     pub unparsed: u64,
     /// The month's median, in seconds; `None` without samples.
     pub p50_seconds: Option<f64>,
+    /// The median lies above the highest finite bucket bound, which
+    /// `p50_seconds` then is: a lower limit (shown `≥ bound`).
+    pub p50_at_least: bool,
     /// The month's 99th percentile, in seconds; `None` without samples.
     pub p99_seconds: Option<f64>,
+    /// As `p50_at_least`, for the p99.
+    pub p99_at_least: bool,
     /// The previous month's median, when it had samples.
     pub previous_p50_seconds: Option<f64>,
     /// The previous month's 99th percentile, when it had samples.
     pub previous_p99_seconds: Option<f64>,
+    /// As `p99_at_least`, for the previous month's p99.
+    pub previous_p99_at_least: bool,
+    /// The month's days had more than one bucket layout (`buckets` changed):
+    /// percentiles and the worst day come only from the days of the latest
+    /// layout, as counts of different bounds cannot be added.
+    pub mixed_layouts: bool,
     /// p99 change against the previous month: 0.5 is 50% slower.
     pub p99_change: Option<f64>,
     /// The day with the highest p99 among days with at least
@@ -50,6 +61,8 @@ pub struct EventLatency {
 pub struct LatencyDay {
     pub date: NaiveDate,
     pub p99_seconds: f64,
+    /// The p99 lies above the highest finite bound (`p99_seconds`).
+    pub p99_at_least: bool,
     pub samples: u64,
 }
 
@@ -71,7 +84,21 @@ impl Counts {
         }
     }
 
-    fn quantile(&self, q: f64) -> Option<f64> {
+    fn add_counts(&mut self, other: &Counts) {
+        for (le, n) in &other.by_le {
+            *self.by_le.entry(le.clone()).or_insert(0) += n;
+        }
+        self.count += other.count;
+        self.unparsed += other.unparsed;
+    }
+
+    /// The bucket layout: the set of `le` bounds the rows name (empty for a
+    /// day without bucket rows).
+    fn layout(&self) -> Vec<&str> {
+        self.by_le.keys().map(String::as_str).collect()
+    }
+
+    fn quantile(&self, q: f64) -> Option<(f64, bool)> {
         let mut buckets: Vec<(f64, u64)> =
             self.by_le.iter().filter_map(|(le, n)| Some((le.parse::<f64>().ok()?, *n))).collect();
         buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -82,8 +109,9 @@ impl Counts {
 /// The `q` quantile of a histogram given as cumulative counts per finite
 /// upper bound and the total count, as Prometheus's `histogram_quantile`:
 /// linear within the bucket holding the rank (from 0 for the first), the
-/// highest finite bound when the rank lies above it.
-pub fn quantile(q: f64, buckets: &[(f64, u64)], count: u64) -> Option<f64> {
+/// highest finite bound when the rank lies above it; the flag says so (the
+/// value is then a lower limit).
+pub fn quantile(q: f64, buckets: &[(f64, u64)], count: u64) -> Option<(f64, bool)> {
     if count == 0 || buckets.is_empty() {
         return None;
     }
@@ -93,50 +121,92 @@ pub fn quantile(q: f64, buckets: &[(f64, u64)], count: u64) -> Option<f64> {
         if cumulative as f64 >= rank {
             let in_bucket = (cumulative - lower.1) as f64;
             if in_bucket == 0.0 {
-                return Some(le);
+                return Some((le, false));
             }
-            return Some(lower.0 + (le - lower.0) * (rank - lower.1 as f64) / in_bucket);
+            return Some((lower.0 + (le - lower.0) * (rank - lower.1 as f64) / in_bucket, false));
         }
         lower = (le, cumulative);
     }
-    Some(lower.0)
+    Some((lower.0, true))
+}
+
+/// One event's days summed for percentiles: only the days whose bucket
+/// layout is the one of the latest day with buckets (counts of different
+/// bounds cannot be added by `le`); samples and unparsed lines of every day.
+struct Month<'a> {
+    /// The days of the latest layout, summed.
+    latest: Counts,
+    /// The days of the latest layout, one by one.
+    days: Vec<(NaiveDate, &'a Counts)>,
+    /// Samples and unparsed lines of every day.
+    all: Counts,
+    /// Some day with buckets had another layout.
+    mixed: bool,
+}
+
+fn month(days: &BTreeMap<NaiveDate, Counts>) -> Month<'_> {
+    let layout = days.values().rev().map(Counts::layout).find(|l| !l.is_empty()).unwrap_or_default();
+    let mut m = Month { latest: Counts::default(), days: Vec::new(), all: Counts::default(), mixed: false };
+    for (date, c) in days {
+        m.all.count += c.count;
+        m.all.unparsed += c.unparsed;
+        let own = c.layout();
+        if own.is_empty() {
+            continue;
+        }
+        if own == layout {
+            m.latest.add_counts(c);
+            m.days.push((*date, c));
+        } else {
+            m.mixed = true;
+        }
+    }
+    m
 }
 
 /// Each duration event's month from the store's rows of the month and of
 /// the month before.
-pub fn events(month: &[LogDayCount], previous: &[LogDayCount]) -> Vec<EventLatency> {
-    let mut totals: BTreeMap<&str, Counts> = BTreeMap::new();
-    let mut days: BTreeMap<(&str, NaiveDate), Counts> = BTreeMap::new();
-    for row in month.iter().filter(|r| is_duration(r)) {
-        totals.entry(&row.label).or_default().add(row);
-        days.entry((&row.label, row.date)).or_default().add(row);
-    }
-    let mut before: BTreeMap<&str, Counts> = BTreeMap::new();
-    for row in previous.iter().filter(|r| is_duration(r)) {
-        before.entry(&row.label).or_default().add(row);
-    }
-    totals
+pub fn events(month_rows: &[LogDayCount], previous_rows: &[LogDayCount]) -> Vec<EventLatency> {
+    let by_day = |rows: &[LogDayCount]| {
+        let mut days: BTreeMap<String, BTreeMap<NaiveDate, Counts>> = BTreeMap::new();
+        for row in rows.iter().filter(|r| is_duration(r)) {
+            days.entry(row.label.clone()).or_default().entry(row.date).or_default().add(row);
+        }
+        days
+    };
+    let before = by_day(previous_rows);
+    by_day(month_rows)
         .iter()
-        .map(|(event, c)| {
-            let p99 = c.quantile(0.99);
-            let prev = before.get(event);
-            let previous_p99_seconds = prev.and_then(|p| p.quantile(0.99));
-            let worst_day = days
+        .map(|(event, days)| {
+            let m = month(days);
+            let p50 = m.latest.quantile(0.5);
+            let p99 = m.latest.quantile(0.99);
+            let prev = before.get(event).map(|d| month(d).latest);
+            let prev_p99 = prev.as_ref().and_then(|p| p.quantile(0.99));
+            let worst_day = m
+                .days
                 .iter()
-                .filter(|((e, _), d)| e == event && d.count >= MIN_SAMPLES_FOR_WORST_DAY)
-                .filter_map(|((_, date), d)| Some(LatencyDay { date: *date, p99_seconds: d.quantile(0.99)?, samples: d.count }))
+                .filter(|(_, d)| d.count >= MIN_SAMPLES_FOR_WORST_DAY)
+                .filter_map(|(date, d)| {
+                    let (p99_seconds, p99_at_least) = d.quantile(0.99)?;
+                    Some(LatencyDay { date: *date, p99_seconds, p99_at_least, samples: d.count })
+                })
                 // Of equal days the earliest: max_by keeps the last, so reverse.
                 .rev()
                 .max_by(|a, b| a.p99_seconds.total_cmp(&b.p99_seconds));
             EventLatency {
-                event: event.to_string(),
-                samples: c.count,
-                unparsed: c.unparsed,
-                p50_seconds: c.quantile(0.5),
-                p99_seconds: p99,
-                previous_p50_seconds: prev.and_then(|p| p.quantile(0.5)),
-                previous_p99_seconds,
-                p99_change: p99.zip(previous_p99_seconds).filter(|(_, b)| *b > 0.0).map(|(a, b)| a / b - 1.0),
+                event: event.clone(),
+                samples: m.all.count,
+                unparsed: m.all.unparsed,
+                p50_seconds: p50.map(|q| q.0),
+                p50_at_least: p50.is_some_and(|q| q.1),
+                p99_seconds: p99.map(|q| q.0),
+                p99_at_least: p99.is_some_and(|q| q.1),
+                previous_p50_seconds: prev.as_ref().and_then(|p| p.quantile(0.5)).map(|q| q.0),
+                previous_p99_seconds: prev_p99.map(|q| q.0),
+                previous_p99_at_least: prev_p99.is_some_and(|q| q.1),
+                p99_change: p99.zip(prev_p99).filter(|(_, b)| b.0 > 0.0).map(|(a, b)| a.0 / b.0 - 1.0),
+                mixed_layouts: m.mixed,
                 worst_day,
             }
         })
@@ -159,6 +229,7 @@ pub fn show_seconds(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Datelike;
 
     fn row(day: u32, counter: &str, le: &str, count: u64) -> LogDayCount {
         LogDayCount {
@@ -185,10 +256,10 @@ mod tests {
     #[test]
     fn quantile_interpolates_like_histogram_quantile() {
         let b = [(0.01, 90), (0.1, 99), (1.0, 100)];
-        assert_eq!(quantile(0.5, &b, 100), Some(0.01 * 50.0 / 90.0));
-        assert!((quantile(0.99, &b, 100).unwrap() - 0.1).abs() < 1e-12);
-        // Rank above the highest finite bound: that bound.
-        assert_eq!(quantile(0.99, &[(0.01, 10)], 100), Some(0.01));
+        assert_eq!(quantile(0.5, &b, 100), Some((0.01 * 50.0 / 90.0, false)));
+        assert!((quantile(0.99, &b, 100).unwrap().0 - 0.1).abs() < 1e-12);
+        // Rank above the highest finite bound: that bound, as a lower limit.
+        assert_eq!(quantile(0.99, &[(0.01, 10)], 100), Some((0.01, true)));
         assert_eq!(quantile(0.5, &b, 0), None);
     }
 
@@ -211,5 +282,46 @@ mod tests {
         assert!(e.p50_seconds.unwrap() <= 0.01);
         // No previous month: no change.
         assert_eq!(events(&month, &[])[0].p99_change, None);
+    }
+
+    /// Regression (review of f0608be): daily rows of two bucket layouts were
+    /// added by `le`, so a month whose `buckets` changed read nonsense (a
+    /// p50 near 1 s where requests took about 10 ms).
+    #[test]
+    fn a_month_of_two_layouts_reads_only_the_latest_one() {
+        // Days 1-10 with coarse buckets (every request at most 1 s) ...
+        let mut month: Vec<LogDayCount> = (1..=10)
+            .flat_map(|d| {
+                vec![
+                    row(d, "event_duration_bucket", "1", 1000),
+                    row(d, "event_duration_bucket", "2.5", 1000),
+                    row(d, "event_duration_count", "", 1000),
+                ]
+            })
+            .collect();
+        // ... then the default ones: 90% at most 10 ms.
+        month.extend((11..=20).flat_map(|d| day(d, 1000, false)));
+        let e = &events(&month, &[])[0];
+        assert!(e.mixed_layouts);
+        assert_eq!(e.samples, 20_000);
+        let p50 = e.p50_seconds.unwrap();
+        assert!(p50 > 0.005 && p50 <= 0.01, "{e:?}");
+        assert!((e.p99_seconds.unwrap() - 0.1).abs() < 1e-9, "{e:?}");
+        assert!(e.worst_day.as_ref().unwrap().date.day() >= 11, "{e:?}");
+        // One layout all month: not mixed.
+        assert!(!events(&day(1, 1000, false), &[])[0].mixed_layouts);
+    }
+
+    #[test]
+    fn a_quantile_above_the_highest_bound_is_a_lower_limit() {
+        let month = vec![
+            row(1, "event_duration_bucket", "0.01", 90),
+            row(1, "event_duration_bucket", "0.1", 95),
+            row(1, "event_duration_count", "", 100),
+        ];
+        let e = &events(&month, &[])[0];
+        assert_eq!((e.p99_seconds, e.p99_at_least), (Some(0.1), true));
+        assert!(!e.p50_at_least);
+        assert!(e.worst_day.as_ref().unwrap().p99_at_least);
     }
 }

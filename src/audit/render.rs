@@ -405,6 +405,13 @@ fn log_section(doc: &mut Vec<Block>, r: &AuditReport, name: &str, l: &LogReport)
             rows: l.latency.iter().map(latency_row).collect(),
             marks: None,
         });
+        let mixed: Vec<&str> = l.latency.iter().filter(|e| e.mixed_layouts).map(|e| e.event.as_str()).collect();
+        if !mixed.is_empty() {
+            doc.push(Block::Para(format!(
+                "The buckets of {} changed this month: their percentiles and worst day come from the days counted with the latest buckets only (counts of different bounds cannot be added); ≥ marks a percentile above the highest bound.",
+                mixed.join(", ")
+            )));
+        }
     }
     if !l.by_index.is_empty() {
         doc.push(Block::Table {
@@ -421,18 +428,21 @@ fn log_section(doc: &mut Vec<Block>, r: &AuditReport, name: &str, l: &LogReport)
 
 /// One duration event's row of the response-time table.
 fn latency_row(e: &super::latency::EventLatency) -> Vec<String> {
-    let seconds = |s: Option<f64>| s.map_or_else(|| "-".to_string(), super::latency::show_seconds);
+    use super::latency::show_seconds;
+    let seconds = |s: Option<f64>, at_least: bool| {
+        s.map_or_else(|| "-".to_string(), |s| if at_least { format!("≥ {}", show_seconds(s)) } else { show_seconds(s) })
+    };
     vec![
-        e.event.clone(),
+        if e.mixed_layouts { format!("{} (buckets changed)", e.event) } else { e.event.clone() },
         e.samples.to_string(),
-        seconds(e.p50_seconds),
-        seconds(e.p99_seconds),
-        seconds(e.previous_p50_seconds),
-        seconds(e.previous_p99_seconds),
+        seconds(e.p50_seconds, e.p50_at_least),
+        seconds(e.p99_seconds, e.p99_at_least),
+        seconds(e.previous_p50_seconds, false),
+        seconds(e.previous_p99_seconds, e.previous_p99_at_least),
         e.p99_change.map_or_else(|| "-".to_string(), |c| format!("{:+.0}%", c * 100.0)),
         e.worst_day.as_ref().map_or_else(
             || "-".to_string(),
-            |d| format!("{} ({}, {} requests)", d.date, super::latency::show_seconds(d.p99_seconds), d.samples),
+            |d| format!("{} ({}, {} requests)", d.date, seconds(Some(d.p99_seconds), d.p99_at_least), d.samples),
         ),
         e.unparsed.to_string(),
     ]
