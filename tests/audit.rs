@@ -848,6 +848,7 @@ fn response_time_per_duration_event_month_over_month() {
             bounds_nanos: vec![10_000_000, 100_000_000, 1_000_000_000],
             unparsed: 0,
             by_status_class: [("2xx".to_string(), Histogram { buckets: buckets.to_vec(), count, sum_nanos: 0 })].into(),
+            ..Default::default()
         };
         let mut totals = LogTotals::default();
         totals.sources.insert(

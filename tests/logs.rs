@@ -1164,6 +1164,40 @@ async fn durations_are_counted_once_across_rotation_truncation_and_restart() {
     t.stop().await;
 }
 
+/// Regression (review of f0608be): a change of `buckets` reset the
+/// histograms, and `log_events_total` of the event, rebuilt from their
+/// counts, went back while the event's line count (the audit's) went on.
+#[tokio::test]
+async fn a_change_of_buckets_resets_the_histogram_but_not_the_line_counts() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    append(&log, format!("{}{}{}", timed("a", 200, "3ms"), timed("b", 200, "7ms"), timed("c", 503, "30ms")));
+    let mut t = start(vec![timed_source(&log)], &s.state());
+    t.until("first lines", |t| lines(t, "app") == 3).await;
+    t.stop().await;
+
+    let mut changed = timed_source(&log);
+    changed.events[0].buckets = Some(vec!["10ms".into(), "1s".into()]);
+    append(&log, timed("d", 200, "40ms"));
+    let mut t = start(vec![changed], &s.state());
+    let got = t.until("the line after the change", |t| lines(t, "app") == 4).await;
+    t.polls(3).await;
+    let events = |class: &str| {
+        t.metric(&format!(r#"uniqwatch_log_events_total{{event="create_or_get",source="app",status_class="{class}"}}"#))
+    };
+    assert_eq!((events("2xx"), events("5xx")), (Some(3.0), Some(1.0)));
+    assert_eq!(got.sources["app"].events["create_or_get"], 4);
+    let count = |class: &str| {
+        t.metric(&format!(r#"uniqwatch_log_event_duration_seconds_count{{event="create_or_get",source="app",status_class="{class}"}}"#))
+    };
+    assert_eq!(count("2xx"), Some(1.0), "the histogram starts again with the new buckets");
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_event_duration_seconds_bucket{event="create_or_get",source="app",status_class="2xx",le="1"}"#),
+        Some(1.0)
+    );
+    t.stop().await;
+}
+
 /// As for plain counters: whatever checkpoint a `kill -9` leaves, a restart
 /// ends with the same histograms, bucket by bucket, and the same exact sums.
 #[tokio::test]

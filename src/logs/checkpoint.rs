@@ -400,6 +400,7 @@ mod tests {
             bounds_nanos: vec![5_000_000, 10_000_000, 2_500_000_000],
             unparsed: 3,
             by_status_class: [("2xx".to_string(), h.clone()), ("5xx".to_string(), Histogram::default())].into(),
+            ..Default::default()
         };
         c.sources.get_mut("app").unwrap().totals.durations.insert("create_or_get".into(), d);
         save(dir.path(), &c).unwrap();

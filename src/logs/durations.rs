@@ -131,6 +131,13 @@ pub struct EventDurations {
     pub unparsed: u64,
     /// `status_class` label value (empty without a status capture) → histogram.
     pub by_status_class: BTreeMap<String, Histogram>,
+    /// `status_class` → lines with a duration, for `log_events_total`. Kept
+    /// apart from the histograms because a change of `buckets` resets those
+    /// but not this counter, which stays in step with the event's line count
+    /// in the audit. Empty in checkpoints written before it existed: filled
+    /// from the histograms' counts at start-up.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lines_by_status_class: BTreeMap<String, u64>,
 }
 
 impl EventDurations {
@@ -143,6 +150,16 @@ impl EventDurations {
         for (class, h) in &other.by_status_class {
             self.by_status_class.entry(class.clone()).or_default().add(h);
         }
+        for (class, n) in &other.lines_by_status_class {
+            *self.lines_by_status_class.entry(class.clone()).or_default() += n;
+        }
+    }
+
+    /// Starts the histograms again with new bucket bounds; the line counts
+    /// (`unparsed`, `lines_by_status_class`) go on.
+    pub fn reset_buckets(&mut self, bounds_nanos: &[u64]) {
+        bounds_nanos.clone_into(&mut self.bounds_nanos);
+        self.by_status_class.clear();
     }
 }
 
@@ -179,6 +196,7 @@ impl DurationTally {
             bounds_nanos: bounds_nanos.to_vec(),
             unparsed: self.unparsed,
             by_status_class: self.by_class.iter().map(|(c, h)| (c.label().to_string(), h.clone())).collect(),
+            lines_by_status_class: self.by_class.iter().map(|(c, h)| (c.label().to_string(), h.count)).collect(),
         }
     }
 }

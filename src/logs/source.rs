@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::checkpoint::SourceCheckpoint;
-use super::durations::{EventDurations, Histogram};
+use super::durations::Histogram;
 use super::follower::{FileId, Follower, Presence};
 use super::matcher::{Matcher, MatcherError, Tally};
 use super::pattern::Bound;
@@ -186,14 +186,15 @@ impl Source {
                 .or_insert(0);
             let Some(spec) = spec else { continue };
             let entry = committed.totals.durations.entry(event.name.clone()).or_default();
+            // A checkpoint from before line counts were kept apart: they were the histograms' counts.
+            if entry.lines_by_status_class.is_empty() {
+                entry.lines_by_status_class = entry.by_status_class.iter().map(|(c, h)| (c.clone(), h.count)).collect();
+            }
             if entry.bounds_nanos != spec.bounds_nanos {
                 if !entry.bounds_nanos.is_empty() {
-                    info!(source = %config.name, event = %event.name, "the event's buckets changed; its histogram starts again from zero");
+                    info!(source = %config.name, event = %event.name, "the event's buckets changed; its histogram starts again from zero (its line counts go on)");
                 }
-                *entry = EventDurations {
-                    bounds_nanos: spec.bounds_nanos.clone(),
-                    ..EventDurations::default()
-                };
+                entry.reset_buckets(&spec.bounds_nanos);
             }
             // Without a status capture there is one series: it exists from the
             // start (at 0), as plain counters do; status classes appear with
@@ -512,13 +513,14 @@ impl Source {
                     .inc_by(*count);
                 continue;
             }
-            // A duration event's lines, by status class: its histograms' counts.
+            // A duration event's lines, by status class (not the histograms'
+            // counts, which a change of buckets resets).
             let Some(durations) = totals.durations.get(event) else { continue };
-            for (class, h) in &durations.by_status_class {
+            for (class, n) in &durations.lines_by_status_class {
                 metrics
                     .log_events_total
                     .with_label_values(&[name, event, class])
-                    .inc_by(h.count);
+                    .inc_by(*n);
             }
             metrics
                 .log_event_unparsed_total

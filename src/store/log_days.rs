@@ -381,6 +381,7 @@ mod tests {
                     ("5xx".to_string(), histogram(failed, 3_000_000_000)),
                 ]
                 .into(),
+                ..Default::default()
             };
             let mut t = LogTotals::default();
             t.sources.insert("app".into(), SourceTotals { durations: [("create_or_get".to_string(), d)].into(), ..Default::default() });
