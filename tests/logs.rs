@@ -441,6 +441,28 @@ async fn long_line_is_counted_as_long_and_the_lines_after_it_are_read() {
     t.stop().await;
 }
 
+/// Regression (review of f0608be): a line cut at `max_line_bytes` gave a
+/// sample read from its cut end (`12` of `1234`); it is unparsed instead.
+#[tokio::test]
+async fn a_duration_in_a_cut_line_is_unparsed() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let mut config = timed_source(&log);
+    config.max_line_bytes = 64 * 1024;
+    config.events[0].regex = Some(r"(?P<status>\d{3}) (?P<duration>\d+)".into());
+    config.events[0].unit = Some(uniqwatch::config::DurationUnit::Ms);
+    let head = " POST /api/chats/create-or-get 200 12";
+    append(&log, format!("{}{head}34\n", "x".repeat(config.max_line_bytes - head.len())));
+    append(&log, timed("after", 200, "7"));
+    let mut t = start(vec![config], &s.state());
+    let got = t.until("both lines", |t| lines(t, "app") == 2).await;
+    let d = &got.sources["app"].durations["create_or_get"];
+    assert_eq!(d.unparsed, 1, "{d:?}");
+    assert_eq!((d.by_status_class["2xx"].count, d.by_status_class["2xx"].sum_nanos), (1, 7_000_000), "{d:?}");
+    assert_eq!(got.sources["app"].events["create_or_get"], 1);
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn invalid_utf8_is_matched_on_bytes() {
     let s = Scratch::new();

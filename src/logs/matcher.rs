@@ -152,6 +152,22 @@ impl Tally {
         }
     }
 
+    /// For the first `max_line_bytes` of a longer line: a duration read
+    /// there may be cut (`12` of `1234ms`), so each sample counts as
+    /// unparsed instead, and not as a line of its event.
+    pub fn samples_to_unparsed(&mut self) {
+        for (event, d) in self.durations.iter_mut().enumerate() {
+            let samples: u64 = d.by_class.values().map(|h| h.count).sum();
+            if samples > 0 {
+                d.by_class.clear();
+                d.unparsed += samples;
+                if let Some(n) = self.events.get_mut(event) {
+                    *n = n.saturating_sub(samples);
+                }
+            }
+        }
+    }
+
     /// Whether nothing was counted.
     pub fn is_empty(&self) -> bool {
         self.lines == 0
