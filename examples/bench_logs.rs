@@ -133,7 +133,7 @@ fn request_durations(prefilter: &str) -> LogEventConfig {
     LogEventConfig {
         name: "request".into(),
         contains: Some(prefilter.into()),
-        regex: Some(r"(?P<status>\d{3}) (?P<duration>\d+(?:\.\d+)?)(?P<unit>ms|s|us)\b".into()),
+        regex: Some(r"(?-u)(?P<status>\d{3}) (?P<duration>\d+(?:\.\d+)?)(?P<unit>ms|s|us)\b".into()),
         ..LogEventConfig::default()
     }
 }

@@ -172,6 +172,30 @@ fn a_sample_above_one_day_is_unparsed() {
     assert_eq!(t.durations[0].by_class[&StatusClass::Success].sum_nanos, 12_000_000);
 }
 
+/// The documented regex (examples/logs.toml, docs/logs.md) turns Unicode
+/// off, so `\d` and `\b` stay on the lazy DFA on non-ASCII lines, and reads
+/// the same samples as the contract's, non-ASCII lines included.
+#[test]
+fn the_documented_regex_is_ascii_and_reads_the_same() {
+    let example = include_str!("../../examples/logs.toml");
+    let documented = example.lines().find_map(|l| l.strip_prefix("regex = '")?.strip_suffix('\'')).unwrap();
+    assert!(documented.starts_with("(?-u)"), "{documented}");
+    let mut ascii = create_or_get();
+    ascii.regex = Some(documented.into());
+    let a = Matcher::new(&source(vec![ascii])).unwrap();
+    let u = Matcher::new(&source(vec![create_or_get()])).unwrap();
+    for tail in ["200 12ms", "503 2.5s user=Пётр", "201 7us ✓", "404 ٣ms", "200 12msx"] {
+        let line = format!("2026-11-28T10:00:00Z [INFO] POST /api/chats/create-or-get {tail}");
+        let (got, unicode) = (reading(&a, line.as_bytes()), reading(&u, line.as_bytes()));
+        if tail.contains('٣') {
+            // An Arabic-Indic digit: a Unicode \d, but no number parse_nanos reads either way.
+            assert_eq!(got, Some(Reading::Unparsed), "{tail}");
+        } else {
+            assert_eq!(got, unicode, "{tail}");
+        }
+    }
+}
+
 #[test]
 fn block_counting_fills_buckets_count_and_exact_sum() {
     let m = Matcher::new(&source(vec![create_or_get(), slow_chats()])).unwrap();
