@@ -66,9 +66,10 @@ pub(super) struct Source {
     pub(super) fresh: bool,
     /// Whether the first poll is still to come.
     pub(super) first_poll: bool,
-    /// Files were found that no checkpoint holds yet: this poll reads
-    /// nothing, so its commit saves their identities first (see [`Source::poll`]).
-    pub(super) found_new_files: bool,
+    /// Files found by this poll, that no checkpoint holds yet: this poll
+    /// does not read them, so its commit saves their identities first (see
+    /// [`Source::poll`]). The source's other files are read as usual.
+    pub(super) found_new_files: HashSet<FileId>,
     /// Per pattern, whether it matched at the last poll, to log changes once.
     pub(super) pattern_matched: Vec<Option<bool>>,
     /// Per pattern: its last listing failed, so the failure is logged once.
@@ -218,7 +219,7 @@ impl Source {
             notices: Vec::new(),
             fresh,
             first_poll: true,
-            found_new_files: false,
+            found_new_files: HashSet::new(),
             pattern_matched: vec![None; config.paths.len()],
             listing_failed: vec![false; config.paths.len()],
             pattern_cut: vec![None; config.paths.len()],
@@ -247,26 +248,25 @@ impl Source {
         // New files are saved (identity, starting offset) before any of
         // their lines is read: a large first read may take long, and a file
         // renamed while the daemon is down can be found again only through
-        // a checkpoint that knows its inode. Reading follows at once.
-        if std::mem::take(&mut self.found_new_files) {
-            self.more = true;
-            self.first_poll = false;
-            return;
-        }
+        // a checkpoint that knows its inode. They are read from the next
+        // poll, which follows at once; the other files are read now, so new
+        // files appearing at every poll never stop the reading of old ones.
+        let new_files = std::mem::take(&mut self.found_new_files);
+        self.more = !new_files.is_empty();
         let mut buf = std::mem::take(&mut self.buf);
-        self.read_all(&mut buf);
+        self.read_all(&mut buf, &new_files);
         self.release_drained(&mut buf);
         self.buf = buf;
         self.first_poll = false;
     }
 
-    /// Reads every open file, rotated and deleted ones first (their lines
-    /// came before the new file's).
-    fn read_all(&mut self, buf: &mut [u8]) {
+    /// Reads every open file but those in `skip`, rotated and deleted ones
+    /// first (their lines came before the new file's).
+    fn read_all(&mut self, buf: &mut [u8], skip: &HashSet<FileId>) {
         let mut order: Vec<(bool, FileId)> = self
             .files
             .iter()
-            .filter(|(_, f)| f.is_open())
+            .filter(|(id, f)| f.is_open() && !skip.contains(id))
             .map(|(id, f)| (f.presence == Presence::Current, *id))
             .collect();
         order.sort();
@@ -550,3 +550,7 @@ impl Source {
             .set(i64::try_from(cut).unwrap_or(i64::MAX));
     }
 }
+
+#[cfg(test)]
+#[path = "source_tests.rs"]
+mod tests;
