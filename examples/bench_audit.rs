@@ -99,6 +99,7 @@ fn log_totals(day: i64) -> LogTotals {
                 events: [("create_or_get".to_string(), day as u64 * 200_000)].into(),
                 lines: day as u64 * 1_000_000,
                 bytes: day as u64 * 150_000_000,
+                durations: Default::default(),
             },
         );
     }

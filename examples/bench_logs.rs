@@ -3,8 +3,13 @@
 //! - `bench_logs gen FILE MEGABYTES` writes a realistic application log:
 //!   mostly request lines, and about one request in 5,000 hitting a
 //!   duplicate-key conflict (a WARN, an E11000 ERROR, a recovery DEBUG line).
-//! - `bench_logs read FILE` runs the real tailer (`logs::run`) over FILE
-//!   from the beginning and prints lines/s once every byte is counted.
+//! - `bench_logs read FILE [durations | route-durations]` runs the real
+//!   tailer (`logs::run`) over FILE from the beginning and prints lines/s
+//!   once every byte is counted; with `durations`, one more event reads
+//!   every request line's status and duration into a histogram (the
+//!   contract's regex, behind a `contains` prefilter every request line
+//!   holds: the worst case); with `route-durations`, the contract's event as
+//!   configured, on the create-or-get route (one request line in six).
 //! - `bench_logs idle DIR SECONDS` follows 10 quiet files for SECONDS and
 //!   prints the CPU time the process used meanwhile.
 
@@ -20,7 +25,7 @@ use uniqwatch::metrics::Metrics;
 use uniqwatch::shutdown;
 
 fn usage() -> ! {
-    eprintln!("usage: bench_logs gen FILE MEGABYTES | read FILE | idle DIR SECONDS");
+    eprintln!("usage: bench_logs gen FILE MEGABYTES | read FILE [durations | route-durations] | idle DIR SECONDS");
     std::process::exit(2)
 }
 
@@ -33,7 +38,9 @@ fn main() {
         .as_slice()
     {
         ["gen", file, mb] => generate(Path::new(file), mb.parse().unwrap_or_else(|_| usage())),
-        ["read", file] => read(Path::new(file)),
+        ["read", file] => read(Path::new(file), None),
+        ["read", file, "durations"] => read(Path::new(file), Some("[INFO] req=")),
+        ["read", file, "route-durations"] => read(Path::new(file), Some("POST /api/chats/create-or-get")),
         ["idle", dir, secs] => idle(Path::new(dir), secs.parse().unwrap_or_else(|_| usage())),
         _ => usage(),
     }
@@ -55,7 +62,7 @@ fn source(paths: Vec<String>) -> LogSourceConfig {
         events: vec![LogEventConfig {
             name: "create_or_get".into(),
             contains: Some("POST /api/chats/create-or-get".into()),
-            regex: None,
+            ..LogEventConfig::default()
         }],
         request_event: Some("create_or_get".into()),
     }
@@ -120,7 +127,22 @@ fn generate(path: &Path, megabytes: u64) {
     println!("generated {path:?}: {written} bytes, {lines} lines, {conflicts} conflicts (each a WARN, an E11000 and a recovery line)");
 }
 
-fn read(path: &Path) {
+/// The duration event of `read … durations`: the status and duration of
+/// every line holding `prefilter`, with the default buckets.
+fn request_durations(prefilter: &str) -> LogEventConfig {
+    LogEventConfig {
+        name: "request".into(),
+        contains: Some(prefilter.into()),
+        regex: Some(r"(?-u)(?P<status>\d{3}) (?P<duration>\d+(?:\.\d+)?)(?P<unit>ms|s|us)\b".into()),
+        ..LogEventConfig::default()
+    }
+}
+
+fn read(path: &Path, durations: Option<&str>) {
+    let mut config = source(vec![path.display().to_string()]);
+    if let Some(prefilter) = durations {
+        config.events.push(request_durations(prefilter));
+    }
     let size = std::fs::metadata(path).expect("the log exists").len();
     let state = tempfile_dir();
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
@@ -130,7 +152,7 @@ fn read(path: &Path) {
         let started = Instant::now();
         let (health, _) = watch::channel(TailerHealth::default());
         let task = tokio::spawn(logs::run(
-            vec![source(vec![path.display().to_string()])],
+            vec![config],
             state.clone(),
             Metrics::new(),
             tx,
@@ -159,6 +181,18 @@ fn read(path: &Path) {
             s.recoveries,
             s.events["create_or_get"],
         );
+        if let Some(d) = s.durations.get("request") {
+            for (class, h) in &d.by_status_class {
+                let le: Vec<String> = h.cumulative(&d.bounds_nanos).iter().map(u64::to_string).collect();
+                println!(
+                    "request status_class={class}: count={} sum={:.3}s buckets(le)={} unparsed={}",
+                    h.count,
+                    h.sum_nanos as f64 / 1e9,
+                    le.join(","),
+                    d.unparsed,
+                );
+            }
+        }
     });
     let _ = std::fs::remove_dir_all(&state);
 }

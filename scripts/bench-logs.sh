@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks the log tailer against `grep -c E11000` and mtail on the same
-# generated application log (400 MB by default), then measures idle CPU with
-# 10 quiet files. Prints figures; it is not a timed test.
+# generated application log (400 MB by default), then with one duration
+# event on every request line (a histogram by status class) against
+# `grep -c` of its prefilter and mtail computing the same histogram
+# (bench/log-durations.mtail), then measures idle CPU with 10 quiet files.
+# Prints figures; it is not a timed test.
 #
 #   scripts/bench-logs.sh            # 400 MB in a temp directory
 #   SIZE_MB=100 WORK=/tmp/b scripts/bench-logs.sh
@@ -66,6 +69,22 @@ MTAIL
     measure mtail sh -c "mtail --progs '$PROGS' --logs '$LOG' --one_shot --one_shot_format=prometheus --logtostderr=false 2>/dev/null | grep -E '^(log_lines_total|duplicate_key|create_or_get)' | sed 's/{.*}//' | tr '\n' ' '; echo"
 else
     echo "mtail not installed (apt-get install mtail); skipped"
+fi
+
+echo "== the contract's duration event on the create-or-get route (one request line in six)"
+measure grep grep -c E11000 "$LOG"
+measure grep-route grep -c 'POST /api/chats/create-or-get' "$LOG"
+measure uniqwatch "$BIN" read "$LOG" route-durations
+
+echo "== one duration event on every request line (histogram by status class)"
+measure grep-req grep -c '\[INFO\] req=' "$LOG"
+measure grep-regex grep -cE '[0-9]{3} [0-9]+(\.[0-9]+)?(ms|s|us)\b' "$LOG"
+measure uniqwatch "$BIN" read "$LOG" durations
+if command -v mtail > /dev/null; then
+    PROGS=$WORK/mtail-durations
+    mkdir -p "$PROGS"
+    cp bench/log-durations.mtail "$PROGS/"
+    measure mtail sh -c "mtail --progs '$PROGS' --logs '$LOG' --one_shot --one_shot_format=prometheus --logtostderr=false 2>/dev/null | grep -E '^log_event_(duration_seconds_count|unparsed)' | sed 's/{prog=[^,}]*,\\?/{/' | tr '\n' ' '; echo"
 fi
 
 echo "== idle: 10 quiet files for ${IDLE_SECONDS}s"

@@ -7,9 +7,16 @@
 //! names, failure reasons and missing-key kinds come from config or from
 //! fixed lists; key values and document ids never become labels.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Bucket, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
     CounterVec, Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use crate::logs::durations::EventDurations;
 
 /// Suffix on every HELP text of a result gauge, so a reader of `/metrics`
 /// knows the value is not computed by the scrape.
@@ -83,8 +90,15 @@ pub struct Metrics {
     pub duplicate_key_errors_total: IntCounterVec,
     /// Log lines saying a conflict was recovered, to compare with the errors.
     pub duplicate_key_recoveries_total: IntCounterVec,
-    /// Lines matching a configured `[[logs.events]]`, e.g. requests for a ratio.
+    /// Lines matching a configured `[[logs.events]]`, e.g. requests for a
+    /// ratio; `status_class` is empty (dropped at ingestion) for events
+    /// without a `status` capture.
     pub log_events_total: IntCounterVec,
+    /// Lines holding a duration event's prefilter without a readable
+    /// duration: the regex no longer fits the log format.
+    pub log_event_unparsed_total: IntCounterVec,
+    /// Duration events' histograms, exported from the committed totals.
+    pub log_event_duration_seconds: DurationHistograms,
     /// Complete lines read: the tailer is alive and keeping up.
     pub log_lines_total: IntCounterVec,
     /// Bytes of complete lines read, for throughput.
@@ -198,7 +212,13 @@ impl Metrics {
             audit_last_report_timestamp_seconds: gauge(&r, "audit_last_report_timestamp_seconds", "Unix time the last scheduled monthly audit report was written; absent before the first.", &[]),
             duplicate_key_errors_total: int_counter(&r, "duplicate_key_errors_total", "Log lines holding a duplicate-key error (E11000), counted once per line, by the namespace and index the line names.", &["source", "namespace", "index"]),
             duplicate_key_recoveries_total: int_counter(&r, "duplicate_key_recoveries_total", "Log lines saying a duplicate-key conflict was recovered by re-reading the existing document.", &["source"]),
-            log_events_total: int_counter(&r, "log_events_total", "Log lines matching a configured [[logs.events]] entry.", &["source", "event"]),
+            log_events_total: int_counter(&r, "log_events_total", "Log lines matching a configured [[logs.events]] entry; status_class (1xx..5xx, other) only for events capturing a status, empty otherwise.", &["source", "event", "status_class"]),
+            log_event_unparsed_total: int_counter(&r, "log_event_unparsed_total", "Log lines holding a duration event's prefilter but no duration its regex could read.", &["source", "event"]),
+            log_event_duration_seconds: {
+                let h = DurationHistograms::new();
+                r.register(Box::new(h.clone())).expect("metric registered once");
+                h
+            },
             log_lines_total: int_counter(&r, "log_lines_total", "Complete log lines read.", &["source"]),
             log_bytes_total: int_counter(&r, "log_bytes_total", "Bytes of complete log lines read.", &["source"]),
             log_rotations_total: int_counter(&r, "log_rotations_total", "Followed log files renamed away from their path (rotation by rename).", &["source"]),
@@ -233,5 +253,86 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// `uniqwatch_log_event_duration_seconds{source,event,status_class}`: the
+/// duration events' histograms. The prometheus crate's `Histogram` can only
+/// observe, not be set, so this collector exports the tailer's committed
+/// totals (the very numbers of its checkpoint) as they stand: a scrape
+/// never double counts, never waits on the tailer, and a restart resumes
+/// from the checkpoint like every other log counter.
+#[derive(Clone)]
+pub struct DurationHistograms {
+    desc: Desc,
+    /// Source → event → committed durations.
+    committed: Arc<RwLock<BTreeMap<String, BTreeMap<String, EventDurations>>>>,
+}
+
+impl DurationHistograms {
+    const NAME: &'static str = "uniqwatch_log_event_duration_seconds";
+
+    fn new() -> Self {
+        let help = "Durations read from log lines of duration events ([[logs.events]] regex with a duration capture, or mongod slow queries), in seconds; status_class (1xx..5xx, other) only for events capturing a status, empty otherwise.";
+        let labels = ["source", "event", "status_class"].map(String::from).to_vec();
+        DurationHistograms {
+            desc: Desc::new(Self::NAME.into(), help.into(), labels, Default::default()).expect("metric definition is valid"),
+            committed: Arc::default(),
+        }
+    }
+
+    /// Replaces a source's histograms by its committed totals.
+    pub fn set(&self, source: &str, durations: BTreeMap<String, EventDurations>) {
+        // A poisoned lock only means a panic elsewhere mid-write of a plain map.
+        let mut committed = self.committed.write().unwrap_or_else(|e| e.into_inner());
+        committed.insert(source.to_string(), durations);
+    }
+}
+
+impl Collector for DurationHistograms {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let committed = self.committed.read().unwrap_or_else(|e| e.into_inner());
+        let label = |name: &str, value: &str| {
+            let mut pair = LabelPair::default();
+            pair.set_name(name.to_string());
+            pair.set_value(value.to_string());
+            pair
+        };
+        let mut metrics = Vec::new();
+        for (source, events) in committed.iter() {
+            for (event, durations) in events {
+                for (class, h) in &durations.by_status_class {
+                    let buckets = durations
+                        .bounds_nanos
+                        .iter()
+                        .zip(h.cumulative(&durations.bounds_nanos))
+                        .map(|(bound, count)| {
+                            let mut b = Bucket::default();
+                            b.set_upper_bound(*bound as f64 / 1e9);
+                            b.set_cumulative_count(count);
+                            b
+                        })
+                        .collect();
+                    let mut histogram = Histogram::default();
+                    histogram.set_bucket(buckets);
+                    histogram.set_sample_count(h.count);
+                    histogram.set_sample_sum(h.sum_nanos as f64 / 1e9);
+                    let mut metric = Metric::default();
+                    metric.set_label(vec![label("event", event), label("source", source), label("status_class", class)]);
+                    metric.set_histogram(histogram);
+                    metrics.push(metric);
+                }
+            }
+        }
+        let mut family = MetricFamily::default();
+        family.set_name(Self::NAME.to_string());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(MetricType::HISTOGRAM);
+        family.set_metric(metrics);
+        vec![family]
     }
 }

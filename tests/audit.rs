@@ -179,6 +179,7 @@ impl Tailer {
                 events: [("create_or_get".to_string(), self.requests)].into(),
                 lines: self.lines,
                 bytes: self.lines * 100,
+                durations: Default::default(),
             },
         );
         totals
@@ -819,4 +820,62 @@ fn index_builds_are_kept_in_history_and_shown() {
     assert!(text.contains("still being built: 3"), "{text}");
     assert!(text.contains("could not say whether its build had finished (duplicates were scanned): 2"), "{text}");
     assert!(text.contains("Now: still being built (enforces nothing yet)"), "{text}");
+}
+
+/// Response time in the report: a duration event's daily histograms,
+/// recorded as the tailer's cumulative totals through September and
+/// October, give October's p50/p99, the change against September and the
+/// worst day (the 20th, when a tenth of the requests took up to a second).
+#[test]
+fn response_time_per_duration_event_month_over_month() {
+    use uniqwatch::logs::durations::{EventDurations, Histogram};
+    let mut store = Store::open_in_memory().unwrap();
+    // Cumulative per bucket (10ms, 100ms, 1s, above), as the checkpoint holds it.
+    let mut buckets = [0u64; 4];
+    let mut at = utc(9, 1, 12, 0);
+    while at < utc(11, 1, 0, 0) {
+        let slow_day = at.date_naive() == utc(10, 20, 0, 0).date_naive();
+        let october = at >= october().start();
+        // 1000 requests a day; October's are slower than September's.
+        let day = match (october, slow_day) {
+            (_, true) => [500, 400, 100, 0],
+            (true, false) => [900, 95, 5, 0],
+            (false, false) => [980, 20, 0, 0],
+        };
+        for (total, n) in buckets.iter_mut().zip(day) {
+            *total += n;
+        }
+        let count = buckets.iter().sum();
+        let durations = EventDurations {
+            bounds_nanos: vec![10_000_000, 100_000_000, 1_000_000_000],
+            unparsed: 0,
+            by_status_class: [("2xx".to_string(), Histogram { buckets: buckets.to_vec(), count, sum_nanos: 0 })].into(),
+            ..Default::default()
+        };
+        let mut totals = LogTotals::default();
+        totals.sources.insert(
+            "chat-backend".into(),
+            SourceTotals { durations: [("create_or_get_latency".to_string(), durations)].into(), ..Default::default() },
+        );
+        store.record_log_totals(at, &totals).unwrap();
+        at += Span::days(1);
+    }
+    let report = build_report(&store, october(), &targets(), &sources(), &BTreeMap::new(), generated_at()).unwrap();
+    let latency = &report.logs["chat-backend"].latency;
+    assert_eq!(latency.len(), 1, "{latency:?}");
+    let e = &latency[0];
+    assert_eq!(e.event, "create_or_get_latency");
+    assert_eq!(e.samples, 31_000);
+    let worst = e.worst_day.as_ref().unwrap();
+    assert_eq!(worst.date, utc(10, 20, 0, 0).date_naive());
+    // September: 98% at most 10ms, the rest at most 100ms; the 99th
+    // percentile lies halfway through the 10ms–100ms bucket.
+    assert!((e.previous_p99_seconds.unwrap() - 0.055).abs() < 1e-9, "{e:?}");
+    assert!(e.p99_seconds.unwrap() > e.previous_p99_seconds.unwrap(), "{e:?}");
+    assert!(e.p99_change.unwrap() > 0.5, "{e:?}");
+    assert!((worst.p99_seconds - 0.91).abs() < 1e-9, "{e:?}");
+    let md = unescape_md(&report.to_markdown());
+    assert!(md.contains("create_or_get_latency") && md.contains("2026-10-20"), "{md}");
+    let j: Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(j["logs"]["chat-backend"]["latency"][0]["samples"], 31_000);
 }

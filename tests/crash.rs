@@ -39,6 +39,11 @@ poll_interval = "10ms"
 [[logs.events]]
 name = "create_or_get"
 contains = "POST /api/chats/create-or-get"
+
+[[logs.events]]
+name = "create_or_get_timed"
+contains = "POST /api/chats/create-or-get"
+regex = '(?P<status>\d{{3}}) (?P<duration>\d+(?:\.\d+)?)(?P<unit>ms|s|us)\b'
 "#,
             state = dir.join("state").display(),
             logs = dir.join("logs").display(),
@@ -64,6 +69,9 @@ struct Written {
     errors: u64,
     recoveries: u64,
     requests: u64,
+    /// Per status class (`2xx`, `5xx`): requests, of them at most 10ms, and
+    /// the sum of their durations in ms.
+    timed: std::collections::BTreeMap<&'static str, (u64, u64, u64)>,
 }
 
 impl Written {
@@ -82,7 +90,13 @@ impl Written {
                 }
                 _ => {
                     self.requests += 1;
-                    format!("2026-11-28T10:00:01.000Z [INFO] POST /api/chats/create-or-get 200 round={round} i={i}\n")
+                    let (status, class) = if i % 7 == 0 { (503, "5xx") } else { (200, "2xx") };
+                    let ms = (round * 31 + i) % 40;
+                    let timed = self.timed.entry(class).or_default();
+                    timed.0 += 1;
+                    timed.1 += u64::from(ms <= 10);
+                    timed.2 += ms;
+                    format!("2026-11-28T10:00:01.000Z [INFO] POST /api/chats/create-or-get {status} {ms}ms round={round} i={i}\n")
                 }
             };
             text.push_str(&line);
@@ -162,9 +176,20 @@ fn kill_9_at_any_moment_neither_loses_nor_double_counts_a_line() {
     );
     assert_eq!(value(&metrics, r#"uniqwatch_duplicate_key_recoveries_total{source="app"}"#), written.recoveries as f64);
     assert_eq!(
-        value(&metrics, r#"uniqwatch_log_events_total{event="create_or_get",source="app"}"#),
+        value(&metrics, r#"uniqwatch_log_events_total{event="create_or_get",source="app",status_class=""}"#),
         written.requests as f64
     );
+    // The histograms too: every sample once, in its bucket, with an exact sum.
+    for (class, (count, fast, sum_ms)) in &written.timed {
+        let series = |suffix: &str, le: &str| {
+            value(&metrics, &format!(r#"uniqwatch_log_event_duration_seconds_{suffix}{{event="create_or_get_timed",source="app",status_class="{class}"{le}}}"#))
+        };
+        assert_eq!(series("count", ""), *count as f64, "{class}");
+        assert_eq!(series("bucket", r#",le="0.01""#), *fast as f64, "{class}");
+        assert_eq!(series("bucket", r#",le="+Inf""#), *count as f64, "{class}");
+        assert_eq!(series("sum", ""), (*sum_ms * 1_000_000) as f64 / 1e9, "{class}");
+    }
+    assert_eq!(written.timed.len(), 2);
 }
 
 /// Where [`tailer_short_of_descriptors`] works, set by the test that runs it.

@@ -35,6 +35,7 @@ fn source(name: &str, paths: &[&Path], start_at: StartAt) -> LogSourceConfig {
             name: "create_or_get".into(),
             contains: Some("POST /api/chats/create-or-get".into()),
             regex: None,
+            ..Default::default()
         }],
         request_event: None,
     }
@@ -440,6 +441,28 @@ async fn long_line_is_counted_as_long_and_the_lines_after_it_are_read() {
     t.stop().await;
 }
 
+/// Regression (review of f0608be): a line cut at `max_line_bytes` gave a
+/// sample read from its cut end (`12` of `1234`); it is unparsed instead.
+#[tokio::test]
+async fn a_duration_in_a_cut_line_is_unparsed() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let mut config = timed_source(&log);
+    config.max_line_bytes = 64 * 1024;
+    config.events[0].regex = Some(r"(?P<status>\d{3}) (?P<duration>\d+)".into());
+    config.events[0].unit = Some(uniqwatch::config::DurationUnit::Ms);
+    let head = " POST /api/chats/create-or-get 200 12";
+    append(&log, format!("{}{head}34\n", "x".repeat(config.max_line_bytes - head.len())));
+    append(&log, timed("after", 200, "7"));
+    let mut t = start(vec![config], &s.state());
+    let got = t.until("both lines", |t| lines(t, "app") == 2).await;
+    let d = &got.sources["app"].durations["create_or_get"];
+    assert_eq!(d.unparsed, 1, "{d:?}");
+    assert_eq!((d.by_status_class["2xx"].count, d.by_status_class["2xx"].sum_nanos), (1, 7_000_000), "{d:?}");
+    assert_eq!(got.sources["app"].events["create_or_get"], 1);
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn invalid_utf8_is_matched_on_bytes() {
     let s = Scratch::new();
@@ -647,7 +670,7 @@ async fn restart_resumes_counters_exactly() {
         "{text}"
     );
     assert!(
-        text.contains(r#"uniqwatch_log_events_total{event="create_or_get",source="app"} 3"#),
+        text.contains(r#"uniqwatch_log_events_total{event="create_or_get",source="app",status_class=""} 3"#),
         "{text}"
     );
     t.stop().await;
@@ -917,12 +940,14 @@ async fn reading_a_large_backlog_does_not_block_the_runtime() {
     }
     drop(f);
     let mut t = start(vec![source("app", &[&log], StartAt::Beginning)], &s.state());
-    t.health_until("the start", |h| h.started).await;
-    // Turns of this loop while the first poll (reading the whole backlog)
+    // The first poll only saves the new file's identity; the second reads.
+    t.health_until("the file saved", |h| h.started && h.polls >= 1).await;
+    assert_eq!(lines(&t.totals.borrow(), "app"), 0);
+    // Turns of this loop while the second poll (reading the whole backlog)
     // is in progress: none if it held the only runtime thread.
     let mut turns_during_the_read = 0u32;
     let deadline = Instant::now() + PATIENCE;
-    while t.health.borrow().polls == 0 {
+    while t.health.borrow().polls < 2 {
         assert!(Instant::now() < deadline, "backlog not read in time");
         tokio::time::sleep(Duration::from_millis(1)).await;
         let _ = t.metrics.encode();
@@ -1071,4 +1096,202 @@ async fn a_pattern_over_a_bound_is_reported_and_holds_up_nothing() {
     tokio::time::timeout(PATIENCE, t.stop())
         .await
         .expect("shutdown finishes");
+}
+
+// --- Duration events --------------------------------------------------------
+
+/// The contract's duration event: create-or-get lines with status and duration.
+fn timed_source(log: &Path) -> LogSourceConfig {
+    let mut s = source("app", &[log], StartAt::Beginning);
+    s.events = vec![LogEventConfig {
+        name: "create_or_get".into(),
+        contains: Some("POST /api/chats/create-or-get".into()),
+        regex: Some(r"(?P<status>\d{3}) (?P<duration>\d+(?:\.\d+)?)(?P<unit>ms|s|us)\b".into()),
+        ..Default::default()
+    }];
+    s
+}
+
+/// A create-or-get line with its status and duration, distinct by `tag`.
+fn timed(tag: &str, status: u16, duration: &str) -> String {
+    format!("2026-11-28T10:00:00.000Z [INFO] {tag} POST /api/chats/create-or-get {status} {duration}\n")
+}
+
+/// The histogram series of `class` as /metrics shows them.
+fn histogram(metrics: &Metrics, class: &str) -> (Vec<f64>, f64, f64) {
+    let series = |suffix: &str, le: Option<&str>| {
+        let le = le.map_or(String::new(), |le| format!(",le=\"{le}\""));
+        metric(
+            metrics,
+            &format!(r#"uniqwatch_log_event_duration_seconds_{suffix}{{event="create_or_get",source="app",status_class="{class}"{le}}}"#),
+        )
+        .unwrap_or(f64::NAN)
+    };
+    let les = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"];
+    (les.iter().map(|le| series("bucket", Some(le))).collect(), series("count", None), series("sum", None))
+}
+
+/// Durations across a rotation (with a late write to the renamed file), a
+/// truncation in place and a restart with lines written while stopped:
+/// every sample lands once in its bucket, count and sum, by status class.
+#[tokio::test]
+async fn durations_are_counted_once_across_rotation_truncation_and_restart() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let logs = vec![timed_source(&log)];
+    append(&log, format!("{}{}{}", timed("a", 200, "3ms"), timed("b", 200, "7ms"), timed("c", 503, "30ms")));
+    append(&log, format!("2026-11-28T10:00:00.000Z [INFO] POST /api/chats/create-or-get 200 -\n{E11000}"));
+    let mut t = start(logs.clone(), &s.state());
+    t.until("first lines", |t| lines(t, "app") == 5).await;
+
+    let rotated = s.logs().join("app.log.1");
+    fs::rename(&log, &rotated).unwrap();
+    append(&log, timed("d", 404, "100ms"));
+    append(&rotated, timed("late", 200, "1s"));
+    t.until("rotation", |t| lines(t, "app") == 7).await;
+    t.until_metric(r#"uniqwatch_log_rotations_total{source="app"}"#, 1.0).await;
+
+    fs::write(&log, format!("{}{}", timed("rewritten", 200, "2.5s"), timed("f", 200, "4ms"))).unwrap();
+    t.until("truncation", |t| lines(t, "app") == 9).await;
+    t.until_metric(r#"uniqwatch_log_truncations_total{source="app"}"#, 1.0).await;
+    let before = t.stop().await;
+
+    append(&log, timed("while-stopped", 500, "12ms"));
+    let mut t = start(logs, &s.state());
+    let got = t.until("the line written while stopped", |t| lines(t, "app") == 10).await;
+    t.polls(5).await;
+    assert_eq!(got, t.totals.borrow().clone(), "nothing counted twice after the restart");
+    let d = &got.sources["app"].durations["create_or_get"];
+    assert_eq!(d.unparsed, 1);
+    assert_eq!(d.by_status_class["2xx"].sum_nanos, 3_514_000_000);
+    assert_eq!(d.by_status_class["5xx"].sum_nanos, 42_000_000);
+    assert_eq!(got.sources["app"].events["create_or_get"], 8);
+    assert_ne!(before, got);
+
+    let (buckets, count, sum) = histogram(&t.metrics, "2xx");
+    assert_eq!(buckets, [2.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 4.0, 5.0, 5.0]);
+    assert_eq!((count, sum), (5.0, 3.514));
+    let (buckets, count, sum) = histogram(&t.metrics, "5xx");
+    assert_eq!(buckets, [0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]);
+    assert_eq!((count, sum), (2.0, 0.042));
+    // 100ms is in the le="0.1" bucket: bounds are inclusive, as Prometheus's.
+    let (buckets, count, sum) = histogram(&t.metrics, "4xx");
+    assert_eq!(buckets, [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+    assert_eq!((count, sum), (1.0, 0.1));
+    let events = |class: &str| {
+        t.metric(&format!(r#"uniqwatch_log_events_total{{event="create_or_get",source="app",status_class="{class}"}}"#))
+    };
+    assert_eq!((events("2xx"), events("4xx"), events("5xx")), (Some(5.0), Some(1.0), Some(2.0)));
+    assert_eq!(t.metric(r#"uniqwatch_log_event_unparsed_total{event="create_or_get",source="app"}"#), Some(1.0));
+    t.stop().await;
+}
+
+/// Regression (review of f0608be): a change of `buckets` reset the
+/// histograms, and `log_events_total` of the event, rebuilt from their
+/// counts, went back while the event's line count (the audit's) went on.
+#[tokio::test]
+async fn a_change_of_buckets_resets_the_histogram_but_not_the_line_counts() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    append(&log, format!("{}{}{}", timed("a", 200, "3ms"), timed("b", 200, "7ms"), timed("c", 503, "30ms")));
+    let mut t = start(vec![timed_source(&log)], &s.state());
+    t.until("first lines", |t| lines(t, "app") == 3).await;
+    t.stop().await;
+
+    let mut changed = timed_source(&log);
+    changed.events[0].buckets = Some(vec!["10ms".into(), "1s".into()]);
+    append(&log, timed("d", 200, "40ms"));
+    let mut t = start(vec![changed], &s.state());
+    let got = t.until("the line after the change", |t| lines(t, "app") == 4).await;
+    t.polls(3).await;
+    let events = |class: &str| {
+        t.metric(&format!(r#"uniqwatch_log_events_total{{event="create_or_get",source="app",status_class="{class}"}}"#))
+    };
+    assert_eq!((events("2xx"), events("5xx")), (Some(3.0), Some(1.0)));
+    assert_eq!(got.sources["app"].events["create_or_get"], 4);
+    let count = |class: &str| {
+        t.metric(&format!(r#"uniqwatch_log_event_duration_seconds_count{{event="create_or_get",source="app",status_class="{class}"}}"#))
+    };
+    assert_eq!(count("2xx"), Some(1.0), "the histogram starts again with the new buckets");
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_event_duration_seconds_bucket{event="create_or_get",source="app",status_class="2xx",le="1"}"#),
+        Some(1.0)
+    );
+    t.stop().await;
+}
+
+/// As for plain counters: whatever checkpoint a `kill -9` leaves, a restart
+/// ends with the same histograms, bucket by bucket, and the same exact sums.
+#[tokio::test]
+async fn every_checkpoint_on_disk_restarts_to_the_same_histograms() {
+    let s = Scratch::new();
+    let log = s.logs().join("app.log");
+    let stable = s.state().join(checkpoint::FILE_NAME);
+    let mut t = start(vec![timed_source(&log)], &s.state());
+    let mut snapshots = Vec::new();
+    for round in 0..4u64 {
+        let text: String = (0..40u64)
+            .map(|i| timed(&format!("r{round}-{i}"), [200, 201, 404, 503][(i % 4) as usize], &format!("{}.{}ms", i * 7 % 300, round)))
+            .collect();
+        append(&log, text);
+        t.until("the round", |t| lines(t, "app") == 40 * (round + 1)).await;
+        snapshots.push(fs::read(&stable).unwrap());
+    }
+    let expected = t.stop().await;
+    assert_eq!(expected.sources["app"].events["create_or_get"], 160);
+    for (i, snap) in snapshots.iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(checkpoint::FILE_NAME), snap).unwrap();
+        let size = fs::metadata(&log).unwrap().len();
+        let mut t = start(vec![timed_source(&log)], dir.path());
+        t.until("every byte", |t| t.sources.get("app").is_some_and(|s| s.bytes >= size)).await;
+        t.polls(5).await;
+        let (buckets, count, _) = histogram(&t.metrics, "2xx");
+        let got = t.stop().await;
+        assert_eq!(got, expected, "restart from generation snapshot {i}");
+        let h = &expected.sources["app"].durations["create_or_get"].by_status_class["2xx"];
+        assert_eq!(count, h.count as f64, "snapshot {i}");
+        assert_eq!(buckets[9], h.count as f64, "snapshot {i}");
+    }
+}
+
+/// mongod's own slow-query lines on the configured namespace: the series
+/// exists at 0 from the start, and only the COMMAND line of `app.chats`
+/// counts (not its WRITE twin, not another namespace).
+#[tokio::test]
+async fn mongod_slow_queries_of_the_namespace_feed_a_histogram() {
+    let s = Scratch::new();
+    let log = s.logs().join("mongod.log");
+    let mut mongod = source("mongod", &[&log], StartAt::Beginning);
+    mongod.recovery_markers = vec![];
+    mongod.events = vec![LogEventConfig {
+        name: "chats_slow_query".into(),
+        kind: uniqwatch::config::EventKind::MongodSlowQuery,
+        namespace: Some("app.chats".into()),
+        ..Default::default()
+    }];
+    append(&log, "{\"t\":{\"$date\":\"2026-11-28T10:00:00.000+00:00\"},\"s\":\"I\",\"c\":\"NETWORK\",\"msg\":\"Connection accepted\"}\n");
+    let mut t = start(vec![mongod], &s.state());
+    t.until("first line", |t| lines(t, "mongod") == 1).await;
+    let count = r#"uniqwatch_log_event_duration_seconds_count{event="chats_slow_query",source="mongod",status_class=""}"#;
+    assert_eq!(t.metric(count), Some(0.0));
+    let slow = |c: &str, ns: &str, ms: u64| {
+        format!("{{\"t\":{{\"$date\":\"2026-11-28T10:00:03.412+00:00\"}},\"s\":\"I\",\"c\":\"{c}\",\"id\":51803,\"ctx\":\"conn1207\",\"msg\":\"Slow query\",\"attr\":{{\"type\":\"command\",\"ns\":\"{ns}\",\"command\":{{\"findAndModify\":\"chats\",\"upsert\":true,\"$db\":\"app\"}},\"planSummary\":\"IXSCAN {{ participantsKey: 1 }}\",\"keysExamined\":1,\"docsExamined\":1,\"numYields\":0,\"reslen\":312,\"protocol\":\"op_msg\",\"durationMillis\":{ms}}}}}\n")
+    };
+    append(&log, format!("{}{}{}", slow("COMMAND", "app.chats", 187), slow("WRITE", "app.chats", 187), slow("COMMAND", "app.users", 900)));
+    t.until("slow queries", |t| lines(t, "mongod") == 4).await;
+    t.until_metric(count, 1.0).await;
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_event_duration_seconds_sum{event="chats_slow_query",source="mongod",status_class=""}"#),
+        Some(0.187)
+    );
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_event_duration_seconds_bucket{event="chats_slow_query",source="mongod",status_class="",le="0.25"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        t.metric(r#"uniqwatch_log_events_total{event="chats_slow_query",source="mongod",status_class=""}"#),
+        Some(1.0)
+    );
+    t.stop().await;
 }

@@ -466,6 +466,8 @@ fn log_report(
             _ => {}
         }
     }
+    let previous = store.log_days(name, month.prev().first_day(), month.first_day())?;
+    report.latency = super::latency::events(&rows, &previous);
     report.days_watched = days.len() as u64;
     report.duplicate_key_errors = days.values().map(|d| d.duplicate_key_errors).sum();
     report.recoveries = days.values().map(|d| d.recoveries).sum();

@@ -1,5 +1,6 @@
 //! One log source's month in the report model: duplicate-key errors and
-//! recoveries per day, per index, the worst day and the error ratio.
+//! recoveries per day, per index, the worst day, the error ratio, and the
+//! response time of its duration events.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +38,9 @@ pub struct LogReport {
     pub events: BTreeMap<String, u64>,
     /// Lines read in the month.
     pub lines: u64,
+    /// Response time of each duration event (absent without any).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency: Vec<super::latency::EventLatency>,
 }
 
 /// One day of a log source.

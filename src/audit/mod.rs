@@ -12,6 +12,8 @@
 //!   that fresh check and reads the store off the runtime's threads.
 //! - `canonical` is the canonical checks' part of the model and how it is
 //!   read (`canonical_section` renders it); `log_report` a log source's.
+//! - [`latency`] gives each duration event's p50/p99, their change
+//!   against the previous month and the worst day.
 //! - `verdict` turns the sections into the verdict's questions.
 //! - `render` writes Markdown for a ticket or a wiki and self-contained
 //!   HTML with inline SVG charts; JSON (the contract of issue 5, with more
@@ -26,6 +28,7 @@ pub mod build;
 mod canonical;
 mod canonical_section;
 pub mod files;
+pub mod latency;
 mod log_report;
 pub mod month;
 mod page;

@@ -401,6 +401,22 @@ fn log_section(doc: &mut Vec<Block>, r: &AuditReport, name: &str, l: &LogReport)
             .collect(),
         marks: None,
     });
+    if !l.latency.is_empty() {
+        doc.push(Block::Table {
+            head: ["Event", "Requests", "p50", "p99", "p50 previous month", "p99 previous month", "p99 change", "Worst day (p99)", "Unparsed lines"]
+                .map(String::from)
+                .to_vec(),
+            rows: l.latency.iter().map(latency_row).collect(),
+            marks: None,
+        });
+        let mixed: Vec<&str> = l.latency.iter().filter(|e| e.mixed_layouts).map(|e| e.event.as_str()).collect();
+        if !mixed.is_empty() {
+            doc.push(Block::Para(format!(
+                "The buckets of {} changed this month: their percentiles and worst day come from the days counted with the latest buckets only (counts of different bounds cannot be added); ≥ marks a percentile above the highest bound.",
+                mixed.join(", ")
+            )));
+        }
+    }
     if !l.by_index.is_empty() {
         doc.push(Block::Table {
             head: ["Namespace", "Index", "Duplicate-key errors"].map(String::from).to_vec(),
@@ -412,6 +428,28 @@ fn log_section(doc: &mut Vec<Block>, r: &AuditReport, name: &str, l: &LogReport)
             marks: None,
         });
     }
+}
+
+/// One duration event's row of the response-time table.
+fn latency_row(e: &super::latency::EventLatency) -> Vec<String> {
+    use super::latency::show_seconds;
+    let seconds = |s: Option<f64>, at_least: bool| {
+        s.map_or_else(|| "-".to_string(), |s| if at_least { format!("≥ {}", show_seconds(s)) } else { show_seconds(s) })
+    };
+    vec![
+        if e.mixed_layouts { format!("{} (buckets changed)", e.event) } else { e.event.clone() },
+        e.samples.to_string(),
+        seconds(e.p50_seconds, e.p50_at_least),
+        seconds(e.p99_seconds, e.p99_at_least),
+        seconds(e.previous_p50_seconds, false),
+        seconds(e.previous_p99_seconds, e.previous_p99_at_least),
+        e.p99_change.map_or_else(|| "-".to_string(), |c| format!("{:+.0}%", c * 100.0)),
+        e.worst_day.as_ref().map_or_else(
+            || "-".to_string(),
+            |d| format!("{} ({}, {} requests)", d.date, seconds(Some(d.p99_seconds), d.p99_at_least), d.samples),
+        ),
+        e.unparsed.to_string(),
+    ]
 }
 
 /// Escapes Markdown's special characters; digits, dates and times stay as they are.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::duration::{check_all, duration_text, millis, secs, Bounded, Bounds};
+use super::log_events::{validate_event, LogEventConfig};
 use super::validate_name;
 
 /// `[[logs]]`: one set of log files whose lines are counted under one `source` label.
@@ -51,29 +52,14 @@ pub struct LogSourceConfig {
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
     /// Extra counters of matching lines (`uniqwatch_log_events_total{event}`),
-    /// e.g. requests, as the denominator of an error ratio.
+    /// e.g. requests, as the denominator of an error ratio; duration events
+    /// among them also feed `uniqwatch_log_event_duration_seconds`.
     #[serde(default)]
     pub events: Vec<LogEventConfig>,
     /// The event (one of `events`) whose count stands for requests: the audit
     /// report gives the duplicate-key error ratio against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_event: Option<String>,
-}
-
-/// `[[logs.events]]`: lines counted under one `event` label. Exactly one of
-/// `contains` and `regex` is set.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogEventConfig {
-    /// The `event` label. Letters, digits, `_`, `-`, `.`; unique within the source.
-    pub name: String,
-    /// A byte string the line must contain (case-sensitive). The fast choice.
-    #[serde(default)]
-    pub contains: Option<String>,
-    /// A regular expression (Rust `regex` syntax) matched against each line's
-    /// bytes, for what `contains` cannot say.
-    #[serde(default)]
-    pub regex: Option<String>,
 }
 
 /// Where reading starts in a file seen at a source's very first start.
@@ -170,23 +156,7 @@ pub(super) fn validate_logs(logs: &[LogSourceConfig]) -> Result<(), (String, Str
             if !events.insert(event.name.as_str()) {
                 return Err((at("name"), format!("{:?} is used by another event of this source", event.name)));
             }
-            match (&event.contains, &event.regex) {
-                (Some(_), Some(_)) | (None, None) => {
-                    return Err((
-                        format!("logs[{i}].events[{j}]"),
-                        "expected exactly one of `contains` or `regex`".into(),
-                    ));
-                }
-                (Some(text), None) if text.is_empty() => {
-                    return Err((at("contains"), "must not be empty (it would match every line)".into()));
-                }
-                (None, Some(pattern)) => {
-                    if let Err(e) = regex::bytes::Regex::new(pattern) {
-                        return Err((at("regex"), format!("expected a regular expression, found {pattern:?}: {e}")));
-                    }
-                }
-                _ => {}
-            }
+            validate_event(event, &at)?;
         }
         if let Some(request) = &source.request_event {
             if !events.contains(request.as_str()) {
@@ -204,8 +174,6 @@ pub(super) fn validate_logs(logs: &[LogSourceConfig]) -> Result<(), (String, Str
 mod tests {
     use super::super::test_support::{parse, TARGET};
     use super::*;
-
-
 
     const LOGS: &str = r#"
 [[logs]]
@@ -310,13 +278,13 @@ regex = 'took \d{{4,}}ms'
     }
 
     #[test]
-    fn logs_event_needs_exactly_one_matcher() {
+    fn logs_event_needs_contains_or_regex_and_may_have_both() {
         let both = format!("{LOGS}[[logs.events]]\nname = \"e\"\ncontains = \"a\"\nregex = \"b\"");
-        let e = parse(&both).unwrap_err().to_string();
-        assert!(e.contains("logs[0].events[0]") && e.contains("exactly one"), "{e}");
+        let c = parse(&both).unwrap();
+        assert_eq!(c.logs[0].events[0].contains.as_deref(), Some("a"));
         let neither = format!("{LOGS}[[logs.events]]\nname = \"e\"");
         let e = parse(&neither).unwrap_err().to_string();
-        assert!(e.contains("exactly one"), "{e}");
+        assert!(e.contains("logs[0].events[0]") && e.contains("`contains`, `regex` or both"), "{e}");
     }
 
     #[test]

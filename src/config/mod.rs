@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 mod canonical;
 pub mod duration;
 mod key;
+mod log_events;
 mod logs;
 mod mongodb;
 #[cfg(test)]
@@ -33,7 +34,8 @@ mod web;
 pub use canonical::{parse_expression, CanonicalConfig, Derivation, Preset};
 pub use duration::{duration_text, Bounded, Bounds};
 pub use key::KeySpec;
-pub use logs::{LogEventConfig, LogSourceConfig, StartAt};
+pub use log_events::{parse_nanos, DurationParse, DurationSpec, DurationUnit, EventKind, LogEventConfig, DEFAULT_BUCKETS};
+pub use logs::{LogSourceConfig, StartAt};
 pub use mongodb::MongoConfig;
 pub use state::{AuditConfig, StateConfig};
 pub use targets::{TargetConfig, MAX_SAMPLE_SIZE, SAMPLE_IDS_PER_KEY};

@@ -10,7 +10,7 @@ use std::path::Path;
 use super::{Bounded, Config};
 
 /// The section files, in the order the reference shows them.
-const SOURCES: [&str; 6] = ["mongodb.rs", "web.rs", "state.rs", "targets.rs", "canonical.rs", "logs.rs"];
+const SOURCES: [&str; 7] = ["mongodb.rs", "web.rs", "state.rs", "targets.rs", "canonical.rs", "logs.rs", "log_events.rs"];
 
 /// A config with every section present, so every default can be read off it.
 const EVERY_SECTION: &str = r#"
@@ -143,6 +143,9 @@ fn type_name(field: &Field) -> Option<&'static str> {
         "Vec<String>" => "list of strings",
         "KeySpec" => "string or list of strings",
         "StartAt" => "`end` or `beginning`",
+        "EventKind" => "`match` or `mongod_slow_query`",
+        "Option<DurationUnit>" => "`ns`, `us`, `ms` or `s`",
+        "Option<Vec<String>>" => "list of durations",
         "Option<Preset>" => "`sorted_join`, `lowercase` or `trim_lowercase`",
         // A nested array of tables is a section of its own.
         _ => return None,

@@ -17,7 +17,12 @@
 //!
 //! Version 2 added each file's [`FileCheckpoint::tail`]; a version 1 file
 //! is read as one without it (the tail is then taken from the file when it
-//! is found again).
+//! is found again). Version 3 added the duration events' histograms
+//! ([`SourceTotals::durations`]); an older file is read as one without any.
+//! A version 2 uniqwatch sets a version 3 file aside rather than drop them,
+//! so a file is written as version 3 only when some source has a duration
+//! event; otherwise it is version 2, byte for byte what a version 2 build
+//! writes, and a rollback resumes from it.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -33,9 +38,12 @@ pub const FILE_NAME: &str = "logs-checkpoint.json";
 /// Name of the file a save writes before renaming it over [`FILE_NAME`].
 pub const TEMP_FILE_NAME: &str = "logs-checkpoint.json.tmp";
 /// The format this build writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
+/// The format written while no source has a duration event: version 2,
+/// which version 3 only extends with `durations`.
+const VERSION_WITHOUT_DURATIONS: u32 = 2;
 /// Older formats this build still reads.
-const READS_ALSO: &[u32] = &[1];
+const READS_ALSO: &[u32] = &[1, 2];
 
 /// Everything the tailer must remember across a restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,10 +165,25 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     Ok(checkpoint)
 }
 
-/// The bytes [`save`] writes.
+/// The bytes [`save`] writes: version 2 while no source holds a duration
+/// event (the same bytes as a version 2 build writes, so rolling back to
+/// one loses nothing), version 3 only once one does.
 pub fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
+    /// [`Checkpoint`] with the version written, borrowing the rest.
+    #[derive(Serialize)]
+    struct Written<'a> {
+        version: u32,
+        generation: u64,
+        sources: &'a BTreeMap<String, SourceCheckpoint>,
+    }
+    let needs_3 = checkpoint.sources.values().any(|s| !s.totals.durations.is_empty());
+    let written = Written {
+        version: if needs_3 { VERSION } else { VERSION_WITHOUT_DURATIONS },
+        generation: checkpoint.generation,
+        sources: &checkpoint.sources,
+    };
     // Plain structs of strings, numbers and maps with string keys always serialise.
-    let mut bytes = serde_json::to_vec_pretty(checkpoint).expect("checkpoint serialises to JSON");
+    let mut bytes = serde_json::to_vec_pretty(&written).expect("checkpoint serialises to JSON");
     bytes.push(b'\n');
     bytes
 }
@@ -358,9 +381,9 @@ mod tests {
     fn other_version_is_refused_with_both_versions_named() {
         let mut c = checkpoint(1, 1);
         c.version = 9;
-        let problem = decode(&encode(&c)).unwrap_err();
+        let problem = decode(&serde_json::to_vec(&c).unwrap()).unwrap_err();
         assert!(
-            problem.contains("expected format version 2 (or [1]), found version 9"),
+            problem.contains("expected format version 3 (or [1, 2]), found version 9"),
             "{problem}"
         );
     }
@@ -373,6 +396,55 @@ mod tests {
         assert_eq!(c.version, VERSION);
         assert_eq!(c.sources["app"].files[0].tail, None);
         assert_eq!(c.sources["app"].files[0].offset, 30);
+    }
+
+    /// A version 2 file (no histograms) is read, and saved again as version 3.
+    #[test]
+    fn version_2_is_read_without_histograms() {
+        let v2 = br#"{"version":2,"generation":4,"sources":{"app":{"totals":{"duplicate_key_errors":[],"recoveries":0,"events":{"create_or_get":7},"lines":3,"bytes":30},"rotations":0,"truncations":0,"long_lines":0,"files":[{"path":"/a.log","id":{"dev":1,"inode":2},"offset":30,"fingerprint":{"len":30,"hash":5},"tail":{"len":30,"hash":5}}]}}}"#;
+        let c = decode(v2).unwrap();
+        assert_eq!(c.version, VERSION);
+        assert!(c.sources["app"].totals.durations.is_empty());
+        assert_eq!(c.sources["app"].totals.events["create_or_get"], 7);
+        assert_eq!(decode(&encode(&c)).unwrap(), c);
+    }
+
+    /// Regression (review of f0608be): every file became version 3, which a
+    /// version 2 build sets aside; without duration events it stays version 2.
+    #[test]
+    fn version_2_is_written_until_a_source_has_durations() {
+        let c = checkpoint(3, 5);
+        let bytes = encode(&c);
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["version"], 2);
+        assert!(!String::from_utf8_lossy(&bytes).contains("durations"));
+        assert_eq!(decode(&bytes).unwrap(), c);
+        let mut with = c.clone();
+        with.sources.get_mut("app").unwrap().totals.durations.insert("e".into(), Default::default());
+        let json: serde_json::Value = serde_json::from_slice(&encode(&with)).unwrap();
+        assert_eq!(json["version"], 3);
+        assert_eq!(decode(&encode(&with)).unwrap(), with);
+    }
+
+    /// Histograms (buckets, count, exact sum per status class) survive a
+    /// save and a load unchanged.
+    #[test]
+    fn histograms_round_trip() {
+        use crate::logs::durations::{EventDurations, Histogram};
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = checkpoint(1, 5);
+        let h = Histogram { buckets: vec![1, 0, 2, 1], count: 4, sum_nanos: 18_446_744_073_709_551_615 };
+        let d = EventDurations {
+            bounds_nanos: vec![5_000_000, 10_000_000, 2_500_000_000],
+            unparsed: 3,
+            by_status_class: [("2xx".to_string(), h.clone()), ("5xx".to_string(), Histogram::default())].into(),
+            ..Default::default()
+        };
+        c.sources.get_mut("app").unwrap().totals.durations.insert("create_or_get".into(), d);
+        save(dir.path(), &c).unwrap();
+        let loaded = load(dir.path()).unwrap().checkpoint.unwrap();
+        assert_eq!(loaded, c);
+        assert_eq!(loaded.sources["app"].totals.durations["create_or_get"].by_status_class["2xx"], h);
     }
 
     mod properties {

@@ -216,6 +216,7 @@ impl Source {
             Ok(follower) => {
                 info!(source = %self.config.name, path = %path.display(), offset, "following log file");
                 self.files.insert(id, follower);
+                self.found_new_files.insert(id);
             }
             Err(e) => {
                 warn!(source = %self.config.name, path = %path.display(), error = %e, "cannot read log file")

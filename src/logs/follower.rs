@@ -391,6 +391,7 @@ impl Follower {
                 None if n == buf.len() => {
                     let mut prefix = Tally::new(matcher.event_count());
                     matcher.count_matches(&buf[..max_line], &mut prefix);
+                    prefix.samples_to_unparsed();
                     self.long_line = Some(LongLine {
                         scanned_to: self.offset + n as u64,
                         prefix,

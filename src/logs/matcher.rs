@@ -5,8 +5,10 @@
 //! The follower hands [`Matcher::count_matches`] whole blocks of complete
 //! lines; markers are searched over the block with `memmem` (SIMD), and only
 //! the rare hits are mapped back to their line, which keeps the tailer close
-//! to `grep`'s speed. [`Matcher::classify`] does the same for one line and is
-//! the reference the block search is tested against.
+//! to `grep`'s speed. An event's `contains` is searched the same way, and
+//! its regex (a duration event's too, see [`super::durations`]) then runs
+//! only on the lines holding it. [`Matcher::classify`] does the same for one
+//! line and is the reference the block search is tested against.
 //!
 //! The file runs past 600 lines only through its unit and property tests,
 //! which stay beside the code they pin.
@@ -16,6 +18,7 @@ use std::collections::BTreeMap;
 use memchr::memmem::Finder;
 use regex::bytes::Regex;
 
+use super::durations::{DurationEvent, DurationTally, Reading};
 use crate::config::LogSourceConfig;
 
 /// mongod's structured logs (4.4+) name the error by code; a line carrying it
@@ -59,6 +62,10 @@ enum EventMatcher {
     Contains(Box<Finder<'static>>),
     /// `regex`: run on each line, so a match can never span two lines.
     Regex(Regex),
+    /// `contains` and `regex`: the regex runs only on lines holding the string.
+    ContainsRegex(Box<Finder<'static>>, Regex),
+    /// A duration event (regex with a `duration` capture and a unit, or mongod's slow queries).
+    Duration(Box<DurationEvent>),
 }
 
 /// A source whose config cannot be turned into a matcher.
@@ -66,7 +73,7 @@ enum EventMatcher {
 pub enum MatcherError {
     #[error("event {event:?}: invalid regex: {problem}")]
     Regex { event: String, problem: String },
-    #[error("event {event:?}: expected exactly one of a non-empty `contains` or `regex`")]
+    #[error("event {event:?}: expected a non-empty `contains`, a `regex` or both, or a duration event with a `duration` capture")]
     NoMatcher { event: String },
 }
 
@@ -77,8 +84,11 @@ pub struct LineMatch {
     pub error: Option<(String, String)>,
     /// Whether the line says a conflict was recovered.
     pub recovery: bool,
-    /// Indexes (config order) of the events the line matches.
+    /// Indexes (config order) of the events the line matches (for a
+    /// duration event: with a readable duration).
     pub events: Vec<usize>,
+    /// What each duration event holding its prefilter read from the line.
+    pub durations: Vec<(usize, Reading)>,
 }
 
 /// Counts over some lines, added up per read and per commit.
@@ -94,6 +104,9 @@ pub struct Tally {
     pub recoveries: u64,
     /// Lines per event, indexed like the source's `[[logs.events]]`.
     pub events: Vec<u64>,
+    /// Durations per event, indexed like `events` (empty for events that
+    /// only count lines).
+    pub durations: Vec<DurationTally>,
 }
 
 impl Tally {
@@ -101,6 +114,7 @@ impl Tally {
     pub fn new(events: usize) -> Self {
         Tally {
             events: vec![0; events],
+            durations: vec![DurationTally::default(); events],
             ..Tally::default()
         }
     }
@@ -119,6 +133,39 @@ impl Tally {
         for (mine, theirs) in self.events.iter_mut().zip(&other.events) {
             *mine += theirs;
         }
+        if self.durations.len() < other.durations.len() {
+            self.durations.resize(other.durations.len(), DurationTally::default());
+        }
+        for (mine, theirs) in self.durations.iter_mut().zip(&other.durations) {
+            mine.add(theirs);
+        }
+    }
+
+    /// Counts what duration event `event` read from a line, with its `bounds`.
+    fn record(&mut self, event: usize, reading: Reading, bounds: &[u64]) {
+        match reading {
+            Reading::Sample { nanos, class } => {
+                self.events[event] += 1;
+                self.durations[event].by_class.entry(class).or_default().observe(bounds, nanos);
+            }
+            Reading::Unparsed => self.durations[event].unparsed += 1,
+        }
+    }
+
+    /// For the first `max_line_bytes` of a longer line: a duration read
+    /// there may be cut (`12` of `1234ms`), so each sample counts as
+    /// unparsed instead, and not as a line of its event.
+    pub fn samples_to_unparsed(&mut self) {
+        for (event, d) in self.durations.iter_mut().enumerate() {
+            let samples: u64 = d.by_class.values().map(|h| h.count).sum();
+            if samples > 0 {
+                d.by_class.clear();
+                d.unparsed += samples;
+                if let Some(n) = self.events.get_mut(event) {
+                    *n = n.saturating_sub(samples);
+                }
+            }
+        }
     }
 
     /// Whether nothing was counted.
@@ -128,6 +175,7 @@ impl Tally {
             && self.errors.is_empty()
             && self.recoveries == 0
             && self.events.iter().all(|n| *n == 0)
+            && self.durations.iter().all(|d| d.unparsed == 0 && d.by_class.is_empty())
     }
 }
 
@@ -143,21 +191,29 @@ impl Matcher {
         };
         let mut events = Vec::with_capacity(config.events.len());
         for event in &config.events {
-            events.push(match (&event.contains, &event.regex) {
-                (None, Some(pattern)) => {
-                    EventMatcher::Regex(Regex::new(pattern).map_err(|e| MatcherError::Regex {
-                        event: event.name.clone(),
-                        problem: e.to_string(),
-                    })?)
+            let no_matcher = || MatcherError::NoMatcher {
+                event: event.name.clone(),
+            };
+            let regex = match &event.regex {
+                Some(pattern) => Some(Regex::new(pattern).map_err(|e| MatcherError::Regex {
+                    event: event.name.clone(),
+                    problem: e.to_string(),
+                })?),
+                None => None,
+            };
+            let contains = match &event.contains {
+                Some(text) if text.is_empty() => return Err(no_matcher()),
+                Some(text) => Some(Box::new(Finder::new(text.as_bytes()).into_owned())),
+                None => None,
+            };
+            events.push(match (event.duration(), contains, regex) {
+                (Some(spec), _, regex) => {
+                    EventMatcher::Duration(Box::new(DurationEvent::new(event, spec, regex).ok_or_else(no_matcher)?))
                 }
-                (Some(text), None) if !text.is_empty() => {
-                    EventMatcher::Contains(Box::new(Finder::new(text.as_bytes()).into_owned()))
-                }
-                _ => {
-                    return Err(MatcherError::NoMatcher {
-                        event: event.name.clone(),
-                    })
-                }
+                (None, Some(finder), None) => EventMatcher::Contains(finder),
+                (None, None, Some(regex)) => EventMatcher::Regex(regex),
+                (None, Some(finder), Some(regex)) => EventMatcher::ContainsRegex(finder, regex),
+                (None, None, None) => return Err(no_matcher()),
             });
         }
         Ok(Matcher {
@@ -181,6 +237,15 @@ impl Matcher {
         self.events.len()
     }
 
+    /// The bucket bounds of duration event `event` (empty for other events).
+    #[cfg(test)]
+    fn bounds(&self, event: usize) -> Vec<u64> {
+        match &self.events[event] {
+            EventMatcher::Duration(d) => d.bounds.clone(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The `(namespace, index)` an error line without names of its own gets.
     pub fn default_labels(&self) -> (String, String) {
         (self.default_namespace.clone(), self.default_index.clone())
@@ -193,20 +258,30 @@ impl Matcher {
         let error = !recovery
             && (self.error_markers.iter().any(|f| f.find(line).is_some())
                 || find_err_code(&self.mongod_err_code, line).is_some());
-        let events = self
-            .events
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| match e {
+        let mut events = Vec::new();
+        let mut durations = Vec::new();
+        for (i, event) in self.events.iter().enumerate() {
+            let matched = match event {
                 EventMatcher::Contains(f) => f.find(line).is_some(),
                 EventMatcher::Regex(r) => r.is_match(line),
-            })
-            .map(|(i, _)| i)
-            .collect();
+                EventMatcher::ContainsRegex(f, r) => f.find(line).is_some() && r.is_match(line),
+                EventMatcher::Duration(d) => match d.classify(line) {
+                    Some(reading) => {
+                        durations.push((i, reading));
+                        matches!(reading, Reading::Sample { .. })
+                    }
+                    None => false,
+                },
+            };
+            if matched {
+                events.push(i);
+            }
+        }
         LineMatch {
             error: error.then(|| self.error_labels(line)),
             recovery,
             events,
+            durations,
         }
     }
 
@@ -248,6 +323,9 @@ impl Matcher {
         if tally.events.len() < self.events.len() {
             tally.events.resize(self.events.len(), 0);
         }
+        if tally.durations.len() < self.events.len() {
+            tally.durations.resize(self.events.len(), DurationTally::default());
+        }
         for (i, event) in self.events.iter().enumerate() {
             let mut count = 0u64;
             match event {
@@ -257,12 +335,33 @@ impl Matcher {
                     count = starts.len() as u64;
                 }
                 EventMatcher::Regex(regex) => {
-                    for line in block.split(|b| *b == b'\n') {
+                    for line in lines(block) {
                         count += u64::from(regex.is_match(line));
                     }
-                    // `split` yields an empty piece after a final newline; it is not a line.
-                    if block.last() == Some(&b'\n') && regex.is_match(b"") {
-                        count -= 1;
+                }
+                EventMatcher::ContainsRegex(finder, regex) => {
+                    let mut starts = Vec::new();
+                    hit_lines(block, |hay| finder.find(hay), &mut starts);
+                    for start in starts {
+                        count += u64::from(regex.is_match(&block[start..line_end(block, start)]));
+                    }
+                }
+                EventMatcher::Duration(event) => {
+                    let mut locations = event.locations();
+                    let mut read = |line: &[u8]| {
+                        if let Some(reading) = event.read(line, &mut locations) {
+                            tally.record(i, reading, &event.bounds);
+                        }
+                    };
+                    match event.prefilter() {
+                        Some(finder) => {
+                            let mut starts = Vec::new();
+                            hit_lines(block, |hay| finder.find(hay), &mut starts);
+                            for start in starts {
+                                read(&block[start..line_end(block, start)]);
+                            }
+                        }
+                        None => lines(block).for_each(read),
                     }
                 }
             }
@@ -289,6 +388,12 @@ impl Matcher {
             index.unwrap_or_else(|| self.default_index.clone()),
         )
     }
+}
+
+/// The lines of `block`, split at `\n`; no empty line after a final newline.
+fn lines(block: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = block.strip_suffix(b"\n").unwrap_or(block);
+    body.split(|b| *b == b'\n')
 }
 
 /// Finds `"errCode":11000` not followed by another digit (so not 110001).

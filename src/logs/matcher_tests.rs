@@ -67,7 +67,8 @@ fn recovery_wins_over_error_markers_on_the_same_line() {
         LineMatch {
             error: None,
             recovery: true,
-            events: vec![]
+            events: vec![],
+            durations: vec![],
         }
     );
     let mut t = Tally::new(0);
@@ -136,11 +137,13 @@ fn events_contains_and_regex() {
             name: "create".into(),
             contains: Some("POST /api/chats/create-or-get".into()),
             regex: None,
+            ..Default::default()
         },
         LogEventConfig {
             name: "slow".into(),
             contains: None,
             regex: Some(r"\b\d{4,}ms$".into()),
+            ..Default::default()
         },
     ];
     let m = Matcher::new(&c).unwrap();
@@ -157,6 +160,29 @@ fn events_contains_and_regex() {
     assert_eq!(m.classify(b"GET / 200 99999ms").events, vec![1]);
 }
 
+/// Regression (review of f0608be): regexes with named groups but no
+/// duration event (no `duration` capture with a unit) count lines as they
+/// did before duration events existed: no histogram, nothing unparsed.
+#[test]
+fn named_groups_without_a_duration_event_count_as_plain_events() {
+    let mut c = config();
+    c.events = [r"took (?P<ms>\d{4,})ms", r" (?P<status>5\d\d) ", r"(?P<duration>\d+)ms"]
+        .iter()
+        .enumerate()
+        .map(|(k, r)| LogEventConfig { name: format!("e{k}"), regex: Some((*r).into()), ..Default::default() })
+        .collect();
+    let m = Matcher::new(&c).unwrap();
+    assert!((0..3).all(|e| m.bounds(e).is_empty()));
+    let got = m.classify(b"GET /x 503 took 12345ms");
+    assert_eq!((got.events, got.durations), (vec![0, 1, 2], vec![]));
+    let got = m.classify(b"GET /x 200 took 12ms");
+    assert_eq!((got.events, got.durations), (vec![2], vec![]));
+    let mut t = Tally::new(3);
+    m.count_matches(b"GET /x 503 took 12345ms\nGET /x 200 took 12ms\nno\n", &mut t);
+    assert_eq!(t.events, vec![1, 1, 2]);
+    assert!(t.durations.iter().all(|d| d.unparsed == 0 && d.by_class.is_empty()));
+}
+
 /// The block search must agree with classifying each line on its own,
 /// whatever mixture of lines, repeated markers and edge positions.
 #[test]
@@ -167,16 +193,19 @@ fn block_search_equals_per_line_classification() {
             name: "req".into(),
             contains: Some("POST".into()),
             regex: None,
+            ..Default::default()
         },
         LogEventConfig {
             name: "re".into(),
             contains: None,
             regex: Some("^E1".into()),
+            ..Default::default()
         },
         LogEventConfig {
             name: "empty".into(),
             contains: None,
             regex: Some("^$".into()),
+            ..Default::default()
         },
     ];
     let m = Matcher::new(&c).unwrap();
@@ -232,6 +261,9 @@ mod properties {
     /// Cases each property runs (the closing note of issue 13 reports them).
     const CASES: u32 = 2000;
 
+    /// Events of [`matcher`]: four that count lines, three with durations.
+    const EVENTS: usize = 7;
+
     /// A piece of a line: arbitrary bytes (invalid UTF-8 and NULs
     /// included, no newline) or something the matcher looks for.
     fn piece() -> impl Strategy<Value = Vec<u8>> {
@@ -248,6 +280,14 @@ mod properties {
                 br#""ns":""#,
                 b"POST",
                 b"\xff\xfe",
+                b" 200 12ms",
+                b" 503 2.5s",
+                b" 999 7us",
+                b"12",
+                br#""msg":"Slow query""#,
+                br#""c":"COMMAND""#,
+                br#""ns":"app.chats""#,
+                br#""durationMillis":42"#,
             ])
             .prop_map(<[u8]>::to_vec),
         ]
@@ -264,16 +304,44 @@ mod properties {
                 name: "post".into(),
                 contains: Some("POST".into()),
                 regex: None,
+                ..Default::default()
             },
             LogEventConfig {
                 name: "re".into(),
                 contains: None,
                 regex: Some("^E1|11000$".into()),
+                ..Default::default()
             },
             LogEventConfig {
                 name: "empty".into(),
                 contains: None,
                 regex: Some("^$".into()),
+                ..Default::default()
+            },
+            LogEventConfig {
+                name: "timed".into(),
+                contains: Some("POST".into()),
+                regex: Some(r"(?P<status>\d{3}) (?P<duration>\d+(?:\.\d+)?)(?P<unit>ms|s|us)\b".into()),
+                buckets: Some(vec!["1ms".into(), "10ms".into()]),
+                ..Default::default()
+            },
+            LogEventConfig {
+                name: "timed_everywhere".into(),
+                regex: Some(r"(?P<duration>\d+)(?P<unit>ms|s)?".into()),
+                unit: Some(crate::config::DurationUnit::Us),
+                ..Default::default()
+            },
+            LogEventConfig {
+                name: "post_then_e1".into(),
+                contains: Some("POST".into()),
+                regex: Some("E1".into()),
+                ..Default::default()
+            },
+            LogEventConfig {
+                name: "slow".into(),
+                kind: crate::config::EventKind::MongodSlowQuery,
+                namespace: Some("app.chats".into()),
+                ..Default::default()
             },
         ];
         Matcher::new(&c).unwrap()
@@ -299,7 +367,7 @@ mod properties {
             if !final_newline && counted.last().is_some_and(Vec::is_empty) {
                 counted = &counted[..counted.len() - 1];
             }
-            let mut expected = Tally::new(3);
+            let mut expected = Tally::new(EVENTS);
             for line in counted {
                 let got = m.classify(line);
                 if let Some(labels) = got.error {
@@ -310,8 +378,16 @@ mod properties {
                 for e in got.events {
                     expected.events[e] += 1;
                 }
+                for (e, reading) in got.durations {
+                    match reading {
+                        Reading::Sample { nanos, class } => {
+                            expected.durations[e].by_class.entry(class).or_default().observe(&m.bounds(e), nanos)
+                        }
+                        Reading::Unparsed => expected.durations[e].unparsed += 1,
+                    }
+                }
             }
-            let mut tally = Tally::new(3);
+            let mut tally = Tally::new(EVENTS);
             m.count_matches(&block, &mut tally);
             prop_assert_eq!(tally, expected);
         }

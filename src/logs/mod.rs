@@ -8,6 +8,8 @@
 //!
 //! - [`matcher`] decides what a line is (error with its namespace and index,
 //!   recovery, events); pure, on bytes.
+//! - [`durations`] reads a duration (and a status class) from the lines
+//!   of a duration event, and holds the histograms they are counted in.
 //! - [`follower`] reads one file's complete lines from an offset, across
 //!   truncation, with a bounded buffer.
 //! - [`checkpoint`] saves offsets and totals together, atomically; it owns
@@ -33,6 +35,7 @@
 
 pub mod checkpoint;
 mod discovery;
+pub mod durations;
 pub mod follower;
 pub mod matcher;
 pub mod pattern;
@@ -56,6 +59,7 @@ use crate::config::LogSourceConfig;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use checkpoint::{Checkpoint, CheckpointError, SourceCheckpoint};
+use durations::EventDurations;
 use matcher::MatcherError;
 use source::Source;
 
@@ -131,6 +135,10 @@ pub struct SourceTotals {
     pub lines: u64,
     /// Bytes read.
     pub bytes: u64,
+    /// Duration events' name → their histograms (see [`durations`]).
+    /// Absent before checkpoint version 3.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub durations: BTreeMap<String, EventDurations>,
 }
 
 impl SourceTotals {
@@ -153,6 +161,9 @@ impl SourceTotals {
             .sort_by(|a, b| (&a.namespace, &a.index).cmp(&(&b.namespace, &b.index)));
         for (event, count) in &other.events {
             *self.events.entry(event.clone()).or_insert(0) += count;
+        }
+        for (event, d) in &other.durations {
+            self.durations.entry(event.clone()).or_default().add(d);
         }
     }
 }

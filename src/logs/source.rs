@@ -17,11 +17,12 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::checkpoint::SourceCheckpoint;
+use super::durations::Histogram;
 use super::follower::{FileId, Follower, Presence};
 use super::matcher::{Matcher, MatcherError, Tally};
 use super::pattern::Bound;
 use super::{ErrorTotal, SourceTotals, Tuning};
-use crate::config::LogSourceConfig;
+use crate::config::{DurationParse, DurationSpec, LogSourceConfig};
 use crate::metrics::Metrics;
 
 /// Most bytes one file is read per pass, so a large backlog is committed in
@@ -41,6 +42,9 @@ pub(super) struct Source {
     pub(super) config: LogSourceConfig,
     /// Its line classification.
     matcher: Matcher,
+    /// Per event (config order): its duration spec, `None` for an event
+    /// that only counts lines.
+    durations: Vec<Option<DurationSpec>>,
     /// Its read buffer, `max_line_bytes + 1` long: each source is polled on
     /// its own blocking thread, so one slow source holds up no other.
     buf: Vec<u8>,
@@ -62,6 +66,10 @@ pub(super) struct Source {
     pub(super) fresh: bool,
     /// Whether the first poll is still to come.
     pub(super) first_poll: bool,
+    /// Files found by this poll, that no checkpoint holds yet: this poll
+    /// does not read them, so its commit saves their identities first (see
+    /// [`Source::poll`]). The source's other files are read as usual.
+    pub(super) found_new_files: HashSet<FileId>,
     /// Per pattern, whether it matched at the last poll, to log changes once.
     pub(super) pattern_matched: Vec<Option<bool>>,
     /// Per pattern: its last listing failed, so the failure is logged once.
@@ -170,16 +178,39 @@ impl Source {
                 (follower.id, follower)
             })
             .collect();
-        for event in &config.events {
+        let durations: Vec<Option<DurationSpec>> = config.events.iter().map(|e| e.duration()).collect();
+        for (event, spec) in config.events.iter().zip(&durations) {
             committed
                 .totals
                 .events
                 .entry(event.name.clone())
                 .or_insert(0);
+            let Some(spec) = spec else { continue };
+            let entry = committed.totals.durations.entry(event.name.clone()).or_default();
+            // A checkpoint from before line counts were kept apart: they were the histograms' counts.
+            if entry.lines_by_status_class.is_empty() {
+                entry.lines_by_status_class = entry.by_status_class.iter().map(|(c, h)| (c.clone(), h.count)).collect();
+            }
+            if entry.bounds_nanos != spec.bounds_nanos {
+                if !entry.bounds_nanos.is_empty() {
+                    info!(source = %config.name, event = %event.name, "the event's buckets changed; its histogram starts again from zero (its line counts go on)");
+                }
+                entry.reset_buckets(&spec.bounds_nanos);
+            }
+            // Without a status capture there is one series: it exists from the
+            // start (at 0), as plain counters do; status classes appear with
+            // their first line.
+            if !matches!(spec.parse, DurationParse::Regex { status: true, .. }) {
+                entry.by_status_class.entry(String::new()).or_insert_with(|| Histogram {
+                    buckets: vec![0; spec.bounds_nanos.len() + 1],
+                    ..Histogram::default()
+                });
+            }
         }
         Ok(Source {
             pending: Tally::new(matcher.event_count()),
             matcher,
+            durations,
             buf: vec![0; config.max_line_bytes + 1],
             tuning,
             stop,
@@ -188,6 +219,7 @@ impl Source {
             notices: Vec::new(),
             fresh,
             first_poll: true,
+            found_new_files: HashSet::new(),
             pattern_matched: vec![None; config.paths.len()],
             listing_failed: vec![false; config.paths.len()],
             pattern_cut: vec![None; config.paths.len()],
@@ -213,20 +245,28 @@ impl Source {
         if complete {
             self.handle_unseen(&seen);
         }
+        // New files are saved (identity, starting offset) before any of
+        // their lines is read: a large first read may take long, and a file
+        // renamed while the daemon is down can be found again only through
+        // a checkpoint that knows its inode. They are read from the next
+        // poll, which follows at once; the other files are read now, so new
+        // files appearing at every poll never stop the reading of old ones.
+        let new_files = std::mem::take(&mut self.found_new_files);
+        self.more = !new_files.is_empty();
         let mut buf = std::mem::take(&mut self.buf);
-        self.read_all(&mut buf);
+        self.read_all(&mut buf, &new_files);
         self.release_drained(&mut buf);
         self.buf = buf;
         self.first_poll = false;
     }
 
-    /// Reads every open file, rotated and deleted ones first (their lines
-    /// came before the new file's).
-    fn read_all(&mut self, buf: &mut [u8]) {
+    /// Reads every open file but those in `skip`, rotated and deleted ones
+    /// first (their lines came before the new file's).
+    fn read_all(&mut self, buf: &mut [u8], skip: &HashSet<FileId>) {
         let mut order: Vec<(bool, FileId)> = self
             .files
             .iter()
-            .filter(|(_, f)| f.is_open())
+            .filter(|(id, f)| f.is_open() && !skip.contains(id))
             .map(|(id, f)| (f.presence == Presence::Current, *id))
             .collect();
         order.sort();
@@ -349,6 +389,17 @@ impl Source {
                 .collect(),
             lines: p.lines,
             bytes: p.bytes,
+            durations: self
+                .config
+                .events
+                .iter()
+                .zip(&self.durations)
+                .zip(&p.durations)
+                .filter_map(|((event, spec), tally)| {
+                    let spec = spec.as_ref()?;
+                    Some((event.name.clone(), tally.to_totals(&spec.bounds_nanos)))
+                })
+                .collect(),
         }
     }
 
@@ -373,6 +424,22 @@ impl Source {
             notice.emit(&self.config.name, metrics);
         }
         self.committed = committed;
+        self.publish_histograms(metrics);
+    }
+
+    /// Sets this source's histograms to the committed totals (the saved
+    /// ones, so they never run ahead of the checkpoint), configured events only.
+    fn publish_histograms(&self, metrics: &Metrics) {
+        let durations = &self.committed.totals.durations;
+        let configured = self
+            .config
+            .events
+            .iter()
+            .zip(&self.durations)
+            .filter(|(_, spec)| spec.is_some())
+            .filter_map(|(e, _)| Some((e.name.clone(), durations.get(&e.name)?.clone())))
+            .collect();
+        metrics.log_event_duration_seconds.set(&self.config.name, configured);
     }
 
     /// At start-up: every counter of this source at its persisted total, so
@@ -383,7 +450,20 @@ impl Source {
         metrics
             .duplicate_key_errors_total
             .with_label_values(&[name, &namespace, &index]);
+        for (event, spec) in self.config.events.iter().zip(&self.durations) {
+            match spec {
+                // A status class series appears with its first line.
+                Some(DurationSpec { parse: DurationParse::Regex { status: true, .. }, .. }) => {}
+                _ => {
+                    metrics.log_events_total.with_label_values(&[name, &event.name, ""]);
+                }
+            }
+            if spec.is_some() {
+                metrics.log_event_unparsed_total.with_label_values(&[name, &event.name]);
+            }
+        }
         self.move_counters(&self.committed.totals, metrics);
+        self.publish_histograms(metrics);
         let c = &self.committed;
         for (counter, by) in [
             (&metrics.log_rotations_total, c.rotations),
@@ -423,12 +503,29 @@ impl Source {
         }
         for (event, count) in &totals.events {
             // A checkpoint may hold events no longer configured.
-            if self.config.events.iter().any(|e| &e.name == event) {
+            let Some(i) = self.config.events.iter().position(|e| &e.name == event) else {
+                continue;
+            };
+            if self.durations[i].is_none() {
                 metrics
                     .log_events_total
-                    .with_label_values(&[name, event])
+                    .with_label_values(&[name, event, ""])
                     .inc_by(*count);
+                continue;
             }
+            // A duration event's lines, by status class (not the histograms'
+            // counts, which a change of buckets resets).
+            let Some(durations) = totals.durations.get(event) else { continue };
+            for (class, n) in &durations.lines_by_status_class {
+                metrics
+                    .log_events_total
+                    .with_label_values(&[name, event, class])
+                    .inc_by(*n);
+            }
+            metrics
+                .log_event_unparsed_total
+                .with_label_values(&[name, event])
+                .inc_by(durations.unparsed);
         }
     }
 
@@ -453,3 +550,7 @@ impl Source {
             .set(i64::try_from(cut).unwrap_or(i64::MAX));
     }
 }
+
+#[cfg(test)]
+#[path = "source_tests.rs"]
+mod tests;

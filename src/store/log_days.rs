@@ -22,11 +22,14 @@ use crate::logs::LogTotals;
 struct SeriesKey {
     /// `[[logs]] name`.
     source: String,
-    /// duplicate_key_errors, recoveries, event, lines or bytes.
+    /// duplicate_key_errors, recoveries, event, lines, bytes, or for a
+    /// duration event event_duration_bucket, event_duration_count,
+    /// event_duration_sum_nanos and event_unparsed.
     counter: &'static str,
     /// Namespace for errors, event name for events, else empty.
     label: String,
-    /// Index for errors, else empty.
+    /// Index for errors, the bucket's upper bound in seconds (`le`, as
+    /// Prometheus writes it: `0.005`, `2.5`) for duration buckets, else empty.
     sub_label: String,
 }
 
@@ -50,10 +53,33 @@ fn log_series(totals: &LogTotals) -> BTreeMap<SeriesKey, i64> {
         for (event, n) in &t.events {
             out.insert(key("event", event, ""), clamp(*n));
         }
+        // Summed over status classes: the audit's percentiles are per event.
+        for (event, d) in &t.durations {
+            let mut cumulative = vec![0u64; d.bounds_nanos.len()];
+            let (mut count, mut sum) = (0u64, 0u64);
+            for h in d.by_status_class.values() {
+                for (total, n) in cumulative.iter_mut().zip(h.cumulative(&d.bounds_nanos)) {
+                    *total += n;
+                }
+                count += h.count;
+                sum = sum.saturating_add(h.sum_nanos);
+            }
+            for (bound, n) in d.bounds_nanos.iter().zip(cumulative) {
+                out.insert(key("event_duration_bucket", event, &le_text(*bound)), clamp(n));
+            }
+            out.insert(key("event_duration_count", event, ""), clamp(count));
+            out.insert(key("event_duration_sum_nanos", event, ""), clamp(sum));
+            out.insert(key("event_unparsed", event, ""), clamp(d.unparsed));
+        }
         out.insert(key("lines", "", ""), clamp(t.lines));
         out.insert(key("bytes", "", ""), clamp(t.bytes));
     }
     out
+}
+
+/// A bucket bound in nanoseconds as the `le` Prometheus shows (`0.005`, `2.5`, `1`).
+pub fn le_text(nanos: u64) -> String {
+    format!("{}", nanos as f64 / 1e9)
 }
 
 /// A series' row for one day: cumulative totals at the day's start and at
@@ -331,6 +357,7 @@ mod tests {
                 events: [("create".to_string(), 100)].into(),
                 lines: 1000,
                 bytes: 50_000,
+                durations: Default::default(),
             },
         );
         let series = log_series(&totals);
@@ -339,6 +366,41 @@ mod tests {
         assert_eq!(*errors.1, 5);
         assert_eq!(errors.0.label, "app.chats");
         assert_eq!(errors.0.sub_label, "k_1");
+    }
+
+    #[test]
+    fn duration_histograms_are_stored_per_day_summed_over_status_classes() {
+        use crate::logs::durations::{EventDurations, Histogram};
+        let histogram = |buckets: Vec<u64>, sum_nanos| Histogram { count: buckets.iter().sum(), buckets, sum_nanos };
+        let totals = |ok: Vec<u64>, failed: Vec<u64>| {
+            let d = EventDurations {
+                bounds_nanos: vec![5_000_000, 2_500_000_000],
+                unparsed: 1,
+                by_status_class: [
+                    ("2xx".to_string(), histogram(ok, 7_000_000)),
+                    ("5xx".to_string(), histogram(failed, 3_000_000_000)),
+                ]
+                .into(),
+                ..Default::default()
+            };
+            let mut t = LogTotals::default();
+            t.sources.insert("app".into(), SourceTotals { durations: [("create_or_get".to_string(), d)].into(), ..Default::default() });
+            t
+        };
+        let mut store = Store::open_in_memory().unwrap();
+        store.record_log_totals(at(20, 1), &totals(vec![2, 1, 0], vec![0, 0, 1])).unwrap();
+        store.record_log_totals(at(21, 1), &totals(vec![5, 1, 0], vec![0, 1, 1])).unwrap();
+        let days = store.log_days("app", at(21, 0).date_naive(), at(22, 0).date_naive()).unwrap();
+        let get = |counter: &str, sub: &str| {
+            days.iter().find(|d| d.counter == counter && d.label == "create_or_get" && d.sub_label == sub).map(|d| d.count)
+        };
+        // The 21st added three 2xx lines at most 5ms and one 5xx at most 2.5s.
+        assert_eq!(get("event_duration_bucket", "0.005"), Some(3), "{days:?}");
+        assert_eq!(get("event_duration_bucket", "2.5"), Some(4), "{days:?}");
+        assert_eq!(get("event_duration_count", ""), Some(4), "{days:?}");
+        // The sums did not move in this example: the same totals, kept exactly.
+        assert_eq!(get("event_duration_sum_nanos", ""), Some(0), "{days:?}");
+        assert_eq!(get("event_unparsed", ""), Some(0), "{days:?}");
     }
 
     #[test]
