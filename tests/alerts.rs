@@ -38,6 +38,7 @@ const ALERTS: &[(&str, &str)] = &[
     ("UniqwatchKeyLookupNotIndexed", "warning"),
     ("UniqwatchDuplicateKeyErrorsHigh", "warning"),
     ("UniqwatchConflictsNotRecovered", "critical"),
+    ("UniqwatchRequestLatencyChanged", "warning"),
     ("UniqwatchCheckFailing", "warning"),
     ("UniqwatchDown", "critical"),
     ("UniqwatchAbsent", "critical"),
@@ -69,11 +70,17 @@ const TARGET_METRICS: &[&str] = &[
     "uniqwatch_runs_skipped_total",
 ];
 
-/// Metric families carrying the `source` label (issue 3).
+/// Metric families carrying the `source` label (issue 3; the timed events
+/// of issue 15). The histogram is listed by its series (`_bucket`, `_sum`,
+/// `_count`), as queries name them.
 const SOURCE_METRICS: &[&str] = &[
     "uniqwatch_duplicate_key_errors_total",
     "uniqwatch_duplicate_key_recoveries_total",
     "uniqwatch_log_events_total",
+    "uniqwatch_log_event_duration_seconds_bucket",
+    "uniqwatch_log_event_duration_seconds_sum",
+    "uniqwatch_log_event_duration_seconds_count",
+    "uniqwatch_log_event_unparsed_total",
     "uniqwatch_log_lines_total",
     "uniqwatch_log_bytes_total",
     "uniqwatch_log_rotations_total",

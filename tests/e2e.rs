@@ -669,8 +669,8 @@ async fn alerts_reach_alertmanager_and_dashboards_query_prometheus() {
 }
 
 /// Values for the dashboards' variables, as Grafana would set them for
-/// this stack; the log-source variables get their "All" value since the
-/// stack tails no logs.
+/// this stack; the log-source and timed-event variables get their "All"
+/// value since the stack tails no logs.
 fn variable_values(stack: &Stack) -> BTreeMap<&'static str, String> {
     // Grafana's $__rate_interval: max($__interval + scrape interval, 4 × scrape interval),
     // with $__interval the step of the range query below.
@@ -682,6 +682,7 @@ fn variable_values(stack: &Stack) -> BTreeMap<&'static str, String> {
         ("instance", format!("127.0.0.1:{}", stack.uniqwatch_port)),
         ("target", TARGET.to_owned()),
         ("source", ".*".to_owned()),
+        ("event", ".*".to_owned()),
         ("request_event", "create_or_get".to_owned()),
         ("__rate_interval", rate_interval),
         ("__interval", format!("{interval}s")),
@@ -807,7 +808,7 @@ async fn check_dashboards(stack: &Stack) {
                 .collect();
             evaluated += 1;
             let wanted = match variable_name.as_str() {
-                "source" | "request_event" => None,
+                "source" | "event" | "request_event" => None,
                 other => Some(values[other].as_str()),
             };
             if let Some(wanted) = wanted {
