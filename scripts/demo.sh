@@ -39,14 +39,20 @@ if [ "$(cat demo-data/.seeded 2>/dev/null)" != "examples" ]; then
   echo examples > demo-data/.seeded
 fi
 
-# A stand-in for the chat backend's log: a request a second, and every 15
-# seconds a duplicate-key conflict that the code recovers from.
+# A stand-in for the chat backend's log: a request a second with its
+# response time (8 to 30 ms; one in 50 a 503), a slow spell of a minute
+# every ten (200 to 900 ms) so the latency panels move, and every 15 seconds
+# a duplicate-key conflict that the code recovers from.
 (
   i=0
   while sleep 1; do
     i=$((i + 1))
     now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
-    echo "$now [INFO] POST /api/chats/create-or-get 200 12ms" >> demo-data/logs/chat-backend.log
+    ms=$((8 + RANDOM % 23))
+    [ $((i % 600)) -ge 540 ] && ms=$((200 + RANDOM % 701))
+    status=200
+    [ $((RANDOM % 50)) -eq 0 ] && status=503
+    echo "$now [INFO] POST /api/chats/create-or-get $status ${ms}ms" >> demo-data/logs/chat-backend.log
     if [ $((i % 15)) -eq 0 ]; then
       echo "$now [WARN] Duplicate key error during upsert participantsKey=user$i""_user$((i + 1))" >> demo-data/logs/chat-backend.log
       echo "$now [DEBUG] Retrieved existing chat after duplicate key error" >> demo-data/logs/chat-backend.log
