@@ -27,7 +27,8 @@ pub const CAPTURE_NAMES: [&str; 3] = ["duration", "unit", "status"];
 /// (the default) has `contains`, `regex` or both (`contains` is then a cheap
 /// prefilter: the regex runs only on lines holding it); a regex with a
 /// `duration` capture and a unit (a `unit` capture or a fixed `unit`) makes
-/// it a duration event, also counted in a histogram. Otherwise named groups
+/// it a duration event, also counted in a histogram (a `duration` capture
+/// without a unit is an error). Without a `duration` capture named groups
 /// are ignored and the event only counts lines, as it always did. `kind = "mongod_slow_query"` is a ready-made
 /// duration event for mongod's "Slow query" lines on one `namespace`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -209,10 +210,10 @@ fn capture_names(pattern: &str) -> Vec<String> {
 
 /// Whether a `match` event with these named captures and fixed `unit` is a
 /// duration event: it needs a `duration` capture and a unit (a `unit`
-/// capture or the fixed `unit`). Anything else only counts lines, whatever
-/// its named groups, exactly as before duration events existed: regexes such
-/// as `took (?P<ms>\d{4,})ms` or `(?P<duration>\d+)ms` keep loading and
-/// keep their meaning.
+/// capture or the fixed `unit`). A regex without a `duration` capture only
+/// counts lines, whatever its named groups, exactly as before duration
+/// events existed (`took (?P<ms>\d{4,})ms` keeps loading and its meaning);
+/// a `duration` capture without a unit is refused by validation.
 fn is_duration_event(names: &[String], unit: Option<DurationUnit>) -> bool {
     names.iter().any(|n| n == "duration") && (unit.is_some() || names.iter().any(|n| n == "unit"))
 }
@@ -258,10 +259,12 @@ pub(super) fn validate_event(event: &LogEventConfig, at: &dyn Fn(&str) -> String
                 if event.unit.is_some() {
                     return Err((at("unit"), "only for a duration event: a `regex` with a `(?P<duration>…)` capture".into()));
                 }
+                // A `duration` capture says what the event is for: without a
+                // unit it would silently count lines and time nothing.
+                if names.iter().any(|n| n == "duration") {
+                    return Err((at("unit"), "a `(?P<duration>…)` capture needs a unit: a `(?P<unit>…)` capture in the regex or a fixed `unit` (ns, us, ms, s)".into()));
+                }
                 if event.buckets.is_some() {
-                    if names.iter().any(|n| n == "duration") {
-                        return Err((at("unit"), "expected a `(?P<unit>…)` capture in the regex or a fixed `unit` (ns, us, ms, s)".into()));
-                    }
                     return Err((at("buckets"), "only for a duration event: a `regex` with `(?P<duration>…)` and a unit".into()));
                 }
                 return Ok(());

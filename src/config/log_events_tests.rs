@@ -49,12 +49,16 @@ fn fixed_unit_and_own_buckets() {
 /// event, so configs that loaded before duration events failed to load.
 #[test]
 fn named_groups_without_a_duration_capture_stay_a_plain_event_as_before() {
-    for regex in [r"took (?P<ms>\d{4,})ms", r" (?P<status>5\d\d) ", r"(?P<duration>\d+)ms", r"(?P<took>\d+)ms user=(?P<user>\w+)"] {
+    for regex in [r"took (?P<ms>\d{4,})ms", r" (?P<status>5\d\d) ", r"(?P<took>\d+)ms user=(?P<user>\w+)"] {
         let c = parse(&event(&format!("regex = '{regex}'"))).unwrap_or_else(|e| panic!("{regex}: {e}"));
         assert_eq!(c.logs[0].events[0].duration(), None, "{regex}");
     }
     let e = error("regex = ' (?P<status>5\\d\\d) '\nunit = \"ms\"");
     assert!(e.contains("logs[0].events[0].unit"), "{e}");
+    // The one exception: a `duration` capture says the event is meant to
+    // time something; without a unit it would silently time nothing.
+    let e = error("regex = '(?P<duration>\\d+)ms'");
+    assert!(e.contains("logs[0].events[0].unit") && e.contains("needs a unit"), "{e}");
 }
 
 #[test]
