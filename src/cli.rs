@@ -37,7 +37,7 @@ pub enum Command {
     /// daemon: it shows as uniqwatch_up = 0 and in the failure metrics, and
     /// the next run retries. SIGTERM or SIGINT stops scheduling, lets running
     /// checks finish within web.shutdown_grace, and exits 0.
-    Run(ConfigArg),
+    Run(RunArgs),
 
     /// Run every check of every target once and print the result.
     ///
@@ -88,7 +88,30 @@ pub enum ConfigCommand {
     /// (defaults filled in, UNIQWATCH_MONGODB_URI applied, credentials
     /// replaced by ***). Exit 0 when valid, 2 with the field and the problem
     /// when not. Does not connect to MongoDB.
-    Check(ConfigArg),
+    Check(RunArgs),
+}
+
+/// The config file and what may override it for the daemon.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// A web config file (Prometheus exporter toolkit format: TLS, basic
+    /// auth, response headers) for every HTTP endpoint; overrides
+    /// `[web] config_file`.
+    #[arg(long = "web.config.file", value_name = "FILE", env = "UNIQWATCH_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// Loads the config and applies `--web.config.file`.
+    pub fn load(&self) -> Result<crate::config::Config, crate::config::ConfigError> {
+        let mut config = crate::config::Config::load(&self.config.config)?;
+        if let Some(file) = &self.web_config_file {
+            config.web.config_file = Some(file.clone());
+        }
+        Ok(config)
+    }
 }
 
 #[derive(Debug, clap::Args)]

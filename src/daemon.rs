@@ -33,10 +33,16 @@ use crate::scheduler::Scheduler;
 use crate::shutdown;
 use crate::state::{Component, Readiness, State};
 use crate::store;
+use crate::websec::{self, WebSecurity};
 
 /// Runs the daemon until `stop` resolves, then shuts down gracefully.
 pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    // An invalid web config stops start-up (exit 2), naming the field.
+    let security = match &config.web.config_file {
+        Some(path) => Some(Arc::new(WebSecurity::load(path, &metrics)?)),
+        None => None,
+    };
     for t in &config.targets {
         checks::init_metrics(t, &metrics);
     }
@@ -55,10 +61,16 @@ pub async fn run(config: Config, listener: TcpListener, stop: impl Future<Output
         log_sources: config.logs.iter().map(|s| s.name.clone()).collect(),
         log_totals: totals_rx.clone(),
     });
+    let app = match &security {
+        Some(security) => websec::protect(app, Arc::clone(security)),
+        None => app,
+    };
+    let scheme = if security.as_ref().is_some_and(|s| s.tls()) { "https" } else { "http" };
     let http_shutdown = shutdown.clone();
-    let server = tokio::spawn(http::serve(listener, app, http::ServeLimits::default(), metrics.http_connections_evicted_total.clone(), http_shutdown));
+    let evicted = metrics.http_connections_evicted_total.clone();
+    let server = tokio::spawn(http::serve(listener, app, http::ServeLimits::default(), evicted, security, http_shutdown));
     tracing::info!(
-        url = %format!("http://{addr}/"),
+        url = %format!("{scheme}://{addr}/"),
         mongodb = %redact_uri(&config.mongodb.uri),
         targets = config.targets.len(),
         "uniqwatch {} listening",

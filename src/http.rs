@@ -9,7 +9,10 @@
 //! headers, a connection's age, and the connections open at once, the
 //! oldest making way for the newest; so neither half-sent requests nor
 //! clients that never read their answers can use up the daemon's
-//! descriptors and keep the scrape out.
+//! descriptors and keep the scrape out. With a web config
+//! ([`crate::websec`]) connections are TLS: the handshake must finish
+//! within the same header read timeout, inside the connection's slot, so a
+//! client that opens TCP and never says hello holds nothing for long.
 
 use std::collections::VecDeque;
 use std::fmt::Write;
@@ -26,7 +29,8 @@ use chrono::{DateTime, Utc};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use prometheus::IntCounter;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
@@ -38,6 +42,7 @@ use crate::logs::LogTotals;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::state::{Readiness, State};
+use crate::websec::WebSecurity;
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -95,8 +100,10 @@ const EVICTION_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Serves `app` on `listener` within `limits` until `shutdown`, counting in
 /// `evicted` the connections closed to make room, then lets the requests in
-/// flight finish (for at most another `header_read_timeout`).
-pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits, evicted: IntCounter, shutdown: Shutdown) {
+/// flight finish (for at most another `header_read_timeout`). With
+/// `security` serving TLS, each new connection uses the TLS config in force
+/// when it was accepted (reloaded if its files changed).
+pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits, evicted: IntCounter, security: Option<Arc<WebSecurity>>, shutdown: Shutdown) {
     let mut connections = JoinSet::new();
     // Open connections, oldest first.
     let mut open: VecDeque<AbortHandle> = VecDeque::new();
@@ -137,7 +144,25 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits, evic
             evicted.inc();
             log.note(limits.max_connections);
         }
-        open.push_back(connections.spawn(serve_connection(stream, app.clone(), limits, shutdown.clone())));
+        let tls = security.as_ref().filter(|s| s.tls()).map(|s| (Arc::clone(s), s.refresh()));
+        let (app, stop) = (app.clone(), shutdown.clone());
+        open.push_back(connections.spawn(async move {
+            match tls {
+                None => serve_connection(stream, app, limits, stop).await,
+                Some((security, loaded)) => {
+                    // `tls()` said so: the config has a TLS part.
+                    let Some(config) = loaded.tls.clone() else { return };
+                    match tokio::time::timeout(limits.header_read_timeout, TlsAcceptor::from(config).accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, app, limits, stop).await,
+                        Ok(Err(e)) => {
+                            security.handshake_failed("error");
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => security.handshake_failed("timeout"),
+                    }
+                }
+            }
+        }));
     }
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(limits.header_read_timeout, drain).await.is_err() {
@@ -148,7 +173,10 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits, evic
 /// One connection, until the client closes it, it grows older than
 /// `max_connection_age`, or the daemon stops: then the request in flight
 /// may finish within `header_read_timeout`.
-async fn serve_connection(stream: TcpStream, app: Router, limits: ServeLimits, stop: Shutdown) {
+async fn serve_connection<S>(stream: S, app: Router, limits: ServeLimits, stop: Shutdown)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));

@@ -27,6 +27,8 @@
 //! - [`http`] serves `/metrics`, `/healthz`, `/readyz` and the landing page
 //!   from [`state`] and [`metrics`], with bounded connections; it never
 //!   touches MongoDB. [`html`] escapes text for it and for the audit's page.
+//!   [`websec`] adds TLS, basic auth and extra headers from an exporter
+//!   toolkit web config file, reloaded when it or its certificates change.
 //! - [`daemon`] wires them together for `uniqwatch run` and locks the state
 //!   dir; [`shutdown`] carries SIGTERM/SIGINT to every task.
 //! - [`logs`] follows log files for E11000 errors and their recoveries,
@@ -58,3 +60,4 @@ pub mod scheduler;
 pub mod shutdown;
 pub mod state;
 pub mod store;
+pub mod websec;

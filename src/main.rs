@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 use uniqwatch::cli::{Cli, Command, ConfigCommand, LogFormat, OutputFormat};
 use uniqwatch::config::{Config, ConfigError};
 use uniqwatch::mongo::Mongo;
+use uniqwatch::websec::WebConfigError;
 use uniqwatch::audit::Month;
 use uniqwatch::{audit, checks, daemon, report};
 
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            if e.downcast_ref::<ConfigError>().is_some() {
+            if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<WebConfigError>().is_some() {
                 eprintln!("error: {e}");
             } else {
                 eprintln!("error: {e:#}");
@@ -70,8 +71,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Config(ConfigCommand::Check(arg)) => {
-            let config = Config::load(&arg.config)?;
-            println!("# {}: valid", arg.config.display());
+            let config = arg.load()?;
+            if let Some(web) = &config.web.config_file {
+                uniqwatch::websec::file::load(web)?;
+                println!("# web config {}: valid", web.display());
+            }
+            println!("# {}: valid", arg.config.config.display());
             print!("{}", config.to_redacted_toml());
             Ok(ExitCode::SUCCESS)
         }
@@ -126,7 +131,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(arg) => {
-            let config = Config::load(&arg.config)?;
+            let config = arg.load()?;
             // Held until the daemon has stopped.
             let _lock = daemon::StateLock::acquire(&config.state.dir)?;
             raise_open_file_limit();

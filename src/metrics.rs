@@ -127,6 +127,14 @@ pub struct Metrics {
     /// HTTP connections closed to make room for a new one at the
     /// connection limit: clients are holding every connection.
     pub http_connections_evicted_total: IntCounter,
+    /// Web config (`--web.config.file`) reloads: an invalid file keeps the
+    /// last good one in force, so the failure must show somewhere.
+    pub web_config_last_reload_successful: IntGaugeVec,
+    pub web_config_last_reload_success_timestamp_seconds: GaugeVec,
+    /// Requests refused by basic auth, by reason (missing, malformed, invalid).
+    pub http_auth_failures_total: IntCounterVec,
+    /// TLS handshakes that failed or did not finish in time.
+    pub http_tls_handshake_failures_total: IntCounterVec,
 }
 
 fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -232,6 +240,11 @@ impl Metrics {
             log_checkpoint_last_success_timestamp_seconds: gauge(&r, "log_checkpoint_last_success_timestamp_seconds", "Unix time the log checkpoint last held everything read (saved, or nothing new to save); absent before the first.", &[]),
             log_patterns_cut: int_gauge(&r, "log_patterns_cut", "Log path patterns whose last expansion was cut short by a bound (depth, directory entries, time); files they lead to may not be followed.", &["source"]),
             http_connections_evicted_total: plain_int_counter(&r, "http_connections_evicted_total", "HTTP connections closed, oldest first, to serve a new one when the connection limit was reached or descriptors ran out."),
+            // Label-less vectors: absent unless a web config file is used.
+            web_config_last_reload_successful: int_gauge(&r, "web_config_last_reload_successful", "1 when the last load of the web config file (--web.config.file) succeeded, 0 when it failed and the last good one stays in force; absent without a web config file.", &[]),
+            web_config_last_reload_success_timestamp_seconds: gauge(&r, "web_config_last_reload_success_timestamp_seconds", "Unix time the web config file was last loaded successfully; absent without a web config file.", &[]),
+            http_auth_failures_total: int_counter(&r, "http_auth_failures_total", "HTTP requests refused by basic auth (web config basic_auth_users), by reason: missing (no credentials), malformed, invalid (unknown user or wrong password).", &["reason"]),
+            http_tls_handshake_failures_total: int_counter(&r, "http_tls_handshake_failures_total", "TLS handshakes on the HTTP listener that failed (error) or did not finish within the header read timeout (timeout).", &["reason"]),
             registry: r,
         };
         metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);

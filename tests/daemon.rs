@@ -427,7 +427,7 @@ impl HttpOnly {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (trigger, shutdown) = uniqwatch::shutdown::channel();
-        let task = tokio::spawn(http::serve(listener, app, limits, metrics.http_connections_evicted_total.clone(), shutdown));
+        let task = tokio::spawn(http::serve(listener, app, limits, metrics.http_connections_evicted_total.clone(), None, shutdown));
         HttpOnly { addr, trigger, task }
     }
 

@@ -104,10 +104,10 @@ pub struct Config {
     pub logs: Vec<LogSourceConfig>,
 }
 
-/// Reads `path` if it is a regular file of at most [`MAX_CONFIG_BYTES`].
+/// Reads `path` if it is a regular file of at most `limit` bytes of UTF-8.
 /// Opened without blocking (a FIFO with no writer would block `open`), then
 /// checked by `fstat` on the open descriptor, then read through a limit.
-fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<String, ConfigError> {
     let unreadable = |problem: String| ConfigError::Unreadable { path: path.to_path_buf(), problem };
     let read_err = |source| ConfigError::Read { path: path.to_path_buf(), source };
     let mut options = std::fs::OpenOptions::new();
@@ -123,14 +123,14 @@ fn read_bounded(path: &Path) -> Result<String, ConfigError> {
         let kind = if meta.is_dir() { "a directory" } else { "not a regular file (a FIFO, socket or device)" };
         return Err(unreadable(format!("it is {kind}; expected a regular file")));
     }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(unreadable(format!("it is {} bytes; expected at most {MAX_CONFIG_BYTES}", meta.len())));
+    if meta.len() > limit {
+        return Err(unreadable(format!("it is {} bytes; expected at most {limit}", meta.len())));
     }
     let mut bytes = Vec::new();
     // The file may grow between fstat and read: the limit holds regardless.
-    file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes).map_err(read_err)?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(unreadable(format!("it is larger than {MAX_CONFIG_BYTES} bytes")));
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(read_err)?;
+    if bytes.len() as u64 > limit {
+        return Err(unreadable(format!("it is larger than {limit} bytes")));
     }
     String::from_utf8(bytes).map_err(|e| {
         unreadable(format!("expected UTF-8 text, found an invalid byte at offset {}", e.utf8_error().valid_up_to()))
@@ -140,7 +140,7 @@ fn read_bounded(path: &Path) -> Result<String, ConfigError> {
 impl Config {
     /// Reads, parses, applies `UNIQWATCH_MONGODB_URI`, and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = read_bounded(path)?;
+        let text = read_bounded(path, MAX_CONFIG_BYTES)?;
         let uri_override = match std::env::var(MONGODB_URI_ENV) {
             Ok(v) if v.is_empty() => None,
             Ok(v) => Some(v),

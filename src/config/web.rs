@@ -1,6 +1,7 @@
 //! `[web]`: the HTTP listener and how long shutdown may take.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,9 @@ pub struct WebConfig {
     /// On SIGTERM or SIGINT, how long in-flight checks may take to finish before the daemon exits anyway.
     #[serde(default = "default_shutdown_grace", with = "duration_text")]
     pub shutdown_grace: Duration,
+    /// A web config file in the Prometheus exporter toolkit's format (TLS, client certificates, basic auth, extra response headers), so the file written for node_exporter works here; `--web.config.file` overrides it. It applies to every endpoint, `/healthz` included, and is reloaded when it or a certificate it names changes. Absent: plain HTTP without authentication. See the README, "Web security".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
 }
 
 impl WebConfig {
@@ -49,6 +53,7 @@ impl Default for WebConfig {
         Self {
             listen: default_listen(),
             shutdown_grace: default_shutdown_grace(),
+            config_file: None,
         }
     }
 }

@@ -298,12 +298,14 @@ pub fn exporter_listening_address(line: &str) -> Option<SocketAddr> {
 }
 
 /// The address in uniqwatch's start-up line (`url=http://ADDR/` in the
-/// human format, `"url":"http://ADDR/"` in JSON): where `[web] listen`
-/// bound, port 0 included.
+/// human format, `"url":"http://ADDR/"` in JSON, `https` with TLS): where
+/// `[web] listen` bound, port 0 included.
 pub fn daemon_listening_address(line: &str) -> Option<SocketAddr> {
     let (_, rest) = line
         .split_once("url=http://")
-        .or_else(|| line.split_once(r#""url":"http://"#))?;
+        .or_else(|| line.split_once("url=https://"))
+        .or_else(|| line.split_once(r#""url":"http://"#))
+        .or_else(|| line.split_once(r#""url":"https://"#))?;
     rest.split('/').next()?.parse().ok()
 }
 
