@@ -49,6 +49,33 @@ a range, checked at load. A complete example:
 [`examples/uniqwatch.toml`](../examples/uniqwatch.toml).
 ";
 
+/// The web config file's format: YAML of the Prometheus exporter toolkit,
+/// parsed in `src/websec/file.rs` rather than declared here.
+const WEB_CONFIG_FILE: &str = "
+## The web config file (`[web] config_file`, `--web.config.file`)
+
+YAML in the [Prometheus exporter toolkit's format](https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md),
+so the file written for node_exporter works unchanged; unknown fields are
+errors naming the field. Relative paths are read from the file's directory.
+Example: [`examples/web-config.yml`](../examples/web-config.yml); see the
+README, \"Web security\".
+
+| field | what uniqwatch does with it |
+|---|---|
+| `tls_server_config.cert_file`, `key_file` (or `cert`, `key` inline) | the server certificate chain and key, PEM; required with `tls_server_config` |
+| `tls_server_config.client_auth_type` | `NoClientCert` (default), `RequestClientCert`, `RequireAnyClientCert`, `VerifyClientCertIfGiven`, `RequireAndVerifyClientCert`; only the last authenticates clients |
+| `tls_server_config.client_ca_file` (or `client_ca`) | the CA client certificates must chain to; required with, and only allowed with, the two `Verify` types |
+| `tls_server_config.min_version`, `max_version` | `TLS12` (default minimum) or `TLS13`; TLS 1.0 and 1.1 are refused |
+| `tls_server_config.cipher_suites` | Go names of TLS 1.2 suites rustls has (ECDHE with AES-GCM or ChaCha20-Poly1305); others are refused; TLS 1.3 suites are always on |
+| `tls_server_config.curve_preferences` | `X25519`, `CurveP256`, `CurveP384` |
+| `tls_server_config.prefer_server_cipher_suites` | default `true` |
+| `tls_server_config.client_allowed_sans` | refused when not empty (not supported) |
+| `http_server_config.headers` | `Strict-Transport-Security`, `X-Content-Type-Options` (`nosniff`), `X-Frame-Options` (`deny`, `sameorigin`), `X-XSS-Protection`, `Content-Security-Policy`, set on every answer; any other header is refused |
+| `http_server_config.http2` | accepted, no effect: uniqwatch serves HTTP/1.1 |
+| `basic_auth_users` | user name: bcrypt hash; when not empty, every endpoint (`/healthz` included) asks for basic auth |
+| `rate_limit` | refused (not supported) |
+";
+
 struct Field {
     key: String,
     rust_type: String,
@@ -138,7 +165,7 @@ fn type_name(field: &Field) -> Option<&'static str> {
         "String" | "Option<String>" => "string",
         "bool" => "boolean",
         "usize" => "integer",
-        "PathBuf" => "path",
+        "PathBuf" | "Option<PathBuf>" => "path",
         "SocketAddr" => "address",
         "Vec<String>" => "list of strings",
         "KeySpec" => "string or list of strings",
@@ -214,6 +241,7 @@ fn render() -> String {
             }
         }
     }
+    out.push_str(WEB_CONFIG_FILE);
     out
 }
 

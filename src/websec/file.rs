@@ -41,9 +41,9 @@ pub struct WebConfigError {
 /// The file as written. Unknown fields are errors.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawFile {
-    tls_server_config: Option<RawTls>,
-    http_server_config: Option<RawHttp>,
+struct WebConfigFile {
+    tls_server_config: Option<TlsServerConfig>,
+    http_server_config: Option<HttpServerConfig>,
     basic_auth_users: Option<BTreeMap<String, String>>,
     /// Accepted for compatibility; refused with a message when set (see [`build`]).
     rate_limit: Option<serde_yaml::Value>,
@@ -51,7 +51,7 @@ struct RawFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTls {
+struct TlsServerConfig {
     cert: Option<String>,
     key: Option<String>,
     client_ca: Option<String>,
@@ -69,7 +69,7 @@ struct RawTls {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawHttp {
+struct HttpServerConfig {
     /// Accepted and without effect: uniqwatch speaks HTTP/1.1 only (ALPN
     /// `http/1.1`), which every Prometheus scrapes by default.
     #[serde(rename = "http2")]
@@ -105,10 +105,13 @@ const ALLOWED_HEADERS: &[(&str, Option<&[&str]>)] = &[
 pub fn load(path: &Path) -> Result<Loaded, WebConfigError> {
     let err = |field: &str, problem: String| WebConfigError { path: path.to_path_buf(), field: field.to_string(), problem };
     let text = read_text(path).map_err(|problem| err("(file)", problem))?;
-    let raw: Option<RawFile> = serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text)).map_err(|e| {
+    let raw: Option<WebConfigFile> = serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text)).map_err(|e| {
         let field = e.path().to_string();
         let field = if field == "." { "(file)".to_string() } else { field };
-        err(&field, e.inner().to_string())
+        // serde_yaml starts its message with the path, already in `field`.
+        let message = e.inner().to_string();
+        let message = message.strip_prefix(&format!("{field}: ")).map(str::to_string).unwrap_or(message);
+        err(&field, message)
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     build(raw.unwrap_or_default(), &dir, path).map_err(|(field, problem)| err(&field, problem))
@@ -126,7 +129,7 @@ fn read_text(path: &Path) -> Result<String, String> {
 
 type Invalid = (String, String);
 
-fn build(raw: RawFile, dir: &Path, path: &Path) -> Result<Loaded, Invalid> {
+fn build(raw: WebConfigFile, dir: &Path, path: &Path) -> Result<Loaded, Invalid> {
     let mut watched = vec![path.to_path_buf()];
     if raw.rate_limit.is_some() {
         return Err(("rate_limit".into(), "not supported by uniqwatch; leave it out (uniqwatch bounds connections instead, see the README)".into()));
@@ -185,7 +188,7 @@ fn printable(s: &str) -> String {
     s.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
-fn build_tls(tls: RawTls, dir: &Path, watched: &mut Vec<PathBuf>) -> Result<ServerConfig, Invalid> {
+fn build_tls(tls: TlsServerConfig, dir: &Path, watched: &mut Vec<PathBuf>) -> Result<ServerConfig, Invalid> {
     let f = |name: &str| format!("tls_server_config.{name}");
     if tls.client_allowed_sans.as_ref().is_some_and(|s| !s.is_empty()) {
         return Err((f("client_allowed_sans"), "not supported by uniqwatch; give the clients certificates of a CA of their own (client_ca_file)".into()));
@@ -338,5 +341,68 @@ fn go_suite_names(suite: &rustls::SupportedCipherSuite) -> &'static [&'static st
         S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => &["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"],
         S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => &["TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305"],
         _ => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a self-signed certificate and its key as `server.crt` and `server.key` in `dir`.
+    fn self_signed(dir: &Path) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+        std::fs::write(dir.join("server.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    }
+
+    #[test]
+    fn the_shipped_example_loads_and_its_password_is_change_me() {
+        let dir = tempfile::tempdir().unwrap();
+        self_signed(dir.path());
+        let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/web-config.yml")).unwrap();
+        let path = dir.path().join("web.yml");
+        std::fs::write(&path, example.replace("/etc/uniqwatch/tls/", "")).unwrap();
+        let loaded = load(&path).unwrap();
+        assert!(loaded.tls.is_some());
+        assert_eq!(loaded.headers.len(), 3);
+        assert_eq!(loaded.watched.len(), 3, "the file, the certificate and the key");
+        assert!(bcrypt::verify("change-me", &loaded.users["prometheus"]).unwrap());
+    }
+
+    #[test]
+    fn an_empty_file_is_plain_http_without_auth() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
+        std::fs::write(&path, "# nothing yet\n").unwrap();
+        let loaded = load(&path).unwrap();
+        assert!(loaded.tls.is_none() && loaded.users.is_empty() && loaded.headers.is_empty());
+    }
+
+    #[test]
+    fn go_cipher_suite_names_and_inline_pem_are_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        self_signed(dir.path());
+        let cert = std::fs::read_to_string(dir.path().join("server.crt")).unwrap();
+        let indented = |pem: &str| pem.lines().map(|l| format!("    {l}\n")).collect::<String>();
+        let yaml = format!(
+            "tls_server_config:\n  cert: |\n{}  key_file: server.key\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]\n  curve_preferences: [X25519, CurveP256]\n  max_version: TLS13\n  prefer_server_cipher_suites: false\nhttp_server_config:\n  http2: true\n",
+            indented(&cert)
+        );
+        let path = dir.path().join("web.yml");
+        std::fs::write(&path, yaml).unwrap();
+        let tls = load(&path).unwrap().tls.unwrap();
+        let suites = &tls.crypto_provider().cipher_suites;
+        assert_eq!(suites.len(), 5, "the three TLS 1.3 suites and the two named");
+        assert!(!tls.ignore_client_order);
+    }
+
+    #[test]
+    fn a_password_hash_is_never_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
+        std::fs::write(&path, "basic_auth_users:\n  bob: plaintext-password\n").unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("basic_auth_users.bob") && !e.contains("plaintext-password"), "{e}");
     }
 }
