@@ -66,8 +66,16 @@ struct Live {
     /// the last failed reload was tried, so a bad file is read once, not on
     /// every connection).
     stamp: Vec<Option<Stamp>>,
+    /// When the last reload failed: it is tried again after
+    /// [`RETRY_INTERVAL`] even if no watched file changed, since the new
+    /// file may name files the old one did not watch (a certificate not
+    /// there yet).
+    failed_at: Option<Instant>,
     log: RateLimited,
 }
+
+/// How often a web config that failed to load is tried again.
+const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What a file looks like without reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +121,7 @@ impl WebSecurity {
         Ok(Self {
             path: path.to_path_buf(),
             tls: loaded.tls.is_some(),
-            live: Mutex::new(Live { stamp: stamps(&loaded.watched), loaded: Arc::new(loaded), log: RateLimited::default() }),
+            live: Mutex::new(Live { stamp: stamps(&loaded.watched), loaded: Arc::new(loaded), failed_at: None, log: RateLimited::default() }),
             auth: auth::Authenticator::default(),
             metrics,
         })
@@ -129,21 +137,24 @@ impl WebSecurity {
         // A poisoned lock only means a panic elsewhere; the data is whole.
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let now = stamps(&live.loaded.watched);
-        if now == live.stamp {
+        let retry = live.failed_at.is_some_and(|t| t.elapsed() >= RETRY_INTERVAL);
+        if now == live.stamp && !retry {
             return Arc::clone(&live.loaded);
         }
         live.stamp = now;
+        live.failed_at = Some(Instant::now());
         match file::load(&self.path) {
             Ok(loaded) if loaded.tls.is_some() != self.tls => {
                 self.metrics.reload_successful.set(0);
                 let problem = "adding or removing tls_server_config needs a restart";
                 if live.log.note() {
-                    tracing::error!(path = %self.path.display(), problem, "cannot reload the web config; the last good one stays in force");
+                    tracing::error!(path = %self.path.display(), problem, failures = live.log.taken(), "cannot reload the web config; the last good one stays in force");
                 }
             }
             Ok(loaded) => {
                 live.stamp = stamps(&loaded.watched);
                 live.loaded = Arc::new(loaded);
+                live.failed_at = None;
                 self.auth.clear();
                 self.metrics.reload_successful.set(1);
                 self.metrics.reload_success_time.set(unix_now());
@@ -152,7 +163,7 @@ impl WebSecurity {
             Err(e) => {
                 self.metrics.reload_successful.set(0);
                 if live.log.note() {
-                    tracing::error!(error = %e, "cannot reload the web config; the last good one stays in force (uniqwatch_web_config_last_reload_successful 0)");
+                    tracing::error!(error = %e, failures = live.log.taken(), "cannot reload the web config; the last good one stays in force (uniqwatch_web_config_last_reload_successful 0)");
                 }
             }
         }
@@ -216,5 +227,23 @@ impl RateLimited {
     /// The events the line about to be written stands for; resets the count.
     fn taken(&mut self) -> u64 {
         std::mem::take(&mut self.unlogged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn lines_are_written_at_most_once_a_minute_with_the_count() {
+        let mut log = RateLimited::default();
+        assert!(log.note(), "the first is logged");
+        assert_eq!(log.taken(), 1);
+        assert!(!log.note());
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(!log.note());
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert!(log.note(), "a minute later a line is written again");
+        assert_eq!(log.taken(), 3, "standing for the two held back and itself");
     }
 }
