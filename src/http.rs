@@ -227,7 +227,7 @@ async fn landing(AxumState(app): AxumState<AppState>) -> Html<String> {
 body{{font-family:system-ui,sans-serif;font-size:16px;margin:2rem auto;padding:0 1rem;color:#222;max-width:70rem;overflow-wrap:anywhere}}
 .scroll{{overflow-x:auto;margin-bottom:1.5rem}}
 table{{border-collapse:collapse;width:100%}}
-th,td{{border:1px solid #ccc;padding:.35rem .6rem;text-align:left;vertical-align:top}}
+th,td{{border:1px solid #ccc;padding:.35rem .6rem;text-align:left;vertical-align:top;overflow-wrap:normal}}
 th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b00020;font-weight:600}}
 .fail{{color:#a15c00;font-weight:600}} .muted{{color:#666}} code{{background:#f3f3f3;padding:0 .2rem}}
 </style></head><body>

@@ -65,6 +65,14 @@ const PROBE: &str = r#"(() => {
           text: document.body.innerText.length};
 })()"#;
 
+/// The computed styles the print stylesheet sets.
+const PRINT_PROBE: &str = r#"(() => {
+  const style = sel => getComputedStyle(document.querySelector(sel));
+  return {header_background: style('th').backgroundColor, scroll: style('.scroll').overflowX,
+          figure_break: style('figure').breakInside, table_break: style('table').breakInside,
+          charts_drawn: [...document.querySelectorAll('svg')].filter(s => s.getBoundingClientRect().width > 100).length};
+})()"#;
+
 /// Where screenshots go: kept after the test, named by the process.
 fn shots_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("uniqwatch-browser-{}", std::process::id()));
@@ -93,6 +101,9 @@ fn look_at(browser: &mut Browser, name: &str, url: &str, charts: usize) -> Vec<(
         let what = format!("{name} at {viewport} ({width}px)");
         assert_eq!(browser.problems(&page), Vec::<String>::new(), "{what}: console errors");
         assert!(probe["text"].as_u64().unwrap() > 200, "{what}: the page shows text: {probe}");
+        // A page without a viewport tag is laid out 980px wide on a phone
+        // and shrunk to fit: every size would pass and nothing be legible.
+        assert_eq!(probe["inner_width"], json!(width), "{what}: laid out for the screen's width");
         assert!(
             probe["scroll_width"].as_f64().unwrap() <= probe["inner_width"].as_f64().unwrap(),
             "{what}: the page scrolls sideways: {probe}"
@@ -186,7 +197,17 @@ fn the_audit_report_reads_well_and_prints() {
     std::fs::write(&pdf_path, &pdf).unwrap();
     say(&format!("pdf: {}", pdf_path.display()));
     assert!(pdf.starts_with(b"%PDF-"), "Chromium printed a PDF");
+    // What the print stylesheet does, as the printer sees it.
+    browser.call(Some(&desktop.session), "Emulation.setEmulatedMedia", json!({"media": "print"}));
+    let print = browser.eval(desktop, PRINT_PROBE);
+    assert_eq!(
+        print,
+        json!({"header_background": "rgba(0, 0, 0, 0)", "scroll": "visible", "figure_break": "avoid", "table_break": "avoid",
+               "charts_drawn": charts}),
+        "printed: no header backgrounds, nothing cut off in a scroll box, no chart or table split, every chart drawn"
+    );
     let pages = pdf_pages(&pdf);
+    say(&format!("pdf: {pages} pages, {} bytes", pdf.len()));
     assert!((2..=20).contains(&pages), "a month's report prints on a few pages, not {pages}");
 }
 
