@@ -274,7 +274,6 @@ fn month_of_runs() -> Store {
                     ..SourceTotals::default()
                 },
             )]),
-            ..LogTotals::default()
         };
         store.record_log_totals(day.and_hms_opt(20, 0, 0).unwrap().and_utc(), &totals).unwrap();
     }
