@@ -2,9 +2,10 @@
 # Installs what the tests, the demo and the benchmarks need, on a bare Debian
 # machine with Rust and Python 3: SecantusDB (a MongoDB wire-protocol server)
 # in ./.venv, Prometheus (with promtool), Alertmanager (with amtool), wrk,
-# mtail and (where the machine has none) Node.js with npm from Debian. With
-# --tests, also the mongoose test app's packages (tests/mongoose, pinned by
-# its package-lock), which only the test suite uses.
+# mtail, Chromium (for the browser tests) and (where the machine has none)
+# Node.js with npm from Debian. With --tests, also the mongoose test app's
+# packages (tests/mongoose, pinned by its package-lock), which only the test
+# suite uses.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,9 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v mtail >/dev/null 2>&1 || need+=(mtail)
 { command -v node && command -v npm; } >/dev/null 2>&1 || need+=(nodejs npm)
+# The browser tests (tests/browser.rs) open the pages in a headless Chromium.
+# Large (some 300 MB installed), so only when missing.
+{ command -v chromium || command -v chromium-browser; } >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian"
   sudo_cmd=()

@@ -250,10 +250,12 @@ async fn landing(AxumState(app): AxumState<AppState>) -> Html<String> {
         h,
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>uniqwatch</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>
-body{{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:70rem}}
-table{{border-collapse:collapse;width:100%;margin-bottom:1.5rem}}
-th,td{{border:1px solid #ccc;padding:.35rem .6rem;text-align:left;vertical-align:top}}
+body{{font-family:system-ui,sans-serif;font-size:16px;margin:2rem auto;padding:0 1rem;color:#222;max-width:70rem;overflow-wrap:anywhere}}
+.scroll{{overflow-x:auto;margin-bottom:1.5rem}}
+table{{border-collapse:collapse;width:100%}}
+th,td{{border:1px solid #ccc;padding:.35rem .6rem;text-align:left;vertical-align:top;overflow-wrap:normal}}
 th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b00020;font-weight:600}}
 .fail{{color:#a15c00;font-weight:600}} .muted{{color:#666}} code{{background:#f3f3f3;padding:0 .2rem}}
 </style></head><body>
@@ -293,7 +295,7 @@ th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b0002
                 st.canonical_running_since.map(|t| format!("; a pass is going since {}", when(t))).unwrap_or_default(),
             );
         }
-        h.push_str("<table><tr><th>check</th><th>result</th><th>ran at</th><th>took</th><th>last success</th></tr>");
+        h.push_str("<div class=\"scroll\"><table><tr><th>check</th><th>result</th><th>ran at</th><th>took</th><th>last success</th></tr>");
         for check in checks::checks_of(c) {
             let last = match check.group() {
                 Group::Key => st.last_run.as_ref(),
@@ -318,11 +320,11 @@ th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b0002
                 escape(&text)
             );
         }
-        h.push_str("</table>");
+        h.push_str("</table></div>");
     }
     if !app.log_sources.is_empty() {
         let totals = app.log_totals.borrow().clone();
-        h.push_str("<h2>Log sources</h2><table><tr><th>source</th><th>lines read</th><th>duplicate-key errors</th><th>recoveries</th><th>events</th></tr>");
+        h.push_str("<h2>Log sources</h2><div class=\"scroll\"><table><tr><th>source</th><th>lines read</th><th>duplicate-key errors</th><th>recoveries</th><th>events</th></tr>");
         for name in &app.log_sources {
             let t = totals.sources.get(name).cloned().unwrap_or_default();
             let errors: u64 = t.duplicate_key_errors.iter().map(|e| e.count).sum();
@@ -336,7 +338,7 @@ th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b0002
                 events.join(", ")
             );
         }
-        h.push_str("</table><p class=\"muted\">Totals since the source was first followed, as saved in the checkpoint.</p>");
+        h.push_str("</table></div><p class=\"muted\">Totals since the source was first followed, as saved in the checkpoint.</p>");
     }
     h.push_str("</body></html>\n");
     Html(h)

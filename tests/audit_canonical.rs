@@ -19,7 +19,7 @@ use uniqwatch::audit::{
     CurrentKeyConsistency, CurrentState, MissingCounts, Month, Status, TargetInfo,
 };
 use uniqwatch::checks::{
-    CanonicalDuplicatesOutcome, CanonicalSample, CheckName, CheckResult, DuplicatesOutcome, Figures, IndexOutcome,
+    CanonicalDuplicatesOutcome, CanonicalSample, CheckName, CheckResult, DuplicatesOutcome, Figures, Group, IndexOutcome,
     KeyConsistencyOutcome, Method, MismatchKind, MismatchSample, MissingKeysOutcome, TargetRun,
 };
 use uniqwatch::config::Config;
@@ -504,4 +504,59 @@ async fn the_audit_of_a_canonical_target_on_a_real_server() {
         [("One document per canonical value?", Status::Fail), ("Every key its canonical value?", Status::Fail)]
     );
     assert!(report.verdict.items[3].figure.ends_with("; now: 1 surplus document on 1 canonical value"));
+}
+
+/// Issue 14: the days of the month before uniqwatch first ran were counted
+/// as the longest gap without a successful run. `chats` is first checked on
+/// 10-10 at 12:00 and its canonical checks on 10-15; `users` all month.
+#[test]
+fn days_before_the_first_run_are_not_yet_monitored_not_a_gap() {
+    let mut store = Store::open_in_memory().unwrap();
+    let mut at = october().start();
+    while at < october().end() {
+        let mut batch = key_runs("users", at);
+        if at >= utc(10, 10, 12) {
+            if at >= utc(10, 20, 0) && at < utc(10, 20, 5) {
+                // A real gap: the key checks fail for five hours.
+                batch.extend(Group::Key.checks().iter().map(|&c| failure("chats", c, at)));
+            } else {
+                batch.extend(key_runs("chats", at));
+            }
+        }
+        if at >= utc(10, 15, 0) {
+            batch.extend(canonical_runs(at));
+        }
+        store.record_runs(&batch).unwrap();
+        at += Span::hours(1);
+    }
+    let report = october_report(&store, &targets());
+    let j: Value = serde_json::from_str(&report.to_json()).unwrap();
+    let chats = &j["targets"][0]["checks"];
+    assert_eq!(
+        chats["not_yet_monitored"],
+        json!({"from": "2026-10-01T00:00:00Z", "to": "2026-10-10T12:00:00Z", "seconds": 9 * 86400 + 12 * 3600})
+    );
+    assert_eq!(
+        chats["longest_gap"],
+        json!({"check": "index", "from": "2026-10-19T23:00:00Z", "to": "2026-10-20T05:00:00Z", "seconds": 6 * 3600}),
+        "the real gap, not the days before the first run"
+    );
+    assert_eq!(chats["by_check"]["index"]["not_yet_monitored"]["to"], "2026-10-10T12:00:00Z");
+    // A check added later is not yet monitored until its own first run.
+    let canonical = &chats["by_check"]["canonical_duplicates"];
+    assert_eq!(canonical["not_yet_monitored"]["to"], "2026-10-15T00:00:00Z");
+    assert_ne!(canonical["longest_gap"]["from"], "2026-10-01T00:00:00Z");
+    assert_eq!(j["targets"][1]["checks"]["not_yet_monitored"], Value::Null, "users ran from the start");
+
+    let md = report.to_markdown().replace('\\', "");
+    let html = report.to_html();
+    for phrase in [
+        "Not yet monitored: 9d 12h (2026-10-01 00:00 UTC to 2026-10-10 12:00 UTC, before the first run: not counted as a gap)",
+        "Longest gap without a successful run: 6h 0m (2026-10-19 23:00 UTC to 2026-10-20 05:00 UTC), check index",
+        "Not yet monitored: none (monitored from the start of the month)",
+        "14d 0h (2026-10-01 00:00 UTC to 2026-10-15 00:00 UTC, before the first run: not counted as a gap)",
+    ] {
+        assert!(md.contains(phrase), "markdown lacks {phrase:?}");
+        assert!(html.contains(phrase), "html lacks {phrase:?}");
+    }
 }

@@ -226,17 +226,24 @@ fn target_report(
     to: DateTime<Utc>,
 ) -> Result<TargetReport, AuditError> {
     let mut checks = ChecksReport::default();
+    // The target's first run: the earliest first run of its checks.
+    let mut monitored_from: Option<DateTime<Utc>> = None;
     for check in CHECKS {
         let counts = store.run_counts(name, check, from, to)?;
         // A target without [target.canonical] never runs these: no row for them.
         if check.group() == Group::Canonical && counts.runs == 0 {
             continue;
         }
+        // Gaps count from the check's first run: before it nothing was watched.
+        let first_ever = if counts.runs > 0 { store.first_run(name, check)? } else { None };
+        let not_yet_monitored = NotMonitored::before(from, first_ever);
         let gap = if counts.runs > 0 {
-            store.longest_gap(name, check, from, to)?.map(|g| gap_report(check, g))
+            let start = not_yet_monitored.as_ref().map_or(from, |n| n.to);
+            store.longest_gap(name, check, start, to)?.map(|g| gap_report(check, g))
         } else {
             None
         };
+        monitored_from = [monitored_from, first_ever].into_iter().flatten().min();
         checks.runs += counts.runs;
         checks.failed += counts.failed;
         for (reason, n) in &counts.failures_by_reason {
@@ -256,9 +263,11 @@ fn target_report(
                 failed: counts.failed,
                 failures_by_reason: counts.failures_by_reason,
                 longest_gap: gap,
+                not_yet_monitored,
             },
         );
     }
+    checks.not_yet_monitored = NotMonitored::before(from, monitored_from);
 
     let now = match current {
         Some(CurrentState::Reachable { .. }) => NowReport { checked: true, reason: None },

@@ -300,8 +300,12 @@ pub struct ChecksReport {
     pub first_run: Option<DateTime<Utc>>,
     /// Last run of the month.
     pub last_run: Option<DateTime<Utc>>,
-    /// The longest stretch without a successful run of some check.
+    /// The longest stretch without a successful run of some check (the
+    /// time before the target was first checked is not one).
     pub longest_gap: Option<GapReport>,
+    /// The start of the month before the store's first run of this target,
+    /// when it began later: nothing was watched yet, so it is no gap.
+    pub not_yet_monitored: Option<NotMonitored>,
 }
 
 /// Runs of one check.
@@ -313,8 +317,31 @@ pub struct CheckRuns {
     pub failed: u64,
     /// Failed runs by reason.
     pub failures_by_reason: BTreeMap<String, u64>,
-    /// The longest stretch without a success of this check.
+    /// The longest stretch without a success of this check, counted from
+    /// its first run when that came after the start of the month.
     pub longest_gap: Option<GapReport>,
+    /// The start of the month before the store's first run of this check.
+    pub not_yet_monitored: Option<NotMonitored>,
+}
+
+/// The start of a month before uniqwatch first ran a check (of a target, or
+/// one check): not a gap in monitoring, since there was none yet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotMonitored {
+    /// The start of the month.
+    pub from: DateTime<Utc>,
+    /// The first run the store holds.
+    pub to: DateTime<Utc>,
+    /// Its length.
+    pub seconds: i64,
+}
+
+impl NotMonitored {
+    /// The stretch from `month_start` to `first_run`, if the first run came later.
+    pub fn before(month_start: DateTime<Utc>, first_run: Option<DateTime<Utc>>) -> Option<Self> {
+        let to = first_run.filter(|t| *t > month_start)?;
+        Some(NotMonitored { from: month_start, to, seconds: (to - month_start).num_seconds() })
+    }
 }
 
 /// A stretch without a successful run.

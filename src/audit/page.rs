@@ -11,39 +11,51 @@ use super::AuditReport;
 
 
 const CSS: &str = r#"
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #111; max-width: 62rem; margin: 2rem auto; padding: 0 1rem; }
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #111; max-width: 62rem; margin: 2rem auto; padding: 0 1rem; overflow-wrap: anywhere; }
 h1 { font-size: 1.6rem; margin-bottom: .3rem; }
 h2 { font-size: 1.25rem; border-bottom: 1px solid #999; padding-bottom: .2rem; margin-top: 2rem; }
 h3 { font-size: 1.05rem; margin-bottom: .3rem; }
 p.strong { font-size: 1.15rem; font-weight: 600; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; }
-th, td { border: 1px solid #bbb; padding: .2rem .5rem; text-align: left; vertical-align: top; }
+.scroll { overflow-x: auto; margin: .5rem 0 1rem; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid #bbb; padding: .2rem .5rem; text-align: left; vertical-align: top; overflow-wrap: normal; }
 th { background: #eee; }
 td.mark { text-align: center; font-weight: 700; }
 td.pass { color: #116611; } td.fail { color: #aa1111; } td.no_data { color: #666; }
 figure { margin: .5rem 0 1rem; }
 figcaption { font-size: .9rem; color: #333; }
-svg { max-width: 100%; height: auto; }
-svg text { font: 10px sans-serif; fill: #333; }
+svg { display: block; width: 100%; min-width: 34rem; max-width: 720px; height: auto; }
+svg text { font: 12px sans-serif; fill: #333; }
 svg .axis { stroke: #666; stroke-width: 1; }
 svg .dup, svg .err { fill: #b22222; }
 svg .rec { fill: #4a7ab5; }
 svg .kc { fill: #c8860b; }
 svg .none { fill: none; stroke: #bbb; stroke-dasharray: 2 2; }
-@media print {
-  body { margin: 0; max-width: none; font-size: 11pt; }
-  h2, h3 { break-after: avoid; }
-  table, figure { break-inside: avoid; }
-  * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+@media (max-width: 40rem) {
+  body { margin: 1rem auto; padding: 0 .75rem; }
+  h1 { font-size: 1.35rem; }
 }
-@page { margin: 1.5cm; }
+@media print {
+  body { margin: 0; max-width: none; padding: 0; font-size: 10pt; color: #000; }
+  h2, h3 { break-after: avoid; }
+  h2 { margin-top: 1.2rem; }
+  .scroll { overflow: visible; }
+  table, figure, tr, li { break-inside: avoid; }
+  thead { display: table-header-group; }
+  th { background: none; font-weight: 700; }
+  td, th { overflow-wrap: anywhere; }
+  svg { min-width: 0; max-width: 100%; }
+  svg * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+  a[href]::after { content: " (" attr(href) ")"; font-size: .9em; }
+}
+@page { size: A4; margin: 1.5cm; }
 "#;
 
 pub(super) fn html(r: &AuditReport) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
         html_escape(&format!("Uniqueness audit for {}", r.month))
     );
     for block in document(r) {
@@ -71,7 +83,7 @@ pub(super) fn html(r: &AuditReport) -> String {
                 out.push_str("</ul>\n");
             }
             Block::Table { head, rows, marks } => {
-                out.push_str("<table>\n<thead><tr>");
+                out.push_str("<div class=\"scroll\">\n<table>\n<thead><tr>");
                 for h in &head {
                     let _ = write!(out, "<th>{}</th>", html_escape(h));
                 }
@@ -92,7 +104,7 @@ pub(super) fn html(r: &AuditReport) -> String {
                     }
                     out.push_str("</tr>\n");
                 }
-                out.push_str("</tbody>\n</table>\n");
+                out.push_str("</tbody>\n</table>\n</div>\n");
             }
             Block::Chart(chart) => out.push_str(&svg_chart(&chart)),
         }
@@ -126,7 +138,7 @@ fn svg_chart(chart: &Chart) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "<figure>\n<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\">\n",
+        "<figure>\n<div class=\"scroll\">\n<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\">\n",
         html_escape(&chart.title)
     );
     let base = TOP + plot_h;
@@ -142,7 +154,7 @@ fn svg_chart(chart: &Chart) -> String {
             legend_x + 14.0,
             html_escape(name)
         );
-        legend_x += 22.0 + 6.5 * name.len() as f64;
+        legend_x += 24.0 + 7.2 * name.len() as f64;
     }
     for (d, day) in chart.days.iter().enumerate() {
         let x0 = LEFT + d as f64 * slot + slot * 0.1;
@@ -177,6 +189,6 @@ fn svg_chart(chart: &Chart) -> String {
             );
         }
     }
-    let _ = write!(s, "</svg>\n<figcaption>{}</figcaption>\n</figure>\n", html_escape(&chart.title));
+    let _ = write!(s, "</svg>\n</div>\n<figcaption>{}</figcaption>\n</figure>\n", html_escape(&chart.title));
     s
 }

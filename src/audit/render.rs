@@ -310,17 +310,37 @@ fn target_section(doc: &mut Vec<Block>, r: &AuditReport, t: &TargetReport) {
             Some(g) => format!("Longest gap without a successful run: {}, check {}", gap(&c.longest_gap), g.check),
             None => "Longest gap without a successful run: none".to_string(),
         },
+        format!("Not yet monitored: {}", not_monitored(&c.not_yet_monitored)),
         format!("First run: {}; last run: {}", when_opt(c.first_run), when_opt(c.last_run)),
     ]));
     doc.push(Block::Table {
-        head: ["Check", "Runs", "Failed", "Failures by reason", "Longest gap without success"].map(String::from).to_vec(),
+        head: ["Check", "Runs", "Failed", "Failures by reason", "Longest gap without success", "Not yet monitored"]
+            .map(String::from)
+            .to_vec(),
         rows: CHECKS
             .iter()
             .filter_map(|check| c.by_check.get(check.as_str()).map(|k| (check.as_str(), k)))
-            .map(|(name, k)| vec![name.to_string(), k.runs.to_string(), k.failed.to_string(), reasons(&k.failures_by_reason), gap(&k.longest_gap)])
+            .map(|(name, k)| {
+                vec![
+                    name.to_string(),
+                    k.runs.to_string(),
+                    k.failed.to_string(),
+                    reasons(&k.failures_by_reason),
+                    gap(&k.longest_gap),
+                    not_monitored(&k.not_yet_monitored),
+                ]
+            })
             .collect(),
         marks: None,
     });
+}
+
+/// The start of the month before the first run, told apart from gaps.
+fn not_monitored(n: &Option<super::NotMonitored>) -> String {
+    match n {
+        Some(n) => format!("{} ({} to {}, before the first run: not counted as a gap)", length(n.seconds), when(n.from), when(n.to)),
+        None => "none (monitored from the start of the month)".to_string(),
+    }
 }
 
 fn sample_table(sample: &[DuplicateSample]) -> Block {

@@ -234,6 +234,18 @@ impl Store {
             .optional()
     }
 
+    /// The earliest run of one check of one target the store holds, at
+    /// any time: before it uniqwatch was not watching that check yet.
+    pub fn first_run(&self, target: &str, check: CheckName) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let read = || -> rusqlite::Result<Option<i64>> {
+            let Some(id) = self.lookup_target(target)? else { return Ok(None) };
+            self.conn
+                .prepare_cached("SELECT MIN(at_ms) FROM check_runs WHERE target_id = ?1 AND check_kind = ?2")?
+                .query_row(params![id, schema::check_kind(check)], |r| r.get(0))
+        };
+        read().map(|t| t.map(time)).map_err(|e| self.classify(e, "finding the first check run"))
+    }
+
     /// Runs, failures and their reasons for one check of one target in `[from, to)`.
     pub fn run_counts(
         &self,
