@@ -29,7 +29,14 @@ fn main() {
 
 /// The commit checked out, and the files whose change means a new one
 /// (HEAD, the branch it points to, packed refs), so a commit rebuilds.
+/// None unless the crate is the top of its git work tree: a tarball
+/// unpacked inside another repository must not take that one's commit.
 fn git_revision() -> Option<String> {
+    let top = output(Command::new("git").args(["rev-parse", "--show-toplevel"]))?;
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
+    if std::fs::canonicalize(top).ok()? != std::fs::canonicalize(manifest_dir).ok()? {
+        return None;
+    }
     let revision = output(Command::new("git").args(["rev-parse", "HEAD"]))?;
     let branch = output(Command::new("git").args(["symbolic-ref", "-q", "HEAD"]));
     for path in ["HEAD", "packed-refs"].into_iter().chain(branch.as_deref()) {
