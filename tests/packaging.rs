@@ -176,12 +176,17 @@ fn the_debian_package_installs_checks_and_purges() {
         return skip(TEST, "/etc/uniqwatch exists and no package owns it: left alone");
     }
 
-    // The package from the binary this test run built (the dev profile, so
-    // no second build; scripts/build-deb.sh makes the release package).
+    // The package from the binary this test run built, in its profile, so
+    // no second build; scripts/build-deb.sh makes the release package.
+    let profile = match Path::new(BIN).parent().and_then(Path::file_name).and_then(|d| d.to_str()) {
+        Some("debug") => "dev",
+        Some(other) => other,
+        None => panic!("{BIN} is not in a profile's directory"),
+    };
     let out = tempfile::tempdir().expect("a scratch directory can be made");
     let (ok, stdout, stderr) = run(Command::new("cargo")
         .current_dir(repo_root())
-        .args(["deb", "--no-build", "--profile", "dev", "--fast", "--locked", "--quiet", "--output"])
+        .args(["deb", "--no-build", "--profile", profile, "--fast", "--locked", "--quiet", "--output"])
         .arg(out.path()));
     assert!(ok, "cargo deb failed:\n{stdout}{stderr}");
     let deb = std::fs::read_dir(out.path())
