@@ -2,10 +2,10 @@
 # Installs what the tests, the demo and the benchmarks need, on a bare Debian
 # machine with Rust and Python 3: SecantusDB (a MongoDB wire-protocol server)
 # in ./.venv, Prometheus (with promtool), Alertmanager (with amtool), wrk,
-# mtail, Chromium (for the browser tests) and (where the machine has none)
-# Node.js with npm from Debian. With --tests, also the mongoose test app's
-# packages (tests/mongoose, pinned by its package-lock), which only the test
-# suite uses.
+# mtail, Chromium (for the browser tests), systemd (for systemd-analyze) and
+# (where the machine has none) Node.js with npm from Debian, and cargo-deb
+# (pinned) with cargo. With --tests, also the mongoose test app's packages
+# (tests/mongoose, pinned by its package-lock), which only the test suite uses.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,8 @@ command -v mtail >/dev/null 2>&1 || need+=(mtail)
 # The browser tests (tests/browser.rs) open the pages in a headless Chromium.
 # Large (some 300 MB installed), so only when missing.
 { command -v chromium || command -v chromium-browser; } >/dev/null 2>&1 || need+=(chromium)
+# systemd-analyze verifies packaging/uniqwatch.service (tests/packaging.rs).
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian"
   sudo_cmd=()
@@ -34,6 +36,13 @@ if [ ${#need[@]} -gt 0 ]; then
   for svc in prometheus prometheus-alertmanager prometheus-node-exporter mtail; do
     "${sudo_cmd[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true
   done
+fi
+
+# cargo deb builds the Debian package that tests/packaging.rs installs.
+CARGO_DEB_VERSION=3.8.0
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-deb $CARGO_DEB_VERSION with cargo"
+  cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --quiet
 fi
 
 if [ ! -x .venv/bin/secantusd-py ]; then

@@ -13,7 +13,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Start with `uniqwatch config check` to validate a config file, then
 /// `uniqwatch check` for a one-off verdict, and `uniqwatch run` for the daemon.
 #[derive(Debug, Parser)]
-#[command(name = "uniqwatch", version, propagate_version = true, max_term_width = 100)]
+// `-V` prints the version; `--version` adds the revision and the rustc.
+#[command(
+    name = "uniqwatch",
+    version = crate::build_info::VERSION,
+    long_version = crate::build_info::LONG_VERSION,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Log format on stderr: `human` for a terminal, `json` for log shippers.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "UNIQWATCH_LOG_FORMAT")]

@@ -39,10 +39,13 @@
 //!   [`audit`] builds, renders and writes the monthly audit report from it.
 //! - [`report`] is what `uniqwatch check` prints and its exit code; [`cli`]
 //!   declares the command line, and `main.rs` maps errors to exit codes.
+//! - [`build_info`] says what this binary is (version, git revision,
+//!   rustc), for `uniqwatch_build_info` and `--version`.
 //! - [`fsutil`] writes files durably (temp file, fsync, rename), for the
 //!   checkpoint, the state dir's lock info and the reports.
 
 pub mod audit;
+pub mod build_info;
 pub mod checks;
 pub mod cli;
 pub mod config;

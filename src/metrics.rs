@@ -16,6 +16,7 @@ use prometheus::{
     CounterVec, Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::build_info;
 use crate::logs::durations::EventDurations;
 
 /// Suffix on every HELP text of a result gauge, so a reader of `/metrics`
@@ -63,7 +64,7 @@ pub struct Metrics {
     pub runs_skipped_total: IntCounterVec,
     /// Total time spent in each check, for rate() over runs.
     pub check_seconds_total: CounterVec,
-    /// The version, as a label on a constant 1.
+    /// The version, git revision and rustc, as labels on a constant 1.
     pub build_info: IntGaugeVec,
     /// When the daemon started.
     pub start_time_seconds: Gauge,
@@ -209,7 +210,7 @@ impl Metrics {
                 r.register(Box::new(c.clone())).expect("metric registered once");
                 c
             },
-            build_info: int_gauge(&r, "build_info", "Always 1; the version label says which uniqwatch is running.", &["version"]),
+            build_info: int_gauge(&r, "build_info", "Always 1; the labels say which uniqwatch is running: version, git revision (unknown when built without git) and the rustc that built it.", &["version", "revision", "rustversion"]),
             start_time_seconds: plain_gauge(&r, "start_time_seconds", "Unix time the daemon started."),
             history_up: plain_int_gauge(&r, "history_up", "1 while the history store is open and its last write succeeded; 0 when it could not be opened or a write failed."),
             history_write_failures_total: int_counter(&r, "history_write_failures_total", "Failed writes to the history store, by reason: disk_full, corrupt, read_only, busy, io, cannot_open, too_new, other.", &["reason"]),
@@ -247,7 +248,17 @@ impl Metrics {
             http_tls_handshake_failures_total: int_counter(&r, "http_tls_handshake_failures_total", "TLS handshakes on the HTTP listener that failed (error) or did not finish within the header read timeout (timeout).", &["reason"]),
             registry: r,
         };
-        metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        metrics
+            .build_info
+            .with_label_values(&[build_info::VERSION, build_info::REVISION, build_info::RUST_VERSION])
+            .set(1);
+        // The process_* families every exporter has (CPU, memory, file
+        // descriptors, start time, threads), read from /proc at each scrape.
+        #[cfg(target_os = "linux")]
+        metrics
+            .registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process metrics registered once");
         metrics.start_time_seconds.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         metrics
     }

@@ -227,13 +227,22 @@ fn is_volatile(series: &str) -> bool {
 }
 
 /// The exposition with volatile values replaced (see [`is_volatile`]) and
-/// the crate version masked, so the file changes only when names, labels or
-/// stable values do.
+/// the build's labels (crate version, git revision, rustc) masked, so the
+/// file changes only when names, labels or stable values do.
 fn normalise(metrics: &str) -> String {
-    let version = format!(r#"version="{}""#, env!("CARGO_PKG_VERSION"));
+    let build_labels = [
+        ("version", uniqwatch::build_info::VERSION),
+        ("revision", uniqwatch::build_info::REVISION),
+        ("rustversion", uniqwatch::build_info::RUST_VERSION),
+    ];
     let mut out = String::new();
     for line in metrics.lines() {
-        let line = line.replace(&version, r#"version="<version>""#);
+        let mut line = line.to_string();
+        if line.starts_with("uniqwatch_build_info{") {
+            for (label, value) in build_labels {
+                line = line.replace(&format!(r#"{label}="{value}""#), &format!(r#"{label}="<{label}>""#));
+            }
+        }
         match line.rsplit_once(' ') {
             Some((series, _)) if !line.starts_with('#') && is_volatile(series) => {
                 out.push_str(series);
@@ -339,7 +348,12 @@ fn normalise_masks_volatile_values_only() {
                 uniqwatch_run_seconds_count 3\n\
                 uniqwatch_history_size_bytes 74072\n\
                 uniqwatch_documents{target=\"t\"} 3\n";
-    let version = format!("uniqwatch_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION"));
+    let version = format!(
+        "uniqwatch_build_info{{revision=\"{}\",rustversion=\"{}\",version=\"{}\"}} 1\n",
+        uniqwatch::build_info::REVISION,
+        uniqwatch::build_info::RUST_VERSION,
+        uniqwatch::build_info::VERSION
+    );
     assert_eq!(
         normalise(&format!("{text}{version}")),
         "# HELP uniqwatch_start_time_seconds Unix time.\n\
@@ -349,7 +363,7 @@ fn normalise_masks_volatile_values_only() {
          uniqwatch_run_seconds_count 3\n\
          uniqwatch_history_size_bytes <volatile>\n\
          uniqwatch_documents{target=\"t\"} 3\n\
-         uniqwatch_build_info{version=\"<version>\"} 1\n"
+         uniqwatch_build_info{revision=\"<revision>\",rustversion=\"<rustversion>\",version=\"<version>\"} 1\n"
     );
 }
 
