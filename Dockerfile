@@ -40,7 +40,9 @@ VOLUME /var/lib/uniqwatch
 EXPOSE 9716
 # /healthz answers 200 while the process serves. With TLS or basic auth on
 # the endpoints, change this command to match (curl's --cacert, --user).
+# Alive when /healthz answers 200, or 401 once basic auth is on; -k and the
+# https URL when a web config turns TLS on (set UNIQWATCH_HEALTH_URL).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD curl -fsS -o /dev/null http://127.0.0.1:9716/healthz || exit 1
+    CMD code=$(curl -ks -o /dev/null -w '%{http_code}' "${UNIQWATCH_HEALTH_URL:-http://127.0.0.1:9716/healthz}"); [ "$code" = 200 ] || [ "$code" = 401 ] || exit 1
 ENTRYPOINT ["/usr/bin/uniqwatch"]
 CMD ["run"]

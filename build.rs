@@ -14,8 +14,9 @@ fn main() {
     println!("cargo:rerun-if-env-changed=UNIQWATCH_REVISION");
     let revision = std::env::var("UNIQWATCH_REVISION")
         .ok()
-        .filter(|r| !r.trim().is_empty())
         .map(|r| r.trim().to_string())
+        // Only what a revision holds: a newline would inject cargo directives.
+        .filter(|r| !r.is_empty() && r.len() <= 64 && r.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c)))
         .or_else(git_revision)
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=UNIQWATCH_REVISION={revision}");

@@ -179,6 +179,14 @@ fn tls_and_basic_auth_guard_every_endpoint_healthz_included() {
     let untrusted = curl(&daemon.url("/healthz"), &["-u", &creds]);
     assert!(!untrusted.ok, "curl refuses a server whose CA it was not given");
 
+    // Review finding: a file rewritten in place and read half-written (the
+    // TLS part only) turned basic auth off. Protection is switched by a restart only.
+    std::fs::write(&web, "tls_server_config:\n  cert_file: a-server.pem\n  key_file: a-server.key\n").unwrap();
+    let r = curl(&daemon.url("/metrics"), &["--cacert", ca]);
+    assert_eq!(r.code, "401", "a reload without users must not open the endpoints: {}", r.text);
+    let metrics = curl(&daemon.url("/metrics"), &["--cacert", ca, "-u", &creds]);
+    assert_eq!(sample(&metrics.text, "uniqwatch_web_config_last_reload_successful"), Some(0.0), "{}", metrics.text);
+
     let log = daemon.log();
     let refusals = log.lines().filter(|l| l.contains("refused for missing or wrong credentials")).count();
     assert_eq!(refusals, 1, "one line a minute, however many refusals: {log}");

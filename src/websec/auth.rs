@@ -52,11 +52,28 @@ impl AuthFailure {
     }
 }
 
-#[derive(Default)]
+/// bcrypt checks running at once; the others wait their turn in async code,
+/// so a client that goes away stops waiting and costs nothing more.
+const BCRYPT_AT_ONCE: usize = 2;
+/// How long a check waits for its turn before the request is refused.
+const BCRYPT_WAIT: Duration = Duration::from_secs(5);
+
 pub struct Authenticator {
     /// SHA-256(user, hash, password) → when it was verified.
     cache: Mutex<HashMap<[u8; 32], Instant>>,
     log: Mutex<RateLimited>,
+    /// Bounds the bcrypt work a flood of wrong passwords can queue.
+    bcrypt: tokio::sync::Semaphore,
+}
+
+impl Default for Authenticator {
+    fn default() -> Self {
+        Authenticator {
+            cache: Mutex::default(),
+            log: Mutex::default(),
+            bcrypt: tokio::sync::Semaphore::new(BCRYPT_AT_ONCE),
+        }
+    }
 }
 
 impl Authenticator {
@@ -75,8 +92,12 @@ impl Authenticator {
         if known && self.cached(&key) {
             return Ok(());
         }
-        // bcrypt is slow by design: off the async threads.
-        let matches = tokio::task::spawn_blocking(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false))
+        // bcrypt is slow by design: off the async threads, a bounded number at once.
+        let Ok(Ok(_turn)) = tokio::time::timeout(BCRYPT_WAIT, self.bcrypt.acquire()).await else {
+            return Err(AuthFailure::Invalid);
+        };
+        // Not truncated at bcrypt's 72 bytes: a longer password must match whole.
+        let matches = tokio::task::spawn_blocking(move || bcrypt::non_truncating_verify(password.as_bytes(), &hash).unwrap_or(false))
             .await
             .unwrap_or(false);
         if known && matches {

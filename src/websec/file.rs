@@ -111,10 +111,30 @@ pub fn load(path: &Path) -> Result<Loaded, WebConfigError> {
         // serde_yaml starts its message with the path, already in `field`.
         let message = e.inner().to_string();
         let message = message.strip_prefix(&format!("{field}: ")).map(str::to_string).unwrap_or(message);
-        err(&field, message)
+        err(&field, unquoted(&message))
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     build(raw.unwrap_or_default(), &dir, path).map_err(|(field, problem)| err(&field, problem))
+}
+
+/// A parser message with every quoted value cut out (`invalid type: string
+/// "user:$2b$…"` becomes `invalid type: string "…"`): a value in the wrong
+/// place may be a hash, a password or a key.
+fn unquoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        if c == '"' {
+            if inside {
+                out.push('…');
+            }
+            inside = !inside;
+            out.push(c);
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Reads `path` if it is a regular file of at most [`MAX_FILE_BYTES`] of UTF-8.
@@ -346,6 +366,12 @@ fn go_suite_names(suite: &rustls::SupportedCipherSuite) -> &'static [&'static st
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parser_messages_never_quote_a_value() {
+        let m = super::unquoted(r#"invalid type: string "prometheus:$2b$10$heJX", expected a map"#);
+        assert_eq!(m, r#"invalid type: string "…", expected a map"#);
+    }
+
     use super::*;
 
     /// Writes a self-signed certificate and its key as `server.crt` and `server.key` in `dir`.

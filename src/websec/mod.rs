@@ -144,15 +144,21 @@ impl WebSecurity {
         live.stamp = now;
         live.failed_at = Some(Instant::now());
         match file::load(&self.path) {
-            Ok(loaded) if loaded.tls.is_some() != self.tls => {
+            // A file caught half-written must never turn protection off:
+            // TLS and basic auth are switched on or off by a restart only.
+            Ok(loaded) if loaded.tls.is_some() != self.tls || loaded.users.is_empty() != live.loaded.users.is_empty() => {
                 self.metrics.reload_successful.set(0);
-                let problem = "adding or removing tls_server_config needs a restart";
+                let problem = "adding or removing tls_server_config or basic_auth_users needs a restart";
                 if live.log.note() {
                     tracing::error!(path = %self.path.display(), problem, failures = live.log.taken(), "cannot reload the web config; the last good one stays in force");
                 }
             }
             Ok(loaded) => {
-                live.stamp = stamps(&loaded.watched);
+                // The stamps taken before reading, when the same files are
+                // watched: a write landing after the read is seen next time.
+                if loaded.watched != live.loaded.watched {
+                    live.stamp = stamps(&loaded.watched);
+                }
                 live.loaded = Arc::new(loaded);
                 live.failed_at = None;
                 self.auth.clear();
