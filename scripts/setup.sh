@@ -2,10 +2,11 @@
 # Installs what the tests, the demo and the benchmarks need, on a bare Debian
 # machine with Rust and Python 3: SecantusDB (a MongoDB wire-protocol server)
 # in ./.venv, Prometheus (with promtool), Alertmanager (with amtool), wrk,
-# mtail, Chromium (for the browser tests), systemd (for systemd-analyze) and
-# (where the machine has none) Node.js with npm from Debian, and cargo-deb
-# (pinned) with cargo. With --tests, also the mongoose test app's packages
-# (tests/mongoose, pinned by its package-lock), which only the test suite uses.
+# mtail and (where the machine has none) Node.js with npm from Debian. With
+# --tests (scripts/test.sh), also what only the test suite uses: Chromium (the
+# browser tests) and systemd (systemd-analyze) from Debian, cargo-deb (pinned)
+# with cargo, and the mongoose test app's packages (tests/mongoose, pinned by
+# its package-lock).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +22,15 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v mtail >/dev/null 2>&1 || need+=(mtail)
 { command -v node && command -v npm; } >/dev/null 2>&1 || need+=(nodejs npm)
-# The browser tests (tests/browser.rs) open the pages in a headless Chromium.
-# Large (some 300 MB installed), so only when missing.
-{ command -v chromium || command -v chromium-browser; } >/dev/null 2>&1 || need+=(chromium)
-# systemd-analyze verifies packaging/uniqwatch.service (tests/packaging.rs).
-command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+tests=false
+[ "${1:-}" = "--tests" ] && tests=true
+if $tests; then
+  # The browser tests (tests/browser.rs) open the pages in a headless Chromium.
+  # Large (some 300 MB installed), so only for the tests, and only when missing.
+  { command -v chromium || command -v chromium-browser; } >/dev/null 2>&1 || need+=(chromium)
+  # systemd-analyze verifies packaging/uniqwatch.service (tests/packaging.rs).
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian"
   sudo_cmd=()
@@ -40,7 +45,7 @@ fi
 
 # cargo deb builds the Debian package that tests/packaging.rs installs.
 CARGO_DEB_VERSION=3.8.0
-if ! cargo deb --version >/dev/null 2>&1; then
+if $tests && ! cargo deb --version >/dev/null 2>&1; then
   echo "setup: installing cargo-deb $CARGO_DEB_VERSION with cargo"
   cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --quiet
 fi
@@ -56,7 +61,7 @@ if [ ! -x .venv/bin/secantusd-py ]; then
   fi
 fi
 
-if [ "${1:-}" = "--tests" ] && [ ! -d tests/mongoose/node_modules/mongoose ]; then
+if $tests && [ ! -d tests/mongoose/node_modules/mongoose ]; then
   echo "setup: installing the mongoose test app's packages (npm ci in tests/mongoose)"
   if ! npm ci --prefix tests/mongoose --no-audit --no-fund --loglevel=error >/dev/null; then
     echo "setup: npm ci in tests/mongoose failed" >&2
