@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::checks::{self, CheckName, Group};
+use crate::checks::{self, CheckName};
 use crate::config::{CanonicalConfig, Preset};
 use crate::html::escape;
 use crate::logs::LogTotals;
@@ -281,9 +281,9 @@ th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b0002
             key = escape(&c.key.to_string()),
             sparse = if c.sparse { " (sparse)" } else { "" },
             sched = escape(&c.schedule),
-            runs = st.runs,
+            runs = st.key.runs,
             skipped = st.skipped,
-            running = st.running_since.map(|t| format!("; a run is going since {}", when(t))).unwrap_or_default(),
+            running = st.key.running_since.map(|t| format!("; a run is going since {}", when(t))).unwrap_or_default(),
         );
         if let Some(canonical) = &c.canonical {
             let _ = write!(
@@ -291,17 +291,13 @@ th{{background:#f3f3f3}} .ok{{color:#176f2c;font-weight:600}} .bad{{color:#b0002
                 "<p>Canonical key: <code>{}</code>; its checks read every document, on schedule <code>{}</code> (UTC). Passes: {}{}.</p>",
                 escape(&canonical_text(canonical)),
                 escape(&canonical.schedule),
-                st.canonical_runs,
-                st.canonical_running_since.map(|t| format!("; a pass is going since {}", when(t))).unwrap_or_default(),
+                st.canonical.runs,
+                st.canonical.running_since.map(|t| format!("; a pass is going since {}", when(t))).unwrap_or_default(),
             );
         }
         h.push_str("<div class=\"scroll\"><table><tr><th>check</th><th>result</th><th>ran at</th><th>took</th><th>last success</th></tr>");
         for check in checks::checks_of(c) {
-            let last = match check.group() {
-                Group::Key => st.last_run.as_ref(),
-                Group::Canonical => st.last_canonical.as_ref(),
-            };
-            let result = last.and_then(|r| r.result(check));
+            let result = st.group(check.group()).last_run.as_ref().and_then(|r| r.result(check));
             let (class, text, at, took) = match result {
                 None => ("muted", "not run yet".to_string(), String::new(), String::new()),
                 Some(r) => {

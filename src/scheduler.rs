@@ -242,7 +242,7 @@ mod tests {
     async fn runs_finished(state: &State, n: u64) {
         for _ in 0..2000 {
             let status = state.targets[0].status();
-            if status.runs >= n && status.canonical_runs >= n {
+            if status.key.runs >= n && status.canonical.runs >= n {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

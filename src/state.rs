@@ -34,26 +34,43 @@ pub struct TargetSlot {
 /// What the landing page and `/readyz` need of a target.
 #[derive(Debug, Clone, Default)]
 pub struct TargetStatus {
+    /// Scheduled runs skipped (both groups) because the previous one was still going.
+    pub skipped: u64,
+    /// The key checks' runs (`schedule`).
+    pub key: GroupStatus,
+    /// The canonical checks' runs (`canonical.schedule`).
+    pub canonical: GroupStatus,
+    /// When each check last succeeded.
+    pub last_success: BTreeMap<CheckName, DateTime<Utc>>,
+}
+
+/// The runs of one group of checks of a target.
+#[derive(Debug, Clone, Default)]
+pub struct GroupStatus {
     /// Runs finished since start-up.
     pub runs: u64,
-    /// Scheduled runs skipped because the previous one was still going.
-    pub skipped: u64,
     /// Ticks skipped while the current run goes on, so only the first is logged.
     pub skipped_this_run: u64,
     /// When the run now going started, if one is.
     pub running_since: Option<DateTime<Utc>>,
-    /// The last finished run of the key checks (`schedule`).
+    /// The last finished run.
     pub last_run: Option<TargetRun>,
-    /// Runs of the canonical checks finished since start-up.
-    pub canonical_runs: u64,
-    /// When the canonical pass now going started, if one is.
-    pub canonical_running_since: Option<DateTime<Utc>>,
-    /// Canonical ticks skipped while the current pass goes on.
-    pub canonical_skipped_this_run: u64,
-    /// The last finished run of the canonical checks (`canonical.schedule`).
-    pub last_canonical: Option<TargetRun>,
-    /// When each check last succeeded.
-    pub last_success: BTreeMap<CheckName, DateTime<Utc>>,
+}
+
+impl TargetStatus {
+    pub fn group(&self, group: Group) -> &GroupStatus {
+        match group {
+            Group::Key => &self.key,
+            Group::Canonical => &self.canonical,
+        }
+    }
+
+    fn group_mut(&mut self, group: Group) -> &mut GroupStatus {
+        match group {
+            Group::Key => &mut self.key,
+            Group::Canonical => &mut self.canonical,
+        }
+    }
 }
 
 impl State {
@@ -76,7 +93,7 @@ impl State {
         let waiting: Vec<&str> = self
             .targets
             .iter()
-            .filter(|t| t.status().runs == 0)
+            .filter(|t| t.status().key.runs == 0)
             .map(|t| t.config.name.as_str())
             .collect();
         (!waiting.is_empty()).then(|| format!("waiting for the first run of: {}", waiting.join(", ")))
@@ -114,10 +131,7 @@ impl TargetSlot {
     /// Notes that a run of `group` started, for the landing page.
     pub fn run_started(&self, group: Group) {
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
-        match group {
-            Group::Key => status.running_since = Some(Utc::now()),
-            Group::Canonical => status.canonical_running_since = Some(Utc::now()),
-        }
+        status.group_mut(group).running_since = Some(Utc::now());
     }
 
     /// Counts a tick that found the previous run still going; logs the first
@@ -126,16 +140,10 @@ impl TargetSlot {
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
         status.skipped += 1;
         metrics.runs_skipped_total.with_label_values(&[&self.config.name]).inc();
-        if group == Group::Canonical {
-            status.canonical_skipped_this_run += 1;
-            if status.canonical_skipped_this_run == 1 {
-                tracing::warn!(target = %self.config.name, "previous canonical pass still going; scheduled passes are skipped until it ends");
-            }
-            return;
-        }
-        status.skipped_this_run += 1;
-        if status.skipped_this_run == 1 {
-            tracing::warn!(target = %self.config.name, "previous run still going; scheduled runs are skipped until it ends");
+        let g = status.group_mut(group);
+        g.skipped_this_run += 1;
+        if g.skipped_this_run == 1 {
+            tracing::warn!(target = %self.config.name, checks = group.name(), "previous run still going; scheduled runs are skipped until it ends");
         }
     }
 
@@ -143,32 +151,19 @@ impl TargetSlot {
     pub fn run_finished(&self, run: TargetRun, metrics: &Metrics) {
         let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
         let group = run.group();
-        let previous = match group {
-            Group::Key => status.last_run.as_ref(),
-            Group::Canonical => status.last_canonical.as_ref(),
-        };
-        checks::record(&run, previous, metrics);
+        checks::record(&run, status.group(group).last_run.as_ref(), metrics);
         for r in &run.results {
             if r.outcome.is_ok() {
                 status.last_success.insert(r.check, r.started_at);
             }
         }
-        if group == Group::Canonical {
-            if status.canonical_skipped_this_run > 0 {
-                tracing::info!(target = %self.config.name, skipped = status.canonical_skipped_this_run, "long canonical pass ended; scheduled passes resume");
-                status.canonical_skipped_this_run = 0;
-            }
-            status.canonical_runs += 1;
-            status.canonical_running_since = None;
-            status.last_canonical = Some(run);
-            return;
+        let g = status.group_mut(group);
+        if g.skipped_this_run > 0 {
+            tracing::info!(target = %self.config.name, checks = group.name(), skipped = g.skipped_this_run, "long run ended; scheduled runs resume");
+            g.skipped_this_run = 0;
         }
-        if status.skipped_this_run > 0 {
-            tracing::info!(target = %self.config.name, skipped = status.skipped_this_run, "long run ended; scheduled runs resume");
-            status.skipped_this_run = 0;
-        }
-        status.runs += 1;
-        status.running_since = None;
-        status.last_run = Some(run);
+        g.runs += 1;
+        g.running_since = None;
+        g.last_run = Some(run);
     }
 }

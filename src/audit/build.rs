@@ -416,11 +416,7 @@ fn offending_keys(samples: &[SampleSeen]) -> (Vec<OffendingKey>, u64) {
             slot.runs += seen.runs;
             slot.first_seen = slot.first_seen.min(seen.first_seen);
             slot.last_seen = slot.last_seen.max(seen.last_seen);
-            for id in &entry.ids {
-                if slot.ids.len() < MAX_IDS_PER_KEY && !slot.ids.contains(id) {
-                    slot.ids.push(id.clone());
-                }
-            }
+            push_bounded(&mut slot.ids, &entry.ids);
         }
     }
     let total = by_key.len() as u64;

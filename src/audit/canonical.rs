@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{AuditError, ChecksReport, CurrentState, NowReport, MAX_IDS_PER_KEY, MAX_OFFENDING_KEYS};
+use super::{push_bounded, AuditError, ChecksReport, CurrentState, NowReport, MAX_OFFENDING_KEYS};
 use crate::checks::{CanonicalSample, CheckName, MismatchKind, MismatchSample};
 use crate::store::query::{DuplicatesDay, KeyConsistencyDay, SampleSeen};
 use crate::store::Store;
@@ -374,13 +374,8 @@ fn offending_values(samples: &[SampleSeen<CanonicalSample>]) -> (Vec<OffendingVa
             slot.runs += seen.runs;
             slot.first_seen = slot.first_seen.min(seen.first_seen);
             slot.last_seen = slot.last_seen.max(seen.last_seen);
-            for (into, from) in [(&mut slot.ids, &entry.ids), (&mut slot.keys, &entry.keys)] {
-                for v in from {
-                    if into.len() < MAX_IDS_PER_KEY && !into.contains(v) {
-                        into.push(v.clone());
-                    }
-                }
-            }
+            push_bounded(&mut slot.ids, &entry.ids);
+            push_bounded(&mut slot.keys, &entry.keys);
         }
     }
     let total = by_value.len() as u64;
@@ -457,7 +452,7 @@ mod tests {
         assert_eq!(total, 2);
         assert_eq!(values[0].canonical, json!("a_b"));
         assert_eq!(values[0].count, 3);
-        assert_eq!(values[0].ids.len(), MAX_IDS_PER_KEY, "ids are bounded");
+        assert_eq!(values[0].ids.len(), super::super::MAX_IDS_PER_KEY, "ids are bounded");
         assert_eq!(values[0].keys, vec![json!("a_b"), json!("b_a"), json!("B_A")]);
         assert_eq!(values[0].runs, 5);
         assert_eq!((values[0].first_seen, values[0].last_seen), (utc(2026, 10, 2, 0), utc(2026, 10, 6, 0)));

@@ -57,6 +57,16 @@ pub use month::{Month, MonthParseError};
 pub const MAX_OFFENDING_KEYS: usize = 100;
 /// How many document ids a report lists per offending key.
 pub const MAX_IDS_PER_KEY: usize = 50;
+
+/// Adds the values of `from` that `into` does not hold yet, keeping at most
+/// [`MAX_IDS_PER_KEY`]: how a month's samples merge their ids (and keys).
+fn push_bounded(into: &mut Vec<serde_json::Value>, from: &[serde_json::Value]) {
+    for v in from {
+        if into.len() < MAX_IDS_PER_KEY && !into.contains(v) {
+            into.push(v.clone());
+        }
+    }
+}
 /// How many suffixed names (`….1.md`, `….2.md`, …) are tried before giving up.
 const MAX_REPORT_SUFFIX: u32 = 999;
 

@@ -89,6 +89,14 @@ impl Group {
         }
     }
 
+    /// The group's name in log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Key => "key",
+            Group::Canonical => "canonical",
+        }
+    }
+
     /// Whether `target` has checks of this group.
     pub fn applies_to(self, target: &TargetConfig) -> bool {
         match self {
